@@ -1,0 +1,227 @@
+"""GCS backend (google-cloud-storage). Honours STORAGE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT.
+
+google.cloud.storage is imported lazily, on first use, so ``import shared.storage`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from shared.storage._bucket import BucketLayout, as_stream
+from shared.storage.base import ObjectInfo, StorageError, StorageNotFound, guess_content_type
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Blob, Bucket, Client
+
+MIB = 1024 * 1024
+DEFAULT_RESUMABLE_THRESHOLD = 8 * MIB
+CHUNK_GRANULARITY = 256 * 1024  # resumable chunk sizes must be multiples of 256 KiB
+
+
+def _chunk_size(requested: int) -> int:
+    return max(CHUNK_GRANULARITY, requested // CHUNK_GRANULARITY * CHUNK_GRANULARITY)
+
+
+class GcsStorage:
+    """A ``Storage`` over ``gs://bucket/prefix``; one lazily created client."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        resumable_threshold: int = DEFAULT_RESUMABLE_THRESHOLD,
+        chunk_size: int | None = None,
+        client: Client | None = None,
+    ) -> None:
+        self._layout = BucketLayout("gs", bucket, prefix)
+        self.bucket = bucket
+        self.base_url = self._layout.base_url
+        self.resumable_threshold = max(resumable_threshold, 1)
+        self.chunk_size = _chunk_size(chunk_size or max(self.resumable_threshold, MIB))
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._bucket_handle: Bucket | None = None
+        self._bucket_checked = False
+
+    def __repr__(self) -> str:
+        return f"GcsStorage({self.base_url!r})"
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        """The storage client, created on first use (anonymous against an emulator)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    from google.cloud import storage
+
+                    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+                    if os.environ.get("STORAGE_EMULATOR_HOST"):
+                        from google.auth.credentials import AnonymousCredentials
+
+                        self._client = storage.Client(
+                            project=project or "local", credentials=AnonymousCredentials()
+                        )
+                    else:
+                        self._client = storage.Client(project=project)
+        return self._client
+
+    @property
+    def _bucket(self) -> Bucket:
+        if self._bucket_handle is None:
+            self._bucket_handle = self.client.bucket(self.bucket)
+        return self._bucket_handle
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        import requests
+        from google.api_core.exceptions import GoogleAPICallError
+        from google.auth.exceptions import GoogleAuthError
+
+        return (GoogleAPICallError, GoogleAuthError, requests.RequestException)
+
+    def _is_not_found(self, exc: Exception) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        return isinstance(exc, NotFound)
+
+    def _missing_bucket(self) -> StorageError:
+        return StorageError(f"GCS bucket {self.bucket!r} does not exist ({self.base_url})")
+
+    def _wrap(self, exc: Exception, action: str, key: str | None) -> StorageError:
+        """Translate a client error into a ``StorageError`` naming the URL (never credentials)."""
+        where = self._layout.url(key) if key is not None else self.base_url
+        code = getattr(exc, "code", None)
+        message = getattr(exc, "message", None) or str(exc)
+        prefix = f"{code} " if isinstance(code, int) else ""
+        return StorageError(f"cannot {action} {where}: {prefix}{message}")
+
+    def _ensure_bucket(self) -> None:
+        """Raise a clear ``StorageError`` if the bucket is missing (checked once, then cached)."""
+        if self._bucket_checked:
+            return
+        try:
+            found = self._bucket.exists()
+        except self._errors() as exc:
+            raise self._wrap(exc, "check bucket of", None) from exc
+        if not found:
+            raise self._missing_bucket()
+        self._bucket_checked = True
+
+    def _get_blob(self, key: str, action: str) -> Blob | None:
+        name = self._layout.name(key)
+        try:
+            blob = self._bucket.get_blob(name)
+        except self._errors() as exc:
+            raise self._wrap(exc, action, key) from exc
+        if blob is None:
+            self._ensure_bucket()
+        return blob
+
+    def _info(self, key: str, blob: Blob) -> ObjectInfo:
+        return ObjectInfo(key=key, size=int(blob.size or 0), etag=blob.etag, updated=blob.updated)
+
+    # -- contract ----------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes:
+        """Return the object's bytes; ``StorageNotFound`` if absent."""
+        name = self._layout.name(key)
+        try:
+            data: bytes = self._bucket.blob(name).download_as_bytes()
+        except self._errors() as exc:
+            if self._is_not_found(exc):
+                self._ensure_bucket()
+                raise StorageNotFound(f"no object at {self._layout.url(key)}") from exc
+            raise self._wrap(exc, "read", key) from exc
+        return data
+
+    def open_read(self, key: str) -> BinaryIO:
+        """Return ``blob.open('rb')`` for the object's current generation."""
+        blob = self._get_blob(key, "read")
+        if blob is None:
+            raise StorageNotFound(f"no object at {self._layout.url(key)}")
+        reader: BinaryIO = blob.open("rb", chunk_size=self.chunk_size)
+        return reader
+
+    def write(
+        self, key: str, data: bytes | BinaryIO, *, content_type: str | None = None
+    ) -> ObjectInfo:
+        """Simple upload up to the threshold, else a chunked resumable upload.
+
+        Either way the object only becomes visible when the upload is finalized.
+        """
+        name = self._layout.name(key)
+        stream, size = as_stream(data)
+        chunk = self.chunk_size if size > self.resumable_threshold else None
+        blob = self._bucket.blob(name, chunk_size=chunk)
+        try:
+            blob.upload_from_file(
+                stream, size=size, content_type=content_type or guess_content_type(key)
+            )
+        except self._errors() as exc:
+            if self._is_not_found(exc):
+                raise self._missing_bucket() from exc
+            raise self._wrap(exc, "write", key) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._layout.url(key)}: {exc}") from exc
+        return self._info(key, blob)
+
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """Upload with ``if_generation_match=0``; a 412 means the object already exists."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._bucket.blob(self._layout.name(key))
+        try:
+            blob.upload_from_string(
+                data, content_type=guess_content_type(key), if_generation_match=0
+            )
+        except PreconditionFailed:
+            return False
+        except self._errors() as exc:
+            if self._is_not_found(exc):
+                raise self._missing_bucket() from exc
+            raise self._wrap(exc, "create", key) from exc
+        return True
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Object metadata, or None if absent (a missing bucket raises)."""
+        blob = self._get_blob(key, "stat")
+        return None if blob is None else self._info(key, blob)
+
+    def exists(self, key: str) -> bool:
+        """True if an object exists at the key."""
+        return self.stat(key) is not None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """``objects.list`` under the root prefix; GCS returns names in lexicographic order."""
+        full_prefix = self._layout.list_prefix(prefix)
+        try:
+            blobs: Any = self.client.list_blobs(self.bucket, prefix=full_prefix)
+            for blob in blobs:
+                key = self._layout.key_of(blob.name)
+                if key is not None:
+                    yield self._info(key, blob)
+        except self._errors() as exc:
+            if self._is_not_found(exc):
+                raise self._missing_bucket() from exc
+            raise self._wrap(exc, "list", None) from exc
+
+    def delete(self, key: str) -> None:
+        """Delete the object; an absent object is fine, an absent bucket raises."""
+        blob = self._bucket.blob(self._layout.name(key))
+        try:
+            blob.delete()
+        except self._errors() as exc:
+            if self._is_not_found(exc):
+                self._ensure_bucket()
+                return
+            raise self._wrap(exc, "delete", key) from exc
+
+    def url(self, key: str) -> str:
+        """``gs://bucket/prefix/key``."""
+        self._layout.name(key)
+        return self._layout.url(key)
