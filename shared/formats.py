@@ -1,0 +1,205 @@
+"""Output formats: DataFrame → Parquet / CSV / JSON Lines bytes, and Hive-style partitioning.
+
+Parquet uses zstd by default: files are ~25-40% smaller than snappy at similar write speed
+(level 1) and every current reader (Spark, DuckDB, Athena, BigQuery, pandas) decodes it.
+Row groups hold up to 1 Mi rows, pyarrow's own default: big enough for good compression and
+few footers, small enough to bound writer memory and let readers skip groups.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from shared.errors import TransformError
+
+OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
+PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
+TEXT_COMPRESSIONS = ("gzip", "none")
+DEFAULT_PARQUET_COMPRESSION = "zstd"
+PARQUET_ROW_GROUP_ROWS = 1 << 20
+JSONL_CHUNK_ROWS = 100_000
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_RE = r"^[=+\-@\t\r]"
+# Characters Hive escapes in partition values (FileUtils.escapePathName), plus controls.
+_HIVE_ESCAPE = frozenset("\"#%'*/:=?\\\x7f{[]^") | frozenset(chr(c) for c in range(1, 32))
+
+
+class _CountingWriter(io.RawIOBase):
+    """Forwards writes to ``dest`` and counts bytes; closing it leaves ``dest`` open."""
+
+    def __init__(self, dest: BinaryIO) -> None:
+        self._dest = dest
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        written = self._dest.write(data)
+        size = memoryview(data).nbytes if written is None else written
+        self.count += size
+        return size
+
+    def flush(self) -> None:
+        self._dest.flush()
+
+
+def extension(fmt: str, compression: str | None = None) -> str:
+    """File extension for an output: ".parquet", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz"."""
+    _check(fmt, compression)
+    if fmt == "parquet":
+        return ".parquet"
+    return f".{fmt}.gz" if compression == "gzip" else f".{fmt}"
+
+
+def write_table(
+    df: pd.DataFrame,
+    fmt: str,
+    dest: BinaryIO,
+    *,
+    compression: str | None = None,
+    escape_formulas: bool = True,
+) -> int:
+    """Write ``df`` (without its index) to ``dest``; returns the number of bytes written.
+
+    parquet: compression zstd (default), snappy, gzip, brotli, lz4 or none.
+    csv: UTF-8 with a header; ``escape_formulas`` prefixes text cells starting with
+    = + - @ tab CR with ``'`` (OWASP CSV injection); numeric columns are never touched.
+    jsonl: one JSON object per row, ISO 8601 dates. csv and jsonl accept compression "gzip".
+    """
+    _check(fmt, compression)
+    counter = _CountingWriter(dest)
+    if fmt == "parquet":
+        codec = compression or DEFAULT_PARQUET_COMPRESSION
+        pq.write_table(
+            to_arrow(df),
+            counter,
+            compression="none" if codec == "none" else codec,
+            row_group_size=PARQUET_ROW_GROUP_ROWS,
+        )
+        return counter.count
+    if compression == "gzip":
+        with gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6) as zipped:
+            _write_text(df, fmt, zipped, escape_formulas)  # type: ignore[arg-type]
+    else:
+        _write_text(df, fmt, counter, escape_formulas)  # type: ignore[arg-type]
+    return counter.count
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """DataFrame → Arrow table without the index (zero-copy for Arrow-backed columns).
+
+    A column Arrow cannot type (e.g. ints mixed with strings) raises ``TransformError``
+    naming it.
+    """
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        for name in df.columns:
+            try:
+                pa.array(df[name], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as inner:
+                raise TransformError(
+                    f"column {name!r} cannot be written: {inner}; add a cast step to give it "
+                    "one type"
+                ) from None
+        raise TransformError(f"table cannot be converted for writing: {exc}") from None
+
+
+def _check(fmt: str, compression: str | None) -> None:
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r} (known: {', '.join(OUTPUT_FORMATS)})")
+    allowed = PARQUET_COMPRESSIONS if fmt == "parquet" else TEXT_COMPRESSIONS
+    if compression is not None and compression not in allowed:
+        raise ValueError(
+            f"compression {compression!r} is not available for {fmt} (use {', '.join(allowed)})"
+        )
+
+
+def _write_text(df: pd.DataFrame, fmt: str, sink: BinaryIO, escape_formulas: bool) -> None:
+    if fmt == "csv":
+        table = to_arrow(df)
+        if escape_formulas:
+            table = escape_formula_cells(table)
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=True))
+        return
+    for start in range(0, max(len(df), 1), JSONL_CHUNK_ROWS):
+        chunk = df.iloc[start : start + JSONL_CHUNK_ROWS]
+        if chunk.empty:
+            break
+        text = chunk.to_json(
+            orient="records", lines=True, date_format="iso", date_unit="ms", force_ascii=False
+        )
+        sink.write(text.encode("utf-8"))
+        if not text.endswith("\n"):
+            sink.write(b"\n")
+
+
+def escape_formula_cells(table: pa.Table) -> pa.Table:
+    """Prefix ``'`` to string cells starting with = + - @ tab or CR (string columns only)."""
+    for index, field in enumerate(table.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        column = table.column(index)
+        risky = pc.match_substring_regex(column, _FORMULA_RE)
+        if not pc.any(risky).as_py():
+            continue
+        escaped = pc.if_else(
+            risky,
+            pc.binary_join_element_wise(
+                pa.scalar("'", field.type), column, pa.scalar("", field.type)
+            ),
+            column,
+        )
+        table = table.set_column(index, field, escaped)
+    return table
+
+
+def hive_escape(value: str) -> str:
+    """Escape a partition value like Hive: ``"a/b"`` → ``"a%2Fb"``."""
+    return "".join(f"%{ord(char):02X}" if char in _HIVE_ESCAPE else char for char in value)
+
+
+def partition_value(value: object) -> str:
+    """A partition value as a path-safe string; nulls → ``__HIVE_DEFAULT_PARTITION__``."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return HIVE_NULL
+    if isinstance(value, float) and value != value:
+        return HIVE_NULL
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, pd.Timestamp):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return hive_escape(text) if text else HIVE_NULL
+
+
+def split_partitions(
+    df: pd.DataFrame, columns: list[str]
+) -> Iterator[tuple[list[tuple[str, str]], pd.DataFrame]]:
+    """Split into Hive partitions: yields ``([("region", "EU"), ("year", "2024")], rows)``
+    in sorted key order; the partition columns are dropped from each part."""
+    missing = [name for name in columns if name not in df.columns]
+    if missing:
+        raise ValueError(f"unknown partition column(s): {', '.join(missing)}")
+    if not columns:
+        yield [], df
+        return
+    grouped = df.groupby(columns, dropna=False, sort=True, observed=True)
+    for key, part in grouped:
+        values = key if isinstance(key, tuple) else (key,)
+        labels = [
+            (name, partition_value(value)) for name, value in zip(columns, values, strict=True)
+        ]
+        yield labels, part.drop(columns=columns).reset_index(drop=True)
