@@ -1,0 +1,179 @@
+"""DriveClient: the public face of the Drive API v3 client (walk, fetch, fetch_many)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime
+from typing import IO, Any
+
+from shared.drive.auth import DriveAuth, auth_from_env, mask_secrets
+from shared.drive.download import CHUNK_SIZE, export_mime, fetch_file
+from shared.drive.filters import FileFilter
+from shared.drive.http import DriveHttp, Timeout
+from shared.drive.listing import TreeWalker
+from shared.drive.models import ClientStats, DriveFile, FetchResult
+from shared.drive.retry import RetryPolicy
+from shared.errors import DriveError
+
+DEFAULT_BASE_URL = "https://www.googleapis.com/drive/v3"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT: Timeout = (10.0, 60.0)  # (connect, read) seconds
+
+
+class DriveClient:
+    """Lists Drive folders and downloads their files, in parallel, retried and verified."""
+
+    def __init__(
+        self,
+        auth: DriveAuth,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        chunk_size: int = CHUNK_SIZE,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.chunk_size = chunk_size
+        self.stats = ClientStats()
+        # Listing requests are small and latency-bound: walks use twice the threads.
+        self.walk_workers = 2 * concurrency
+        # walk and fetch_many may run side by side: room for both pools' connections.
+        self._http = DriveHttp(
+            base_url,
+            auth,
+            retry=retry or RetryPolicy(),
+            timeout=timeout,
+            pool_size=self.walk_workers + concurrency + 2,
+            stats=self.stats,
+            sleep=sleep,
+            seed=seed,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DriveClient:
+        """Build a client from DRIVE_API_URL and credentials in ``env`` (default os.environ).
+
+        Credentials: DRIVE_ACCESS_TOKEN, DRIVE_SERVICE_ACCOUNT_JSON, GOOGLE_APPLICATION_CREDENTIALS
+        or DRIVE_API_KEY (first one set wins). ``overrides`` go to the constructor
+        (``auth=`` replaces the credentials from the environment).
+        """
+        env = os.environ if env is None else env
+        auth = overrides.pop("auth", None) or auth_from_env(env)
+        base_url = overrides.pop("base_url", None) or env.get("DRIVE_API_URL") or DEFAULT_BASE_URL
+        return cls(auth, base_url=base_url, **overrides)
+
+    @property
+    def base_url(self) -> str:
+        """The Drive API base URL this client talks to."""
+        return self._http.base_url
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> DriveClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DriveClient(base_url={mask_secrets(self.base_url)!r}, auth={self._http.auth!r})"
+
+    def walk(
+        self,
+        folder_id: str,
+        *,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        mime_types: Iterable[str] | None = None,
+        modified_since: datetime | None = None,
+        drive_id: str | None = None,
+    ) -> Iterator[DriveFile]:
+        """Yield every file under ``folder_id`` that passes the filters, with unique paths.
+
+        Globs match the whole relative path (``**`` crosses folders); ``mime_types`` takes
+        MIME types or format names (csv, tsv, xlsx, xls, json, jsonl, parquet, gsheet).
+        Files that cannot be fetched are still yielded, with ``skip_reason`` set.
+        ``drive_id`` (shared drive) is read from the root folder when not given. Folders in
+        the same name collision group are all tagged (``name~1a2b3c4d``), like files; with
+        ``modified_since`` only changed files are listed, so a collision with an unchanged file
+        goes unseen and the changed one keeps its plain name.
+        Files are yielded folder by folder as listings complete (not in a sorted order).
+        """
+        filters = FileFilter.build(include, exclude, mime_types, modified_since)
+        walker = TreeWalker(self._http, filters, drive_id=drive_id)
+        yield from walker.walk(folder_id, workers=self.walk_workers)
+
+    def fetch(self, file: DriveFile, dest: IO[bytes], *, sheet_format: str = "csv") -> FetchResult:
+        """Write ``file``'s bytes to the seekable ``dest`` (Sheets exported as csv or xlsx).
+
+        Retries rewind ``dest`` to its position on entry and truncate it there.
+        """
+        return fetch_file(
+            self._http, file, dest, sheet_format=sheet_format, chunk_size=self.chunk_size
+        )
+
+    def fetch_many(
+        self,
+        files: Iterable[DriveFile],
+        open_dest: Callable[[DriveFile], IO[bytes]],
+        *,
+        concurrency: int | None = None,
+        sheet_format: str = "csv",
+    ) -> Iterator[tuple[DriveFile, FetchResult | DriveError]]:
+        """Fetch ``files`` in parallel, yielding ``(file, result or error)`` as each completes.
+
+        ``open_dest(file)`` is called in a worker thread and must return a new seekable binary
+        stream; fetch_many closes it afterwards. Skipped files are reported without a request
+        or a destination. ``files`` is consumed lazily, so it can be a running ``walk``.
+        """
+        export_mime(sheet_format)  # fail fast on a bad format, before any request
+        workers = concurrency or self.concurrency
+        self._http.ensure_pool(workers + self.walk_workers + 2)  # a walk may run alongside
+        source = iter(files)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drive-fetch")
+        pending: dict[Future[FetchResult | DriveError], DriveFile] = {}
+
+        def top_up() -> None:
+            while len(pending) < 2 * workers:
+                file = next(source, None)
+                if file is None:
+                    return
+                pending[pool.submit(self._fetch_one, file, open_dest, sheet_format)] = file
+
+        try:
+            top_up()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+                top_up()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch_one(
+        self, file: DriveFile, open_dest: Callable[[DriveFile], IO[bytes]], sheet_format: str
+    ) -> FetchResult | DriveError:
+        if file.skip_reason:
+            return DriveError(f"{file.path}: {file.skip_reason}", reason="notDownloadable")
+        try:
+            dest = open_dest(file)
+        except OSError as exc:
+            return DriveError(f"{file.path}: cannot open destination: {exc}", reason="localIO")
+        try:
+            return self.fetch(file, dest, sheet_format=sheet_format)
+        except DriveError as exc:
+            return exc
+        except OSError as exc:
+            return DriveError(f"{file.path}: cannot write destination: {exc}", reason="localIO")
+        finally:
+            dest.close()

@@ -1,0 +1,215 @@
+"""One pooled requests.Session with credentials, timeouts and retries for Drive API calls."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from shared.drive.auth import DriveAuth, mask_secrets
+from shared.drive.models import ClientStats
+from shared.drive.retry import RetryPolicy, error_from_response, retry_after_seconds, retry_label
+from shared.errors import DriveError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Timeout = tuple[float, float]
+
+
+class _AttemptFailed(Exception):
+    """One attempt failed with ``error``; ``retry_after`` is the server's hint, if any."""
+
+    def __init__(self, error: DriveError, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _transport_error(exc: requests.RequestException, what: str) -> DriveError:
+    """Map a requests exception to a (retryable) DriveError without leaking the URL's key."""
+    if isinstance(exc, requests.Timeout):
+        reason = "timeout"
+    elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        reason = "truncated"
+    elif isinstance(exc, requests.ConnectionError):
+        reason = "connectionError"
+    else:
+        reason = "requestError"
+    detail = mask_secrets(f"{type(exc).__name__}: {exc}")[:300]
+    return DriveError(f"{what}: {detail}", reason=reason)
+
+
+class DriveHttp:
+    """Sends GET requests to the Drive API, retrying transient failures per a RetryPolicy."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: DriveAuth,
+        *,
+        retry: RetryPolicy,
+        timeout: Timeout,
+        pool_size: int,
+        stats: ClientStats,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.retry = retry
+        self.timeout = timeout
+        self.stats = stats
+        self._sleep = sleep
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self.session = requests.Session()
+        self.pool_size = 0
+        self.ensure_pool(pool_size)
+
+    def ensure_pool(self, size: int) -> None:
+        """Keep at least ``size`` pooled connections per host (so no connection is discarded)."""
+        if size <= self.pool_size:
+            return
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.pool_size = size
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET ``path`` (relative to the base URL) and return its JSON body, with retries."""
+
+        def attempt() -> dict[str, Any]:
+            with self._send(path, params, stream=False) as response:
+                try:
+                    body = response.json()
+                except ValueError:
+                    raise _AttemptFailed(
+                        DriveError(f"GET {path}: response is not JSON", reason="truncated")
+                    ) from None
+            if not isinstance(body, dict):
+                raise DriveError(f"GET {path}: expected a JSON object", status=response.status_code)
+            return body
+
+        return self._with_retries(f"GET {path}", attempt)[0]
+
+    def download(
+        self,
+        path: str,
+        params: dict[str, Any],
+        dest: IO[bytes],
+        *,
+        expected_size: int | None,
+        expected_digest: tuple[str, str] | None,
+        chunk_size: int,
+    ) -> tuple[int, str, int]:
+        """Stream ``path`` into ``dest`` (seekable), verified; return (bytes, hex, attempts).
+
+        ``expected_digest`` is ``(algorithm, hex)`` (sha256 or md5); the returned hex digest is
+        in that algorithm, or sha256 when there is nothing to verify.
+        Every attempt first rewinds ``dest`` to where it stood on entry and truncates it there,
+        so a retried body never mixes with a failed one.
+        """
+        start = dest.tell()
+        algorithm, expected_hex = expected_digest or ("sha256", None)
+
+        def attempt() -> tuple[int, str]:
+            dest.seek(start)
+            dest.truncate()
+            digest = hashlib.new(algorithm, usedforsecurity=False)
+            received = 0
+            with self._send(path, params, stream=True) as response:
+                try:
+                    for chunk in response.iter_content(chunk_size):
+                        dest.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                except requests.RequestException as exc:
+                    raise _AttemptFailed(_transport_error(exc, f"GET {path}")) from None
+                finally:
+                    self.stats.add_bytes(received)
+                declared = response.headers.get("Content-Length")
+                encoded = response.headers.get("Content-Encoding")
+                if declared and not encoded and received < int(declared):
+                    raise _AttemptFailed(self._bad_body(path, "truncated", received, declared))
+            if expected_size is not None and received != expected_size:
+                reason = "truncated" if received < expected_size else "checksumMismatch"
+                raise _AttemptFailed(self._bad_body(path, reason, received, str(expected_size)))
+            actual = digest.hexdigest()
+            if expected_hex and actual != expected_hex.lower():
+                raise _AttemptFailed(
+                    DriveError(
+                        f"GET {path}: {algorithm} {actual} does not match the checksum Drive "
+                        f"reported ({expected_hex})",
+                        reason="checksumMismatch",
+                    )
+                )
+            return received, actual
+
+        (received, actual), attempts = self._with_retries(f"GET {path}", attempt)
+        return received, actual, attempts
+
+    @staticmethod
+    def _bad_body(path: str, reason: str, received: int, expected: str) -> DriveError:
+        return DriveError(
+            f"GET {path}: received {received} bytes, expected {expected}", reason=reason
+        )
+
+    @contextmanager
+    def _send(self, path: str, params: dict[str, Any], *, stream: bool) -> Iterator[Any]:
+        """One authorised GET: yields the response, raises _AttemptFailed for HTTP errors."""
+        query = dict(params)
+        headers: dict[str, str] = {}
+        self.auth.apply(query, headers)
+        url = f"{self.base_url}/{path}"
+        self.stats.add_request()
+        try:
+            response = self.session.get(
+                url, params=query, headers=headers, timeout=self.timeout, stream=stream
+            )
+        except requests.RequestException as exc:
+            raise _AttemptFailed(_transport_error(exc, f"GET {path}")) from None
+        try:
+            if response.status_code >= 400:
+                try:
+                    error = error_from_response(response)
+                except requests.RequestException as exc:
+                    raise _AttemptFailed(_transport_error(exc, f"GET {path}")) from None
+                raise _AttemptFailed(error, retry_after_seconds(response))
+            yield response
+        finally:
+            response.close()
+
+    def _with_retries(self, what: str, attempt: Callable[[], T]) -> tuple[T, int]:
+        """Run ``attempt`` until it succeeds, fails for good, or the attempt bound is reached."""
+        for number in range(1, self.retry.max_attempts + 1):
+            try:
+                result = attempt()
+            except _AttemptFailed as failed:
+                error = failed.error
+                if not error.retryable or number == self.retry.max_attempts:
+                    self.stats.note_attempts(number)
+                    raise error from None
+                with self._rng_lock:
+                    delay = self.retry.delay(number, retry_after=failed.retry_after, rng=self._rng)
+                self.stats.add_retry(retry_label(error))
+                log.debug("%s failed (%s); retry %d in %.3fs", what, error, number, delay)
+                self._sleep(delay)
+                continue
+            except DriveError:
+                self.stats.note_attempts(number)
+                raise
+            self.stats.note_attempts(number)
+            return result, number
+        raise AssertionError("unreachable: max_attempts >= 1")
