@@ -1,0 +1,270 @@
+"""The ``drivepipe`` command line: sync, transform, validate, and the local dev tools.
+
+Exit codes: 0 success, 1 some input failed, 2 bad usage or configuration, 3 a source or
+destination could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import (
+    ConfigError,
+    DriveAuthError,
+    DriveError,
+    DrivepipeError,
+    RetryableError,
+    StorageError,
+)
+from shared.log import configure
+
+if TYPE_CHECKING:
+    from shared.config import Pipeline
+    from shared.manifest import InputRecord, RunManifest
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="drivepipe", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sync = sub.add_parser("sync", help="sync a Drive folder into a destination")
+    _pipeline_args(sync)
+    sync.add_argument("--folder", help="Drive folder id (overrides the pipeline's)")
+    sync.add_argument("--since", type=_timestamp, help="only files modified after this time")
+    sync.add_argument("--concurrency", type=int, help="parallel downloads (default 8)")
+    sync.add_argument("--include", action="append", default=[], help="glob on the relative path")
+    sync.add_argument("--exclude", action="append", default=[], help="glob on the relative path")
+    sync.add_argument("--dry-run", action="store_true", help="list and plan, write nothing")
+    sync.add_argument("--full-refresh", action="store_true", help="ignore the incremental state")
+
+    transform = sub.add_parser("transform", help="run a pipeline on one file, local or in a bucket")
+    transform.add_argument("source", help="path, file://, s3://bucket/key or gs://bucket/key")
+    _pipeline_args(transform)
+
+    validate = sub.add_parser("validate", help="load and validate a pipeline file")
+    validate.add_argument("config", help="pipeline TOML file")
+
+    sub.add_parser("emulator", help="serve a local Drive API v3 emulator", add_help=False)
+    sub.add_parser("demo", help="run the bundled demo on the local stack", add_help=False)
+    dev = sub.add_parser("dev", help="simulate a cloud locally (aws or gcp)", add_help=False)
+    dev.add_argument("cloud", choices=["aws", "gcp"])
+    return parser
+
+
+def _pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dest", help="s3://bucket/prefix, gs://bucket/prefix, or a directory")
+    parser.add_argument("--config", help="pipeline TOML file")
+    parser.add_argument("--pipeline", help="pipeline name in --config")
+    parser.add_argument("--format", choices=["parquet", "csv", "jsonl"], help="output format")
+    parser.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
+
+
+def resolve_pipeline(args: argparse.Namespace) -> Pipeline:
+    """The pipeline from ``--config/--pipeline``, or an ad-hoc one from the flags."""
+    from shared.config import adhoc_pipeline, load_config
+
+    if args.config:
+        cfg = load_config(args.config)
+        name = args.pipeline or (next(iter(cfg.pipelines)) if len(cfg.pipelines) == 1 else None)
+        if name is None:
+            raise ConfigError(
+                f"--pipeline is required: {args.config} defines {', '.join(sorted(cfg.pipelines))}"
+            )
+        pipeline = cfg.get(name)
+        if pipeline is None:
+            raise ConfigError(f"pipeline '{name}' is not defined in {args.config}")
+        output: dict[str, Any] = {}
+        if args.dest:
+            output["url"] = args.dest
+        if args.format:
+            output["format"] = args.format
+        if output:
+            pipeline = pipeline.model_copy(
+                update={"output": pipeline.output.model_copy(update=output)}
+            )
+        return pipeline
+    if not args.dest:
+        raise ConfigError("--dest is required without --config")
+    return adhoc_pipeline(
+        output_url=args.dest,
+        output_format=args.format or "parquet",
+        include=tuple(getattr(args, "include", ())),
+        exclude=tuple(getattr(args, "exclude", ())),
+    )
+
+
+class Reporter:
+    """Progress on stderr: a rich progress bar on a terminal, a line per input otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+        if not quiet and sys.stderr.isatty():
+            try:
+                from rich.progress import Progress
+            except ImportError:
+                return
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("syncing", total=None)
+
+    def __call__(self, record: InputRecord, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total, description=record.path[-40:])
+        elif not self.quiet:
+            print(f"[{done}/{total}] {record.status:<19} {record.path}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def print_summary(manifest: RunManifest, as_json: bool) -> None:
+    """The end-of-run summary on stdout."""
+    summary = manifest.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    counts = ", ".join(f"{k}={v}" for k, v in summary["counts"].items())
+    print(f"run {manifest.run_id} [{manifest.pipeline}] {counts}")
+    for record in manifest.inputs:
+        target = ", ".join(record.output_keys) or record.error or ""
+        print(f"  {record.status:<19} {record.path}  {target}")
+    if summary["manifest"]:
+        print(f"manifest: {summary['manifest']}")
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from shared.pipeline import SyncRequest, run_sync
+
+    pipeline = resolve_pipeline(args)
+    if args.concurrency:
+        pipeline = pipeline.model_copy(update={"concurrency": args.concurrency})
+    if args.config and (args.include or args.exclude):
+        source = pipeline.source.model_copy(
+            update={
+                "include": tuple(args.include) or pipeline.source.include,
+                "exclude": tuple(args.exclude) or pipeline.source.exclude,
+            }
+        )
+        pipeline = pipeline.model_copy(update={"source": source})
+    request = SyncRequest(
+        pipeline=pipeline,
+        trigger="cli",
+        folder_id=args.folder,
+        since=args.since,
+        full_refresh=args.full_refresh,
+        dry_run=args.dry_run,
+    )
+    reporter = Reporter(quiet=args.json)
+    try:
+        manifest = run_sync(request, progress=reporter)
+    finally:
+        reporter.close()
+    print_summary(manifest, args.json)
+    return EXIT_FAILED_INPUTS if manifest.failed else EXIT_OK
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """``s3://b/dir/x.csv`` → (``s3://b/dir``, ``x.csv``); a local path likewise."""
+    from pathlib import Path
+
+    if source.startswith(("s3://", "gs://")):
+        head, _, name = source.rpartition("/")
+        if head.count("/") < 2 or not name:
+            raise ConfigError(f"source must name an object: {source}")
+        return head, name
+    path = Path(source.removeprefix("file://")).resolve()
+    if not path.is_file():
+        raise ConfigError(f"source file not found: {source}")
+    return str(path.parent), path.name
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    from shared.pipeline import ObjectRequest, run_object
+
+    pipeline = resolve_pipeline(args)
+    source_url, relpath = split_source(args.source)
+    manifest = run_object(
+        ObjectRequest(pipeline=pipeline, source_url=source_url, relpath=relpath, trigger="cli")
+    )
+    print_summary(manifest, args.json)
+    return EXIT_FAILED_INPUTS if manifest.failed else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from shared.config import load_config
+
+    cfg = load_config(args.config)
+    for name, pipeline in cfg.pipelines.items():
+        steps = len(pipeline.steps)
+        print(f"{name}: {steps} steps → {pipeline.output.url} ({pipeline.output.format})")
+    return EXIT_OK
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    if command == "emulator":
+        from devstack.drive_emulator import main as emulator_main
+
+        return emulator_main(rest)
+    if command == "demo":
+        from devstack.demo import main as demo_main
+
+        return demo_main(rest)
+    cloud, rest = rest[0] if rest else "", rest[1:]
+    if cloud == "aws":
+        from devstack.aws_dev import main as aws_main
+
+        return aws_main(rest)
+    if cloud == "gcp":
+        from devstack.gcp_dev import main as gcp_main
+
+        return gcp_main(rest)
+    print("usage: drivepipe dev {aws,gcp} [options]", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``drivepipe`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The dev tools own their flags; hand them everything after the command word.
+    for index, word in enumerate(argv):
+        if word in ("emulator", "demo", "dev"):
+            configure(None)
+            return _delegate(word, argv[index + 1 :])
+        if not word.startswith("-"):
+            break
+    args = build_parser().parse_args(argv)
+    configure(args.log_level)
+    handlers = {"sync": cmd_sync, "transform": cmd_transform, "validate": cmd_validate}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, DriveAuthError) as exc:
+        print(f"drivepipe: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RetryableError, StorageError, DriveError) as exc:
+        print(f"drivepipe: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except DrivepipeError as exc:
+        print(f"drivepipe: {exc}", file=sys.stderr)
+        return EXIT_FAILED_INPUTS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Pipeline configuration: one TOML file, validated once when it is loaded.
+
+Every error names the file, the field's dotted path and what is wrong with it, e.g.
+``drivepipe.toml: pipelines.sales.steps[1].columns: Field required``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ConfigError
+from shared.readers.options import ReadOptions
+from shared.transforms.specs import Step
+
+CONFIG_ENV = "DRIVEPIPE_CONFIG"
+SourceFormat = Literal["csv", "tsv", "xlsx", "json", "jsonl", "parquet", "gsheet"]
+Override = Literal["folder_id", "since", "full_refresh", "dry_run"]
+OVERRIDABLE: tuple[Override, ...] = ("folder_id", "since", "full_refresh", "dry_run")
+SOURCE_FORMATS: tuple[SourceFormat, ...] = (
+    "csv",
+    "tsv",
+    "xlsx",
+    "json",
+    "jsonl",
+    "parquet",
+    "gsheet",
+)
+# Mirrors shared.formats (which imports pandas, so config can't); a test keeps them equal.
+COMPRESSIONS: dict[str, tuple[str, ...]] = {
+    "parquet": ("zstd", "snappy", "gzip", "brotli", "lz4", "none"),
+    "csv": ("gzip", "none"),
+    "jsonl": ("gzip", "none"),
+}
+_URL_SCHEMES = ("s3://", "gs://", "file://")
+_NAME = r"^[A-Za-z0-9_.-]{1,128}$"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_url(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    if "://" in value and not value.startswith(_URL_SCHEMES):
+        raise ValueError("must be s3://bucket/prefix, gs://bucket/prefix, or a local path")
+    if value.startswith(("s3://", "gs://")) and not value.split("://", 1)[1].split("/", 1)[0]:
+        raise ValueError("is missing the bucket name")
+    return value
+
+
+class Source(_Model):
+    """Where a pipeline's inputs come from."""
+
+    folder_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    drive_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    formats: tuple[SourceFormat, ...] = SOURCE_FORMATS
+    modified_since: datetime | None = None
+    incoming_url: str | None = None  # upload-triggered runs: objects under this prefix
+
+    @field_validator("incoming_url")
+    @classmethod
+    def _incoming(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_url(value)
+        return value if value.endswith("/") else value + "/"
+
+
+class Output(_Model):
+    """Where and how a pipeline writes."""
+
+    url: str
+    format: Literal["parquet", "csv", "jsonl"] = "parquet"
+    compression: str | None = None
+    partition_by: tuple[str, ...] = ()
+    keep_raw: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @model_validator(mode="after")
+    def _compression_fits_format(self) -> Output:
+        allowed = {None, *COMPRESSIONS[self.format]}
+        if self.compression not in allowed:
+            choices = ", ".join(sorted(c for c in allowed if c))
+            raise ValueError(
+                f"compression {self.compression!r} is not valid for "
+                f"{self.format}; choose one of {choices}"
+            )
+        return self
+
+
+class Pipeline(_Model):
+    """One named pipeline: source → read → steps → output."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    scheduled: bool = False
+    allow_overrides: tuple[Override, ...] = OVERRIDABLE
+    source: Source = Source()
+    read: ReadOptions = ReadOptions()
+    steps: tuple[Step, ...] = ()
+    output: Output
+    concurrency: int = Field(default=8, ge=1, le=64)
+
+
+class Settings(_Model):
+    """File-wide settings shared by every pipeline."""
+
+    requests_url: str | None = None  # JSON request files here start a Drive sync
+    schedule: str | None = None  # e.g. "rate(1 hour)" or "cron(0 * * * ? *)" for AWS
+
+    @field_validator("requests_url")
+    @classmethod
+    def _requests(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_url(value)
+        return value if value.endswith("/") else value + "/"
+
+
+class PipelineFile(_Model):
+    """The whole configuration file."""
+
+    settings: Settings = Settings()
+    pipelines: dict[str, Pipeline] = Field(min_length=1)
+
+    def get(self, name: str) -> Pipeline | None:
+        """The pipeline called ``name``, or ``None``."""
+        return self.pipelines.get(name)
+
+
+def _interpolate(value: Any, path: str) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string value."""
+    if isinstance(value, str):
+
+        def expand(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(expand, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue  # pydantic's internal union/validator tags say nothing to a user
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<config>") -> PipelineFile:
+    """Validate an already-parsed mapping; raise :class:`ConfigError` naming the field."""
+    expanded = _interpolate(data, "")
+    pipelines = expanded.get("pipelines")
+    if isinstance(pipelines, dict):
+        expanded["pipelines"] = {
+            name: {"name": name, **body} if isinstance(body, dict) else body
+            for name, body in pipelines.items()
+        }
+    try:
+        return PipelineFile.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = list(err["loc"])
+            # discriminated unions add the tag ("steps", 1, "cast", "columns"): keep it readable
+            message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{_format_location(tuple(loc))}: {message}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> PipelineFile:
+    """Read and validate a TOML pipeline file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {file} (set {CONFIG_ENV} or --config)") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    return parse_config(data, source=str(file))
+
+
+@functools.cache
+def load_config_from_env() -> PipelineFile:
+    """The deployed configuration (``$DRIVEPIPE_CONFIG``), loaded and validated once per process."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"{CONFIG_ENV} is not set; point it at the pipeline TOML file")
+    return load_config(path)
+
+
+def adhoc_pipeline(
+    *,
+    output_url: str,
+    folder_id: str | None = None,
+    output_format: str = "parquet",
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    name: str = "adhoc",
+) -> Pipeline:
+    """A pipeline built from CLI flags: convert each file to ``output_format``, unchanged."""
+    return parse_config(
+        {
+            "pipelines": {
+                name: {
+                    "source": {
+                        "folder_id": folder_id,
+                        "include": list(include),
+                        "exclude": list(exclude),
+                    },
+                    "output": {"url": output_url, "format": output_format},
+                }
+            }
+        },
+        source="command line",
+    ).pipelines[name]

@@ -1,0 +1,120 @@
+"""The run manifest: what happened to every input of one run, stored at ``_runs/<run id>.json``."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Status = Literal["written", "skipped_unchanged", "skipped_unsupported", "failed", "planned"]
+STATUSES: tuple[Status, ...] = (
+    "written",
+    "skipped_unchanged",
+    "skipped_unsupported",
+    "failed",
+    "planned",
+)
+RUNS_PREFIX = "_runs/"
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+
+
+def utc_now() -> str:
+    """Now, as RFC 3339 UTC with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id such as ``20261122T001530Z-1a2b3c4d``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+def run_key(run_id: str) -> str:
+    """Where a run's manifest lives, relative to the destination."""
+    return f"{RUNS_PREFIX}{run_id}.json"
+
+
+@dataclass
+class InputRecord:
+    """One input's fate in a run."""
+
+    source_id: str  # Drive file id, or the object URL for upload-triggered runs
+    path: str  # path inside the Drive folder / incoming prefix
+    mime_type: str | None = None
+    md5: str | None = None
+    size: int | None = None
+    modified_time: str | None = None
+    status: Status = "planned"
+    output_keys: list[str] = field(default_factory=list)
+    rows_in: int | None = None
+    rows_out: int | None = None
+    bytes_out: int = 0
+    error: str | None = None
+    quarantine_key: str | None = None
+    raw_key: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunManifest:
+    """Everything a run did, written to the destination when it ends."""
+
+    run_id: str
+    pipeline: str
+    trigger: str
+    source: str
+    destination: str
+    dry_run: bool = False
+    started_at: str = field(default_factory=utc_now)
+    ended_at: str | None = None
+    inputs: list[InputRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """How many inputs ended in each status (every status listed, zeros included)."""
+        totals: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for record in self.inputs:
+            totals[record.status] += 1
+        if not self.dry_run:
+            totals.pop("planned")
+        return totals
+
+    @property
+    def failed(self) -> list[InputRecord]:
+        """The inputs that failed."""
+        return [r for r in self.inputs if r.status == "failed"]
+
+    def summary(self) -> dict[str, Any]:
+        """The short form handlers return and ``--json`` prints."""
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "trigger": self.trigger,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "destination": self.destination,
+            "manifest": None
+            if self.dry_run
+            else f"{self.destination.rstrip('/')}/{run_key(self.run_id)}",
+            "counts": self.counts(),
+            "rows_out": sum(r.rows_out or 0 for r in self.inputs if r.status == "written"),
+            "bytes_out": sum(r.bytes_out for r in self.inputs),
+            "failed": [
+                {"path": r.path, "error": r.error, "quarantine_key": r.quarantine_key}
+                for r in self.failed
+            ],
+            "notes": list(self.notes),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full manifest as JSON-able data."""
+        data = asdict(self)
+        data["counts"] = self.counts()
+        return data
+
+    def to_json(self) -> bytes:
+        """The full manifest, pretty-printed UTF-8 JSON."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,226 @@
+"""What the cloud handlers call: one function per trigger, the same on AWS and GCP.
+
+Handlers parse their cloud's event into :mod:`shared.events` types, call one of these, and
+shape the :class:`~shared.api.Response` or outcome dict for their cloud. Nothing here knows
+which cloud it runs on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.api import Response, error_response, parse_json_object, parse_sync_body
+from shared.config import Pipeline, PipelineFile, load_config_from_env
+from shared.errors import (
+    ApiError,
+    ConfigError,
+    DriveAuthError,
+    DriveError,
+    RetryableError,
+    StorageError,
+)
+from shared.events import ObjectEvent, key_problem
+from shared.keys import is_reserved
+from shared.log import get_logger
+from shared.manifest import RUN_ID_PATTERN, RunManifest, run_key
+from shared.pipeline import ObjectRequest, SyncRequest, relative_to_prefix, run_object, run_sync
+from shared.state import event_seen, mark_event
+from shared.storage import StorageNotFound, open_storage
+
+log = get_logger("service")
+MAX_REQUEST_FILE_BYTES = 64 * 1024
+
+
+def config() -> PipelineFile:
+    """The deployed configuration, loaded and validated once per process."""
+    return load_config_from_env()
+
+
+def schedule_expression() -> str | None:
+    """The schedule for ``on_schedule`` from ``[settings].schedule``, if configured."""
+    return config().settings.schedule
+
+
+def health() -> Response:
+    """Liveness plus whether the configuration loads."""
+    try:
+        names = sorted(config().pipelines)
+    except ConfigError as exc:
+        return Response(503, {"status": "error", "error": {"code": "config", "message": str(exc)}})
+    return Response(200, {"status": "ok", "pipelines": names})
+
+
+def _pipeline(name: str) -> Pipeline:
+    pipeline = config().get(name)
+    if pipeline is None:
+        raise ApiError(
+            f"unknown pipeline '{name}'", status=404, code="unknown_pipeline", field="pipeline"
+        )
+    return pipeline
+
+
+def sync_request_from_body(
+    body: dict[str, Any] | bytes | str | None, *, trigger: str
+) -> SyncRequest:
+    """Validate a sync body (HTTP or request file) against the pipeline's allowed overrides."""
+    raw = json.dumps(body) if isinstance(body, dict) else body
+    parsed = parse_sync_body(raw)
+    pipeline = _pipeline(parsed.pipeline)
+    overrides = parsed.overrides()
+    for name in overrides:
+        if name not in pipeline.allow_overrides:
+            raise ApiError(
+                f"{name}: override not allowed for pipeline '{pipeline.name}'",
+                status=400,
+                code="override_not_allowed",
+                field=name,
+            )
+    return SyncRequest(pipeline=pipeline, trigger=trigger, **overrides)
+
+
+def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Response:
+    """``POST /sync``: validate, run, and return the manifest summary."""
+    try:
+        request = sync_request_from_body(raw_body, trigger=trigger)
+        manifest = run_sync(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except ConfigError as exc:
+        return error_response(ApiError(str(exc), status=500, code="config_error"))
+    except DriveAuthError as exc:
+        return error_response(ApiError(str(exc), status=502, code="drive_auth"))
+    except (DriveError, StorageError, RetryableError) as exc:
+        return error_response(ApiError(str(exc), status=503, code="unavailable"))
+    return Response(200, manifest.summary())
+
+
+def http_get_run(run_id: str, pipeline: str | None = None) -> Response:
+    """``GET /runs/{run_id}``: the stored manifest of a run, searched in every destination."""
+    if not RUN_ID_PATTERN.match(run_id or ""):
+        return error_response(
+            ApiError("run_id is malformed", status=400, code="invalid_field", field="run_id")
+        )
+    pipelines = [_pipeline(pipeline)] if pipeline else list(config().pipelines.values())
+    for destination in sorted({p.output.url for p in pipelines}):
+        try:
+            return Response(200, json.loads(open_storage(destination).read(run_key(run_id))))
+        except StorageNotFound:
+            continue
+        except StorageError as exc:
+            return error_response(ApiError(str(exc), status=503, code="unavailable"))
+    return error_response(ApiError(f"no run '{run_id}'", status=404, code="unknown_run"))
+
+
+def _outcome(
+    outcome: str, reason: str | None = None, summary: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"outcome": outcome, "reason": reason, "summary": summary}
+
+
+def _is_own_output(event: ObjectEvent, cfg: PipelineFile) -> bool:
+    return any(event.url.startswith(p.output.url.rstrip("/") + "/") for p in cfg.pipelines.values())
+
+
+def on_object(event: ObjectEvent, *, trigger: str) -> dict[str, Any]:
+    """A storage upload: transform an incoming data file, or start a sync from a request file.
+
+    Keys under any pipeline's output, bookkeeping prefixes, and unsafe keys are ignored, so a
+    function writing into the bucket that triggers it can never trigger itself.
+    """
+    problem = key_problem(event.key)
+    if problem:
+        return _outcome("ignored", problem)
+    if is_reserved(event.key):
+        return _outcome("ignored", "bookkeeping prefix")
+    cfg = config()
+    if _is_own_output(event, cfg):
+        return _outcome("ignored", "under a pipeline's output prefix")
+    requests_url = cfg.settings.requests_url
+    if requests_url and relative_to_prefix(event.url, requests_url):
+        return _on_request_file(event, requests_url, trigger)
+    for pipeline in cfg.pipelines.values():
+        incoming = pipeline.source.incoming_url
+        relpath = relative_to_prefix(event.url, incoming) if incoming else None
+        if incoming and relpath:
+            return _on_data_file(event, pipeline, incoming, relpath, trigger)
+    return _outcome("ignored", "no pipeline takes this key")
+
+
+def _claimed(dest_url: str, event: ObjectEvent) -> bool:
+    try:
+        return event_seen(open_storage(dest_url), event.dedupe_id)
+    except StorageError as exc:
+        raise RetryableError(f"cannot check event markers in {dest_url}: {exc}") from exc
+
+
+def _on_data_file(
+    event: ObjectEvent, pipeline: Pipeline, incoming: str, relpath: str, trigger: str
+) -> dict[str, Any]:
+    if _claimed(pipeline.output.url, event):
+        return _outcome("duplicate", f"{event.dedupe_id} was already processed")
+    manifest = run_object(
+        ObjectRequest(pipeline=pipeline, source_url=incoming, relpath=relpath, trigger=trigger)
+    )
+    mark_event(open_storage(pipeline.output.url), event.dedupe_id, manifest.run_id)
+    return _outcome("transformed", None, manifest.summary())
+
+
+def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dict[str, Any]:
+    relpath = relative_to_prefix(event.url, requests_url) or ""
+    if not relpath.endswith(".json"):
+        return _outcome("ignored", "request files must end in .json")
+    try:
+        source = open_storage(requests_url)
+        raw = source.read(relpath)
+    except StorageNotFound:
+        return _outcome("ignored", "request file no longer exists")
+    except StorageError as exc:
+        raise RetryableError(f"cannot read request file {event.url}: {exc}") from exc
+    try:
+        body = parse_json_object(raw, max_bytes=MAX_REQUEST_FILE_BYTES)
+        request = sync_request_from_body(body, trigger=f"{trigger}:request")
+    except ApiError as exc:
+        log.warning("bad request file", extra={"url": event.url, "error": exc.message})
+        return _outcome("ignored", f"bad request file: {exc.message}")
+    if _claimed(request.pipeline.output.url, event):
+        return _outcome("duplicate", f"{event.dedupe_id} was already processed")
+    manifest = _run_sync_or_retry(request)
+    mark_event(open_storage(request.pipeline.output.url), event.dedupe_id, manifest.run_id)
+    return _outcome("sync", None, manifest.summary())
+
+
+def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
+    try:
+        return run_sync(request)
+    except DriveAuthError:
+        raise
+    except (DriveError, StorageError) as exc:
+        raise RetryableError(str(exc)) from exc
+
+
+def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, Any]]:
+    """Run the named pipelines (or every ``scheduled`` one) incrementally."""
+    cfg = config()
+    if pipelines is None:
+        chosen = [p for p in cfg.pipelines.values() if p.scheduled]
+    else:
+        unknown = [n for n in pipelines if n not in cfg.pipelines]
+        if unknown:
+            log.error("unknown pipelines in schedule", extra={"pipelines": unknown})
+        chosen = [cfg.pipelines[n] for n in pipelines if n in cfg.pipelines]
+    results = []
+    for pipeline in chosen:
+        try:
+            manifest = run_sync(SyncRequest(pipeline=pipeline, trigger=trigger))
+            results.append({"pipeline": pipeline.name, "summary": manifest.summary()})
+        except (DriveError, StorageError, RetryableError, ConfigError) as exc:
+            log.error("scheduled sync failed", extra={"pipeline": pipeline.name, "error": str(exc)})
+            results.append({"pipeline": pipeline.name, "error": str(exc)})
+    if pipelines:
+        results.extend(
+            {"pipeline": n, "error": "unknown pipeline"}
+            for n in pipelines
+            if n not in cfg.pipelines
+        )
+    return results

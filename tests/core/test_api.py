@@ -1,0 +1,41 @@
+"""The shared HTTP body contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.api import MAX_BODY_BYTES, error_response, parse_sync_body
+from shared.errors import ApiError
+
+
+def test_valid_body_keeps_only_the_overrides_that_were_set() -> None:
+    body = parse_sync_body(json.dumps({"pipeline": "sales", "dry_run": True}))
+    assert body.pipeline == "sales"
+    assert body.overrides() == {"dry_run": True}
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code", "field"),
+    [
+        (None, 400, "empty_body", None),
+        (b"{not json", 400, "invalid_json", None),
+        (b"[1, 2]", 400, "invalid_body", None),
+        (json.dumps({}), 400, "invalid_field", "pipeline"),
+        (json.dumps({"pipeline": 3}), 400, "invalid_field", "pipeline"),
+        (json.dumps({"pipeline": "a", "dry_run": "yes"}), 400, "invalid_field", "dry_run"),
+        (json.dumps({"pipeline": "a", "since": "yesterday"}), 400, "invalid_field", "since"),
+        (json.dumps({"pipeline": "a", "colour": "red"}), 400, "invalid_field", "colour"),
+        (json.dumps({"pipeline": "a", "folder_id": "../x"}), 400, "invalid_field", "folder_id"),
+        (b"{" + b" " * MAX_BODY_BYTES + b"}", 413, "body_too_large", None),
+    ],
+)
+def test_bad_bodies(raw: bytes | str | None, status: int, code: str, field: str | None) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_sync_body(raw)
+    assert (info.value.status, info.value.code, info.value.field) == (status, code, field)
+    response = error_response(info.value)
+    assert response.status == status
+    assert response.body["error"]["code"] == code
+    assert response.body["error"].get("field") == field

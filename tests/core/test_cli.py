@@ -1,0 +1,111 @@
+"""The drivepipe command line, run in-process against the real Drive emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shared.cli import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, main
+from tests.core.conftest import SALES_Q1, DriveTree
+
+CONFIG = """
+[pipelines.sales]
+source = {{ folder_id = "{folder}", include = ["sales/**"] }}
+steps = [ {{ op = "derive", column = "revenue", expr = "units * unit_price" }} ]
+output = {{ url = "{dest}", format = "csv" }}
+"""
+
+
+def test_sync_without_config_converts_files_and_prints_json(
+    drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "out"
+    code = main(
+        [
+            "sync",
+            "--folder",
+            drive_tree.folder_id,
+            "--dest",
+            str(dest),
+            "--include",
+            "sales/**",
+            "--format",
+            "jsonl",
+            "--json",
+        ]
+    )
+    assert code == EXIT_OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"]["written"] == 2
+    assert summary["manifest"].startswith(str(dest))
+    rows = pd.read_json(dest / "sales/2024/q1.jsonl", lines=True)
+    assert rows["order_id"].tolist() == [1, 2, 3]  # unchanged: no steps without a config
+
+
+def test_sync_exits_1_when_an_input_failed(
+    drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "sync",
+            "--folder",
+            drive_tree.folder_id,
+            "--dest",
+            str(tmp_path / "o"),
+            "--include",
+            "broken/**",
+        ]
+    )
+    assert code == EXIT_FAILED_INPUTS
+    out = capsys.readouterr().out
+    assert "failed" in out and "broken/bad.csv" in out
+
+
+def test_sync_with_config_and_dry_run(
+    drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(CONFIG.format(folder=drive_tree.folder_id, dest=tmp_path / "out"))
+    assert main(["sync", "--config", str(config), "--dry-run", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["counts"]["planned"] == 2
+    assert not (tmp_path / "out").exists()
+    assert main(["sync", "--config", str(config), "--pipeline", "sales"]) == EXIT_OK
+    frame = pd.read_csv(tmp_path / "out" / "sales/2024/q1.csv")
+    assert frame["revenue"].tolist() == [7.5, 0.0, 5.0]
+
+
+def test_config_error_exits_2_and_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text('[pipelines.x]\noutput = { url = "/tmp/x", format = "xml" }\n')
+    assert main(["validate", str(config)]) == EXIT_USAGE
+    assert "pipelines.x.output.format" in capsys.readouterr().err
+    assert main(["sync", "--config", str(config)]) == EXIT_USAGE
+
+
+def test_transform_one_local_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in" / "q1.csv"
+    source.parent.mkdir()
+    source.write_text(SALES_Q1)
+    assert main(["transform", str(source), "--dest", str(tmp_path / "out")]) == EXIT_OK
+    assert len(pd.read_parquet(tmp_path / "out" / "q1.parquet")) == 3
+    assert main(["transform", str(tmp_path / "missing.csv"), "--dest", "x"]) == EXIT_USAGE
+
+
+def test_missing_drive_credentials_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in (
+        "DRIVE_API_KEY",
+        "DRIVE_ACCESS_TOKEN",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "DRIVE_SERVICE_ACCOUNT_JSON",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["sync", "--folder", "abc", "--dest", str(tmp_path / "o")])
+    assert code == EXIT_USAGE
+    assert "DRIVE_API_KEY" in capsys.readouterr().err

@@ -1,0 +1,141 @@
+"""Pipeline file loading: valid files load once; every error names the field and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.config import adhoc_pipeline, load_config, parse_config
+from shared.errors import ConfigError
+
+GOOD = """
+[settings]
+requests_url = "s3://in-bucket/requests"
+schedule = "rate(1 hour)"
+
+[pipelines.sales]
+scheduled = true
+read = { csv = { delimiter = ";" }, excel = { sheets = "all" } }
+steps = [
+  { op = "normalize_columns" },
+  { op = "cast", columns = { units = "int64" } },
+  { op = "filter", expr = "units > 0" },
+]
+
+[pipelines.sales.source]
+folder_id = "1AbC_def-2"
+include = ["sales/**"]
+incoming_url = "s3://in-bucket/incoming/sales"
+
+[pipelines.sales.output]
+url = "${OUT_URL:-s3://out-bucket/sales}"
+format = "parquet"
+partition_by = ["region"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "drivepipe.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_good_file_loads_with_defaults_and_normalised_prefixes(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD))
+    sales = cfg.pipelines["sales"]
+    assert sales.name == "sales"
+    assert sales.scheduled is True
+    assert sales.source.incoming_url == "s3://in-bucket/incoming/sales/"
+    assert cfg.settings.requests_url == "s3://in-bucket/requests/"
+    assert [s.op for s in sales.steps] == ["normalize_columns", "cast", "filter"]
+    assert sales.output.url == "s3://out-bucket/sales"  # default of the ${VAR:-default}
+    assert sales.output.partition_by == ("region",)
+    assert sales.read.csv.delimiter == ";"
+    assert sales.concurrency == 8
+
+
+def test_env_interpolation_uses_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OUT_URL", "gs://prod-bucket/lake")
+    assert (
+        load_config(write(tmp_path, GOOD)).pipelines["sales"].output.url == "gs://prod-bucket/lake"
+    )
+
+
+def test_missing_env_variable_names_the_field(tmp_path: Path) -> None:
+    text = GOOD.replace("${OUT_URL:-s3://out-bucket/sales}", "${SURELY_UNSET_VAR_123}")
+    with pytest.raises(ConfigError, match=r"pipelines\.sales\.output\.url: .*SURELY_UNSET_VAR_123"):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        ('format = "parquet"', 'format = "xml"', r"pipelines\.sales\.output\.format"),
+        ("scheduled = true", 'scheduled = "often"', r"pipelines\.sales\.scheduled"),
+        (
+            '{ op = "filter", expr = "units > 0" }',
+            '{ op = "explode" }',
+            r"pipelines\.sales\.steps\[2\]",
+        ),
+        (
+            '{ op = "cast", columns = { units = "int64" } }',
+            '{ op = "cast" }',
+            r"pipelines\.sales\.steps\[1\]\.cast\.columns: Field required",
+        ),
+        (
+            "scheduled = true",
+            "scheduled = true\ncolour = 'blue'",
+            r"pipelines\.sales\.colour: unknown field",
+        ),
+        ('"${OUT_URL:-s3://out-bucket/sales}"', '"ftp://x/y"', r"pipelines\.sales\.output\.url"),
+        (
+            'partition_by = ["region"]',
+            'compression = "bzip2"',
+            r"pipelines\.sales\.output: .*compression 'bzip2'",
+        ),
+        (
+            'folder_id = "1AbC_def-2"',
+            'folder_id = "../etc"',
+            r"pipelines\.sales\.source\.folder_id",
+        ),
+    ],
+)
+def test_errors_name_the_field_and_the_file(
+    tmp_path: Path, replace: str, by: str, expected: str
+) -> None:
+    assert replace in GOOD
+    path = write(tmp_path, GOOD.replace(replace, by, 1))
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(write(tmp_path, "[pipelines.x\n"))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_file_without_pipelines_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="pipelines"):
+        parse_config({"settings": {}})
+
+
+def test_adhoc_pipeline_converts_unchanged() -> None:
+    pipeline = adhoc_pipeline(output_url="/tmp/out", output_format="csv", include=("*.csv",))
+    assert pipeline.steps == ()
+    assert pipeline.output.format == "csv"
+    assert pipeline.source.include == ("*.csv",)
+
+
+def test_config_compressions_match_what_the_writers_support() -> None:
+    from shared import formats
+    from shared.config import COMPRESSIONS
+
+    assert set(COMPRESSIONS) == set(formats.OUTPUT_FORMATS)
+    assert set(COMPRESSIONS["parquet"]) == set(formats.PARQUET_COMPRESSIONS)
+    assert set(COMPRESSIONS["csv"]) == set(COMPRESSIONS["jsonl"]) == set(formats.TEXT_COMPRESSIONS)

@@ -1,0 +1,135 @@
+"""Output keys, run manifests and incremental state, on a real local directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared import keys
+from shared.config import adhoc_pipeline, parse_config
+from shared.manifest import RUN_ID_PATTERN, InputRecord, RunManifest, new_run_id
+from shared.state import InputState, SyncState, definition_hash, event_seen, mark_event
+from shared.storage import open_storage
+
+
+@pytest.mark.parametrize(
+    ("relpath", "ext", "sheet", "partition", "expected"),
+    [
+        ("sales/2024/q1.csv", ".parquet", None, (), "sales/2024/q1.parquet"),
+        ("targets", ".parquet", None, (), "targets.parquet"),  # native sheet: no extension
+        ("data.v2.CSV", ".csv.gz", None, (), "data.v2.csv.gz"),
+        ("book.xlsx", ".parquet", "North", (), "book/North.parquet"),
+        (
+            "a/b.csv",
+            ".parquet",
+            None,
+            (("region", "EU"), ("year", "2024")),
+            "region=EU/year=2024/a/b.parquet",
+        ),
+        ("../../etc/passwd", ".parquet", None, (), "etc/passwd.parquet"),
+        ("/abs/x.csv", ".jsonl", None, (), "abs/x.jsonl"),
+    ],
+)
+def test_output_keys_are_deterministic_and_stay_inside(
+    relpath: str, ext: str, sheet: str | None, partition: tuple, expected: str
+) -> None:
+    key = keys.output_key(relpath, ext, sheet=sheet, partition=partition)
+    assert key == expected
+    assert ".." not in key.split("/") and not key.startswith("/")
+
+
+def test_reserved_prefixes() -> None:
+    assert keys.is_reserved("_runs/x.json")
+    assert keys.is_reserved("sales/_state/x.json")
+    assert not keys.is_reserved("incoming/_runs.csv")
+    assert keys.quarantine_key("r1", "bad/../x.csv").startswith("_quarantine/r1/")
+
+
+def test_manifest_counts_and_summary() -> None:
+    run_id = new_run_id()
+    assert RUN_ID_PATTERN.match(run_id)
+    manifest = RunManifest(
+        run_id=run_id, pipeline="p", trigger="cli", source="drive:x", destination="s3://b/p"
+    )
+    manifest.inputs += [
+        InputRecord("1", "a.csv", status="written", rows_out=3, bytes_out=10),
+        InputRecord("2", "b.csv", status="failed", error="ReadError: bad", quarantine_key="q"),
+        InputRecord("3", "c.gdoc", status="skipped_unsupported"),
+    ]
+    summary = manifest.summary()
+    assert summary["counts"] == {
+        "written": 1,
+        "skipped_unchanged": 0,
+        "skipped_unsupported": 1,
+        "failed": 1,
+    }
+    assert summary["rows_out"] == 3
+    assert summary["failed"] == [
+        {"path": "b.csv", "error": "ReadError: bad", "quarantine_key": "q"}
+    ]
+    assert summary["manifest"] == f"s3://b/p/_runs/{run_id}.json"
+    assert json.loads(manifest.to_json())["inputs"][1]["status"] == "failed"
+
+
+def test_state_roundtrip_and_change_detection(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path))
+    state = SyncState.load(storage, "p", "def1")
+    assert state.inputs == {}
+    state.record(
+        "f1",
+        InputState(
+            md5="m1",
+            modified_time="t1",
+            size=5,
+            path="a.csv",
+            output_keys=["a.parquet"],
+            run_id="r",
+        ),
+    )
+    state.record(
+        "g1",
+        InputState(
+            md5=None,
+            modified_time="t9",
+            size=None,
+            path="sheet",
+            output_keys=["sheet.parquet"],
+            run_id="r",
+        ),
+    )
+    state.save(storage)
+    again = SyncState.load(storage, "p", "def1")
+    assert again.is_unchanged("f1", md5="m1", modified_time="other", size=5)
+    assert not again.is_unchanged("f1", md5="m2", modified_time="t1", size=5)
+    assert not again.is_unchanged("f1", md5="m1", modified_time="t1", size=6)
+    assert again.is_unchanged("g1", md5=None, modified_time="t9", size=None)  # native: by time
+    assert not again.is_unchanged("g1", md5=None, modified_time="t10", size=None)
+    assert not again.is_unchanged("new", md5="m1", modified_time="t1", size=5)
+    assert SyncState.load(storage, "p", "def2").inputs == {}  # definition changed: start over
+
+
+def test_definition_hash_tracks_what_shapes_outputs() -> None:
+    base = adhoc_pipeline(output_url="s3://b/x")
+    moved = adhoc_pipeline(output_url="s3://b/elsewhere")
+    csv = adhoc_pipeline(output_url="s3://b/x", output_format="csv")
+    assert definition_hash(base) == definition_hash(moved)
+    assert definition_hash(base) != definition_hash(csv)
+    with_step = parse_config(
+        {
+            "pipelines": {
+                "adhoc": {"output": {"url": "s3://b/x"}, "steps": [{"op": "limit", "n": 1}]}
+            }
+        }
+    ).pipelines["adhoc"]
+    assert definition_hash(base) != definition_hash(with_step)
+
+
+def test_event_markers_are_claimed_once(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path))
+    assert not event_seen(storage, "s3://b/k#v1")
+    assert mark_event(storage, "s3://b/k#v1", "run1")
+    assert not mark_event(storage, "s3://b/k#v1", "run2")
+    assert event_seen(storage, "s3://b/k#v1")
+    assert not event_seen(storage, "s3://b/k#v2")
