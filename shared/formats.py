@@ -1,7 +1,9 @@
 """Output formats: DataFrame → Parquet / CSV / JSON Lines bytes, and Hive-style partitioning.
 
-Parquet uses zstd by default: files are ~25-40% smaller than snappy at similar write speed
-(level 1) and every current reader (Spark, DuckDB, Athena, BigQuery, pandas) decodes it.
+Parquet uses snappy by default, as pyarrow, Spark and awswrangler do: the AWS SDK for pandas
+Lambda layer builds pyarrow without zstd ("Support for codec 'zstd' not built",
+aws/aws-sdk-pandas#2445), so a zstd default would fail on Lambda. zstd (~25-40% smaller files
+here) stays available as ``compression = "zstd"`` where the runtime has it.
 Row groups hold up to 1 Mi rows, pyarrow's own default: big enough for good compression and
 few footers, small enough to bound writer memory and let readers skip groups.
 """
@@ -24,7 +26,7 @@ from shared.errors import TransformError
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
 TEXT_COMPRESSIONS = ("gzip", "none")
-DEFAULT_PARQUET_COMPRESSION = "zstd"
+DEFAULT_PARQUET_COMPRESSION = "snappy"
 PARQUET_ROW_GROUP_ROWS = 1 << 20
 JSONL_CHUNK_ROWS = 100_000
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -72,7 +74,7 @@ def write_table(
 ) -> int:
     """Write ``df`` (without its index) to ``dest``; returns the number of bytes written.
 
-    parquet: compression zstd (default), snappy, gzip, brotli, lz4 or none.
+    parquet: compression snappy (default), zstd, gzip, brotli, lz4 or none.
     csv: UTF-8 with a header; ``escape_formulas`` prefixes text cells starting with
     = + - @ tab CR with ``'`` (OWASP CSV injection); numeric columns are never touched.
     jsonl: one JSON object per row, ISO 8601 dates. csv and jsonl accept compression "gzip".
