@@ -37,6 +37,7 @@ _SESSION_ENV = (
     "AWS_SHARED_CREDENTIALS_FILE",
 )
 _sessions: dict[str, Any] = {}
+_clients: dict[tuple[str, str, int], BaseClient] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -44,21 +45,30 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-def _new_client(config: Any) -> BaseClient:
-    """Create an S3 client from a boto3 session shared per credential/endpoint environment.
+def _new_client(max_pool_connections: int) -> BaseClient:
+    """An S3 client shared per credential/endpoint environment, region and pool size.
 
-    A fresh session re-parses botocore's service models (~0.5 s); a shared one makes new
-    clients ~10x cheaper. Sessions are not thread-safe, hence the lock around creation.
+    A fresh session re-parses botocore's service models (~0.5 s) and even a client from a
+    shared session costs tens of ms, which a storage object per event record would pay many
+    times over; boto3 clients are thread-safe, so one per environment serves every storage.
+    Sessions are not thread-safe, hence the lock around creation.
     """
     import boto3
+    from botocore.config import Config
 
     fingerprint = "\0".join(os.environ.get(name, "") for name in _SESSION_ENV)
     cache_key = hashlib.sha256(fingerprint.encode()).hexdigest()  # no secrets kept as keys
+    client_key = (cache_key, _region(), max_pool_connections)
     with _sessions_lock:
-        session = _sessions.get(cache_key)
-        if session is None:
-            session = _sessions[cache_key] = boto3.session.Session()
-        client: BaseClient = session.client("s3", region_name=_region(), config=config)
+        client = _clients.get(client_key)
+        if client is None:
+            session = _sessions.get(cache_key)
+            if session is None:
+                session = _sessions[cache_key] = boto3.session.Session()
+            config = Config(retries={"mode": "standard"}, max_pool_connections=max_pool_connections)
+            client = _clients[client_key] = session.client(
+                "s3", region_name=_region(), config=config
+            )
     return client
 
 
@@ -98,13 +108,7 @@ class S3Storage:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
-                    from botocore.config import Config
-
-                    config = Config(
-                        retries={"mode": "standard"},
-                        max_pool_connections=self._max_pool_connections,
-                    )
-                    self._client = _new_client(config)
+                    self._client = _new_client(self._max_pool_connections)
         return self._client
 
     def _wrap(self, exc: Exception, action: str, key: str | None) -> StorageError:
