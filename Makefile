@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench package-aws package-gcp clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: setup lint
 bench: setup
 	$(PY) -m bench.drive_sync
 	$(PY) -m bench.transform
+	$(PY) -m bench.aws_package
+
+# Vendor shared/ into chalice_app/, run `chalice package` and check Lambda's size limits.
+package-aws: setup
+	$(PY) -m devstack.package_aws
+
+# Vendor shared/ into gcp_functions/ and print the gcloud deploy commands.
+package-gcp: setup
+	$(PY) -m devstack.package_gcp
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

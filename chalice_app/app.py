@@ -1,0 +1,157 @@
+"""drivepipe on AWS Lambda (Chalice): HTTP API, S3-upload trigger and schedule trigger.
+
+The handlers are thin: each parses its event, calls :mod:`shared.service` and shapes the
+response. Settings come from environment variables set per stage in ``.chalice/config.json``:
+
+- ``DRIVEPIPE_HTTP_AUTH``: ``iam`` (SigV4, ``IAMAuthorizer``), ``api_key`` (``x-api-key``
+  header) or ``none``. ``none`` is refused unless the stage also sets ``DRIVEPIPE_PUBLIC=true``.
+- ``DRIVEPIPE_INPUT_BUCKET``: the bucket whose uploads trigger ``on_upload``.
+- ``DRIVEPIPE_CONFIG``: the pipelines file; defaults to ``chalicelib/drivepipe.toml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from chalice import Chalice, IAMAuthorizer, Response
+from chalice.app import CloudWatchEvent, S3Event
+
+from shared import log, service
+from shared.api import Response as CoreResponse
+from shared.errors import RetryableError
+from shared.events import EventError, from_s3_event, parse_pipeline_list
+
+# Set before the config is first read (schedule_expression, below). A relative path, as in
+# config.json, is relative to this file, so chalicelib/drivepipe.toml is found from any cwd.
+_CONFIG = Path(os.environ.get("DRIVEPIPE_CONFIG") or "chalicelib/drivepipe.toml")
+os.environ["DRIVEPIPE_CONFIG"] = str(
+    _CONFIG if _CONFIG.is_absolute() else Path(__file__).parent / _CONFIG
+)
+
+AUTH_MODES = ("iam", "api_key", "none")
+
+
+class InsecureConfigError(RuntimeError):
+    """The stage would expose the HTTP API without authentication by accident."""
+
+
+def route_auth(mode: str | None, public: str | None) -> dict[str, Any]:
+    """Keyword arguments for ``@app.route`` that enforce the configured authentication."""
+    chosen = (mode or "none").strip().lower()
+    if chosen == "iam":
+        return {"authorizer": IAMAuthorizer()}
+    if chosen == "api_key":
+        return {"api_key_required": True}
+    if chosen != "none":
+        raise InsecureConfigError(
+            f"DRIVEPIPE_HTTP_AUTH={mode!r} is not one of {', '.join(AUTH_MODES)}"
+        )
+    if (public or "").strip().lower() != "true":
+        raise InsecureConfigError(
+            "refusing to serve the HTTP API without authentication: set DRIVEPIPE_HTTP_AUTH "
+            "to 'iam' or 'api_key' in the stage's environment_variables, or set "
+            "DRIVEPIPE_PUBLIC=true to make an open API explicit"
+        )
+    return {}
+
+
+def _input_bucket() -> str:
+    bucket = os.environ.get("DRIVEPIPE_INPUT_BUCKET", "").strip()
+    if not bucket:
+        raise RuntimeError(
+            "DRIVEPIPE_INPUT_BUCKET is not set: name the bucket whose uploads trigger "
+            "on_upload in the stage's environment_variables (.chalice/config.json)"
+        )
+    return bucket
+
+
+log.configure()
+logger = log.get_logger("aws")
+app = Chalice(app_name="drivepipe")
+AUTH = route_auth(os.environ.get("DRIVEPIPE_HTTP_AUTH"), os.environ.get("DRIVEPIPE_PUBLIC"))
+INPUT_BUCKET = _input_bucket()
+
+
+def _http(resp: CoreResponse) -> Response:
+    return Response(body=resp.body, status_code=resp.status, headers=dict(resp.headers))
+
+
+@app.route("/sync", methods=["POST"], **AUTH)
+def sync_http() -> Response:
+    """Run one pipeline's Drive sync; the JSON body names the pipeline and its overrides."""
+    return _http(service.http_sync(app.current_request.raw_body, trigger="http"))
+
+
+@app.route("/health", methods=["GET"], **AUTH)
+def health() -> Response:
+    """Liveness and configuration check."""
+    return _http(service.health())
+
+
+@app.route("/runs/{run_id}", methods=["GET"], **AUTH)
+def get_run(run_id: str) -> Response:
+    """The manifest of one run."""
+    return _http(service.http_get_run(run_id))
+
+
+@app.on_s3_event(bucket=INPUT_BUCKET, events=["s3:ObjectCreated:*"])
+def on_upload(event: S3Event) -> list[dict[str, Any]]:
+    """Handle every record of an S3 notification (Chalice's ``S3Event`` reads only the first).
+
+    No prefix filter: ``incoming/`` uploads and ``requests/`` files both arrive here and the
+    core decides what each key means. A bad record is logged and reported, never fatal to the
+    others; a transient failure is re-raised after all records so Lambda redelivers (records
+    already done come back as ``duplicate``).
+    """
+    records = event.to_dict().get("Records")
+    outcomes: list[dict[str, Any]] = []
+    retry: RetryableError | None = None
+    for index, record in enumerate(records if isinstance(records, list) else [None]):
+        try:
+            objects = from_s3_event({"Records": [record]})
+        except EventError as exc:
+            outcomes.append(_report(index, None, {"outcome": "error", "reason": str(exc)}))
+            continue
+        for obj in objects:
+            try:
+                result = service.on_object(obj, trigger="s3")
+            except RetryableError as exc:
+                retry = exc
+                result = {"outcome": "retry", "reason": str(exc)}
+            except Exception as exc:  # one broken record must not stop the others
+                logger.exception("s3 record failed", extra={"record": index, "key": obj.key})
+                result = {"outcome": "error", "reason": f"{type(exc).__name__}: {exc}"}
+            outcomes.append(_report(index, obj.url, result))
+    if retry is not None:
+        raise retry
+    return outcomes
+
+
+def _report(index: int, url: str | None, result: dict[str, Any]) -> dict[str, Any]:
+    outcome = {"record": index, "url": url, **result}
+    level = "warning" if result.get("outcome") in ("error", "retry") else "info"
+    getattr(logger, level)(
+        "s3 record",
+        extra={
+            "record": index,
+            "url": url,
+            "outcome": result.get("outcome"),
+            "reason": result.get("reason"),
+        },
+    )
+    return outcome
+
+
+@app.schedule(service.schedule_expression() or "rate(1 hour)")
+def on_schedule(event: CloudWatchEvent) -> list[dict[str, Any]]:
+    """Sync every scheduled pipeline (or those named in ``detail.pipelines``)."""
+    detail = event.detail if isinstance(event.detail, dict) else {}
+    try:
+        pipelines = parse_pipeline_list(json.dumps(detail)) if detail else None
+    except EventError as exc:
+        logger.warning("schedule event rejected", extra={"reason": str(exc)})
+        return [{"outcome": "error", "reason": str(exc)}]
+    return service.on_schedule(pipelines, trigger="schedule")

@@ -1,0 +1,1 @@
+"""Files packaged with the Lambda function: the pipelines config (``drivepipe.toml``)."""
