@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck bench package-aws package-gcp clean
+.PHONY: setup demo test test-lambda-compat lint typecheck bench package-aws package-gcp clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,21 @@ typecheck: setup
 
 test: setup lint
 	$(PY) -m pytest -n 2
+	$(MAKE) test-lambda-compat
+
+# The core's tests again, on the pandas/numpy/pyarrow versions of the Lambda layer.
+LAMBDA_VENV := .venv-lambda
+$(LAMBDA_VENV)/.installed-stamp: requirements/runtime.txt requirements/dev.txt requirements/lambda-layer.txt pyproject.toml
+	$(PYTHON) -m venv $(LAMBDA_VENV)
+	grep -vE '^(pandas|numpy|pyarrow)==' requirements/runtime.txt > $(LAMBDA_VENV)/runtime-rest.txt
+	grep -E '^(pytest|pytest-timeout|pytest-xdist|moto|gcp-storage-emulator)[=[]' requirements/dev.txt > $(LAMBDA_VENV)/test-tools.txt
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet -r requirements/lambda-layer.txt \
+		-r $(LAMBDA_VENV)/runtime-rest.txt -r $(LAMBDA_VENV)/test-tools.txt
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-lambda-compat: $(LAMBDA_VENV)/.installed-stamp
+	$(LAMBDA_VENV)/bin/python -m pytest tests/transforms tests/core tests/storage -q -n 2 -m "not slow"
 
 bench: setup
 	$(PY) -m bench.drive_sync
@@ -43,4 +58,4 @@ package-gcp: setup
 	$(PY) -m devstack.package_gcp
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LAMBDA_VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ import io
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -178,7 +179,7 @@ def partition_value(value: object) -> str:
         return HIVE_NULL
     if isinstance(value, float) and value != value:
         return HIVE_NULL
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):  # numpy's bool under pandas 2 (the Lambda layer)
         text = "true" if value else "false"
     elif isinstance(value, pd.Timestamp):
         text = value.isoformat()

@@ -78,5 +78,8 @@ def arrow_groupby(
     for position, out in enumerate(named, start=first):
         columns[out] = grouped.column(position)
     result = pa.table(columns)
-    order = pc.sort_indices(result, sort_keys=[(name, "ascending", "at_end") for name in by])
+    # 2-tuples + null_placement: 3-tuple sort keys need pyarrow >= 21, the Lambda layer has 20
+    order = pc.sort_indices(
+        result, sort_keys=[(name, "ascending") for name in by], null_placement="at_end"
+    )
     return _to_frame(result.take(order))
