@@ -42,7 +42,7 @@ $(LAMBDA_VENV)/.installed-stamp: requirements/runtime.txt requirements/dev.txt r
 	touch $@
 
 test-lambda-compat: $(LAMBDA_VENV)/.installed-stamp
-	$(LAMBDA_VENV)/bin/python -m pytest tests/transforms tests/core tests/storage -q -n 2 -m "not slow"
+	$(LAMBDA_VENV)/bin/python -m pytest tests/transforms tests/streaming tests/core tests/storage -q -n 2 -m "not slow"
 
 bench: setup
 	$(PY) -m bench.drive_sync

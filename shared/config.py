@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import ConfigError
 from shared.readers.options import ReadOptions
+from shared.streaming_options import StreamingOptions
 from shared.transforms.specs import Step
 
 CONFIG_ENV = "DRIVEPIPE_CONFIG"
@@ -116,6 +117,7 @@ class Pipeline(_Model):
     steps: tuple[Step, ...] = ()
     output: Output
     concurrency: int = Field(default=8, ge=1, le=64)
+    streaming: StreamingOptions = StreamingOptions()
 
 
 class Settings(_Model):

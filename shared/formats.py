@@ -37,7 +37,7 @@ _FORMULA_RE = r"^[=+\-@\t\r]"
 _HIVE_ESCAPE = frozenset("\"#%'*/:=?\\\x7f{[]^") | frozenset(chr(c) for c in range(1, 32))
 
 
-class _CountingWriter(io.RawIOBase):
+class CountingWriter(io.RawIOBase):
     """Forwards writes to ``dest`` and counts bytes; closing it leaves ``dest`` open."""
 
     def __init__(self, dest: BinaryIO) -> None:
@@ -81,7 +81,7 @@ def write_table(
     jsonl: one JSON object per row, ISO 8601 dates. csv and jsonl accept compression "gzip".
     """
     _check(fmt, compression)
-    counter = _CountingWriter(dest)
+    counter = CountingWriter(dest)
     if fmt == "parquet":
         codec = compression or DEFAULT_PARQUET_COMPRESSION
         pq.write_table(
@@ -136,6 +136,11 @@ def _write_text(df: pd.DataFrame, fmt: str, sink: BinaryIO, escape_formulas: boo
             table = escape_formula_cells(table)
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=True))
         return
+    write_jsonl(df, sink)
+
+
+def write_jsonl(df: pd.DataFrame, sink: BinaryIO) -> None:
+    """Append ``df`` to ``sink`` as JSON Lines (UTF-8, ISO 8601 dates), in chunks."""
     for start in range(0, max(len(df), 1), JSONL_CHUNK_ROWS):
         chunk = df.iloc[start : start + JSONL_CHUNK_ROWS]
         if chunk.empty:

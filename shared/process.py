@@ -18,6 +18,8 @@ from shared.errors import DrivepipeError, StorageError
 from shared.manifest import InputRecord
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from shared.config import Pipeline
     from shared.storage import Storage
 
@@ -41,7 +43,15 @@ def render(
     record: InputRecord,
     stack: ExitStack,
 ) -> list[RenderedOutput]:
-    """Read, transform and serialize one input; fills row counts and step stats in ``record``."""
+    """Read, transform and serialize one input; fills row counts and step stats in ``record``.
+
+    Big CSV/JSON Lines inputs (above ``pipeline.streaming.threshold_mb``) stream in batches.
+    """
+    from shared.streaming import should_stream, stream_render
+
+    if should_stream(pipeline, data, fmt):
+        return stream_render(pipeline, data, fmt, relpath, record, stack)
+
     from shared.readers import read_table
     from shared.transforms import apply_steps
 
@@ -62,7 +72,7 @@ def render(
 
 
 def render_frame(
-    pipeline: Pipeline, frame: object, relpath: str, sheet: str | None, stack: ExitStack
+    pipeline: Pipeline, frame: pd.DataFrame, relpath: str, sheet: str | None, stack: ExitStack
 ) -> list[RenderedOutput]:
     """Serialize one transformed frame (split into partitions) into temporary files."""
     from shared.formats import extension, split_partitions, write_table

@@ -44,7 +44,13 @@ def read_csv(
         encoding = sniff_encoding(sample)
     elif encoding not in _WIDE_ENCODINGS and b"\x00" in sample:
         raise ReadError("not a CSV: binary content (NUL bytes in the text)")
-    utf8 = _to_utf8(data, encoding)
+    try:
+        utf8 = _to_utf8(data, encoding)
+    except ReadError:
+        if options.encoding is not None or encoding != "cp1252":
+            raise
+        encoding = "latin-1"  # a byte cp1252 lacks, past the sniffed sample: latin-1 reads all
+        utf8 = _to_utf8(data, encoding)
     if _is_blank(utf8):
         raise ReadError("empty file")
     delimiter = options.delimiter or default_delimiter
@@ -99,27 +105,45 @@ def _to_utf8(data: Bytes, encoding: str) -> Bytes:
 
 
 def _parse(utf8: Bytes, delimiter: str, options: CsvOptions) -> pa.Table:
-    skip = options.skip_rows + (options.header or 0)
-    read_options = pacsv.ReadOptions(
-        skip_rows=skip, autogenerate_column_names=options.header is None, use_threads=True
-    )
-    parse_options = pacsv.ParseOptions(
-        delimiter=delimiter,
-        quote_char=options.quotechar,
-        # Quote-aware chunking costs ~30% of parse time; only pay it when quotes exist.
-        newlines_in_values=utf8.find(options.quotechar.encode()) != -1,
-    )
-    convert_options = pacsv.ConvertOptions(
-        null_values=[*_PYARROW_NULLS, *options.na_values],
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=True,
-    )
+    # Quote-aware chunking costs ~30% of parse time; only pay it when quotes exist.
+    quoted = utf8.find(options.quotechar.encode()) != -1
+    read_options, parse_options, convert_options = arrow_csv_options(delimiter, options, quoted)
     return pacsv.read_csv(
         pa.BufferReader(pa.py_buffer(utf8)),
         read_options=read_options,
         parse_options=parse_options,
         convert_options=convert_options,
     )
+
+
+def arrow_csv_options(
+    delimiter: str,
+    options: CsvOptions,
+    newlines_in_values: bool,
+    *,
+    encoding: str = "utf8",
+    block_size: int | None = None,
+) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+    """pyarrow's CSV options for ``options``: shared by the whole-file and streaming readers."""
+    read_options = pacsv.ReadOptions(
+        skip_rows=options.skip_rows + (options.header or 0),
+        autogenerate_column_names=options.header is None,
+        use_threads=True,
+        encoding=encoding,
+    )
+    if block_size is not None:
+        read_options.block_size = block_size
+    parse_options = pacsv.ParseOptions(
+        delimiter=delimiter,
+        quote_char=options.quotechar,
+        newlines_in_values=newlines_in_values,
+    )
+    convert_options = pacsv.ConvertOptions(
+        null_values=[*_PYARROW_NULLS, *options.na_values],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    return read_options, parse_options, convert_options
 
 
 def _explain_parse_error(

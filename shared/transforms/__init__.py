@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from shared.transforms.runner import (
         REGISTRY,
         StepStat,
+        apply_step,
         apply_steps,
         needs_whole_table,
         register,
@@ -24,6 +25,7 @@ __all__ = [
     "REGISTRY",
     "Step",
     "StepStat",
+    "apply_step",
     "apply_steps",
     "load_custom",
     "needs_whole_table",
@@ -34,6 +36,7 @@ __all__ = [
 _LAZY = {
     "REGISTRY": "shared.transforms.runner",
     "StepStat": "shared.transforms.runner",
+    "apply_step": "shared.transforms.runner",
     "apply_steps": "shared.transforms.runner",
     "needs_whole_table": "shared.transforms.runner",
     "register": "shared.transforms.runner",

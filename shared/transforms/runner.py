@@ -66,13 +66,18 @@ def apply_steps(df: pd.DataFrame, steps: Sequence[Step]) -> tuple[pd.DataFrame, 
     prefixed with the step's index and op."""
     stats: list[StepStat] = []
     for index, step in enumerate(steps):
-        started = time.perf_counter()
-        try:
-            result = REGISTRY[step.op](df, **step_params(step))
-        except TransformError as exc:
-            raise TransformError(f"step {index} ({step.op}): {exc}") from exc
-        except Exception as exc:
-            raise TransformError(f"step {index} ({step.op}): {type(exc).__name__}: {exc}") from exc
-        stats.append(StepStat(step.op, len(df), len(result), time.perf_counter() - started))
-        df = result
+        df, stat = apply_step(df, step, index)
+        stats.append(stat)
     return df, stats
+
+
+def apply_step(df: pd.DataFrame, step: Step, index: int) -> tuple[pd.DataFrame, StepStat]:
+    """Run one step (``index`` is its position in the pipeline, used in error messages)."""
+    started = time.perf_counter()
+    try:
+        result = REGISTRY[step.op](df, **step_params(step))
+    except TransformError as exc:
+        raise TransformError(f"step {index} ({step.op}): {exc}") from exc
+    except Exception as exc:
+        raise TransformError(f"step {index} ({step.op}): {type(exc).__name__}: {exc}") from exc
+    return result, StepStat(step.op, len(df), len(result), time.perf_counter() - started)
