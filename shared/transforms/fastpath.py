@@ -7,12 +7,15 @@ returns None when it does not apply, and the caller falls back to plain pandas.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 # Our aggregation names → pyarrow hash aggregations with the same null handling as pandas
 # (nulls skipped; count counts non-null values; nunique ignores nulls).
+_PYARROW_MAJOR = int(pa.__version__.split(".")[0])
 _ARROW_AGGS = {
     "sum": "sum",
     "mean": "mean",
@@ -78,8 +81,13 @@ def arrow_groupby(
     for position, out in enumerate(named, start=first):
         columns[out] = grouped.column(position)
     result = pa.table(columns)
-    # 2-tuples + null_placement: 3-tuple sort keys need pyarrow >= 21, the Lambda layer has 20
-    order = pc.sort_indices(
-        result, sort_keys=[(name, "ascending") for name in by], null_placement="at_end"
-    )
+    order = pc.sort_indices(result, **nulls_last_sort(by))
     return _to_frame(result.take(order))
+
+
+def nulls_last_sort(by: list[str]) -> dict[str, Any]:
+    """Ascending sort keys with nulls last, for pyarrow 20 (the Lambda layer) and newer:
+    3-tuple keys need pyarrow >= 21, and 21+ deprecates the separate ``null_placement``."""
+    if _PYARROW_MAJOR >= 21:
+        return {"sort_keys": [(name, "ascending", "at_end") for name in by]}
+    return {"sort_keys": [(name, "ascending") for name in by], "null_placement": "at_end"}

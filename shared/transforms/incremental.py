@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 
 from shared.errors import TransformError
 from shared.transforms.columns import require_columns
+from shared.transforms.fastpath import nulls_last_sort
 
-_PYARROW_MAJOR = int(pa.__version__.split(".")[0])
 DECOMPOSABLE = ("sum", "count", "min", "max", "mean", "first", "last")
 _SUM = pc.ScalarAggregateOptions(min_count=0)  # an all-null group sums to 0, as in pandas
 # How partials of each kind merge: a sum of sums, a sum of counts, a min of mins, ...
@@ -111,7 +111,7 @@ class IncrementalGroupby:
             else:
                 columns[out] = merged.column(self._slot(column, agg))
         table = pa.table(columns)
-        order = pc.sort_indices(table, **_nulls_last_sort(self.by))
+        order = pc.sort_indices(table, **nulls_last_sort(self.by))
         return table.take(order).to_pandas(types_mapper=pd.ArrowDtype)
 
     def _slot(self, column: str, kind: str) -> str:
@@ -141,14 +141,6 @@ class IncrementalGroupby:
         ]
         self._pending, self._pending_rows = [], 0
         self._push(self._aggregate(combined, aggregations))
-
-
-def _nulls_last_sort(by: list[str]) -> dict[str, Any]:
-    """Ascending sort keys with nulls last, for pyarrow 20 (the Lambda layer) and newer:
-    3-tuple keys need pyarrow >= 21, and 21+ deprecates the separate ``null_placement``."""
-    if _PYARROW_MAJOR >= 21:
-        return {"sort_keys": [(name, "ascending", "at_end") for name in by]}
-    return {"sort_keys": [(name, "ascending") for name in by], "null_placement": "at_end"}
 
 
 def _agg_pair(spec: Any) -> tuple[str, str]:
