@@ -82,3 +82,14 @@ class ApiError(DrivepipeError):
 
 class RetryableError(DrivepipeError):
     """A transient failure (destination unreachable, Drive retries exhausted): redeliver later."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth a redelivery: the core said so, storage failed, or Drive may answer later.
+
+    Event handlers on both clouds use this one rule: transient failures raise so the
+    platform redelivers; anything else is reported and acknowledged.
+    """
+    if isinstance(exc, RetryableError | StorageError):
+        return True
+    return isinstance(exc, DriveError) and exc.retryable

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from shared import keys
 from shared.errors import DriveError, RetryableError, StorageError
+from shared.lease import DEFAULT_TTL_SECONDS, Lease, ttl_from_env
 from shared.log import get_logger
 from shared.manifest import InputRecord, RunManifest, new_run_id, run_key, utc_now
 from shared.process import copy_to_temp, process_input
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 GSHEET = "application/vnd.google-apps.spreadsheet"
 CHECKPOINT_SECONDS = 10.0
+CHECKPOINT_SECONDS_ENV = "DRIVEPIPE_CHECKPOINT_SECONDS"
+CHECKPOINT_EVERY_ENV = "DRIVEPIPE_CHECKPOINT_EVERY"
+LEASE_SECONDS_ENV = "DRIVEPIPE_LEASE_SECONDS"
 log = get_logger("pipeline")
 Progress = Callable[[InputRecord, int, int], None]
 
@@ -46,6 +50,38 @@ class SyncRequest:
     since: datetime | None = None
     full_refresh: bool = False
     dry_run: bool = False
+    # Save the state after this many processed inputs and/or seconds (None: from the env,
+    # DRIVEPIPE_CHECKPOINT_EVERY / DRIVEPIPE_CHECKPOINT_SECONDS, else every 10 s).
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float | None = None
+    # Wait this long for another sync of the pipeline to finish before refusing (LeaseHeld).
+    lock_wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """When ``run_sync`` saves its state: every ``every`` inputs or ``seconds``, whichever first."""
+
+    every: int | None
+    seconds: float
+
+    @classmethod
+    def for_request(cls, request: SyncRequest) -> Checkpoints:
+        """The request's settings, else the environment's, else every 10 seconds."""
+        every = request.checkpoint_every
+        if every is None:
+            raw = os.environ.get(CHECKPOINT_EVERY_ENV, "")
+            every = int(raw) if raw.isdigit() and int(raw) > 0 else None
+        seconds = request.checkpoint_seconds
+        if seconds is None:
+            seconds = ttl_from_env(CHECKPOINT_SECONDS_ENV, CHECKPOINT_SECONDS)
+        return cls(every, seconds)
+
+    def due(self, since_save: int, last_save: float) -> bool:
+        """True when a checkpoint is due after ``since_save`` inputs since ``last_save``."""
+        if self.every is not None and since_save >= self.every:
+            return True
+        return time.monotonic() - last_save >= self.seconds
 
 
 @dataclass(frozen=True)
@@ -157,9 +193,50 @@ def run_sync(
         load_secrets_into_env()  # DRIVE_SECRET_ARN on Lambda; a no-op elsewhere
         drive = DriveClient.from_env()
     dest = _open_destination(pipeline.output.url)
+    run_id = new_run_id()
+    if request.dry_run:
+        return _sync_under_lease(request, drive, dest, run_id, None, progress)
+    lease = sync_lease(dest, pipeline.name, run_id)
+    try:
+        lease.acquire(wait=request.lock_wait_seconds)
+    except StorageError as exc:
+        raise RetryableError(f"cannot take the sync lease in {dest.base_url}: {exc}") from exc
+    lease.start_renewing()
+    try:
+        return _sync_under_lease(request, drive, dest, run_id, lease, progress)
+    finally:
+        lease.release()
+
+
+def sync_lease(dest: Storage, pipeline: str, run_id: str | None = None) -> Lease:
+    """The lease that lets one sync of ``pipeline`` at a time write to ``dest``."""
+    return Lease(
+        dest,
+        f"sync/{pipeline}",
+        ttl=ttl_from_env(LEASE_SECONDS_ENV, DEFAULT_TTL_SECONDS),
+        run_id=run_id,
+    )
+
+
+def _save_state(dest: Storage, state: SyncState, lease: Lease | None) -> None:
+    if lease is not None and state.dirty:
+        lease.check()  # LeaseLost: another sync took over, its state wins
+    state.save(dest)
+
+
+def _sync_under_lease(
+    request: SyncRequest,
+    drive: DriveClient,
+    dest: Storage,
+    run_id: str,
+    lease: Lease | None,
+    progress: Progress | None,
+) -> RunManifest:
+    pipeline = request.pipeline
+    folder_id = request.folder_id or pipeline.source.folder_id
     state = _load_state(dest, pipeline)
     manifest = RunManifest(
-        run_id=new_run_id(),
+        run_id=run_id,
         pipeline=pipeline.name,
         trigger=request.trigger,
         source=f"drive:{folder_id}",
@@ -184,7 +261,8 @@ def run_sync(
 
     # Keyed by the whole DriveFile: a shortcut and its target share an id, not a path.
     planned = {file: (fmt, record) for file, fmt, record in to_fetch}
-    last_checkpoint = time.monotonic()
+    checkpoints = Checkpoints.for_request(request)
+    last_checkpoint, since_checkpoint = time.monotonic(), 0
     # Downloads land in a per-run scratch directory (on Lambda, /tmp), one file per input,
     # each removed as soon as it has been processed.
     with tempfile.TemporaryDirectory(prefix="drivepipe-") as scratch:
@@ -213,14 +291,17 @@ def run_sync(
                 if os.path.exists(path):
                     os.remove(path)
                 done += 1
+                since_checkpoint += 1
                 if progress:
                     progress(record, done, total)
-                if time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
-                    state.save(dest)  # only inputs whose outputs are already durable
-                    last_checkpoint = time.monotonic()
+                if checkpoints.due(since_checkpoint, last_checkpoint):
+                    _save_state(dest, state, lease)  # only inputs whose outputs are durable
+                    last_checkpoint, since_checkpoint = time.monotonic(), 0
         finally:
-            state.save(dest)
-            _save_manifest(dest, manifest)
+            try:
+                _save_state(dest, state, lease)
+            finally:
+                _save_manifest(dest, manifest)
     log.info(
         "sync finished",
         extra={"pipeline": pipeline.name, "run_id": manifest.run_id, **manifest.counts()},

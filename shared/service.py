@@ -8,6 +8,7 @@ which cloud it runs on.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from shared.api import Response, error_response, parse_json_object, parse_sync_body
@@ -19,13 +20,15 @@ from shared.errors import (
     DriveError,
     RetryableError,
     StorageError,
+    is_transient,
 )
 from shared.events import ObjectEvent, key_problem
 from shared.keys import is_reserved
+from shared.lease import LeaseHeld
 from shared.log import get_logger
 from shared.manifest import RUN_ID_PATTERN, RunManifest, run_key
 from shared.pipeline import ObjectRequest, SyncRequest, relative_to_prefix, run_object, run_sync
-from shared.state import event_seen, mark_event
+from shared.state import claim_event, complete_event
 from shared.storage import StorageNotFound, open_storage
 
 log = get_logger("service")
@@ -86,6 +89,8 @@ def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Respons
         manifest = run_sync(request)
     except ApiError as exc:
         return error_response(exc)
+    except LeaseHeld as exc:
+        return sync_running_response(exc)
     except ConfigError as exc:
         return error_response(ApiError(str(exc), status=500, code="config_error"))
     except DriveAuthError as exc:
@@ -93,6 +98,16 @@ def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Respons
     except (DriveError, StorageError, RetryableError) as exc:
         return error_response(ApiError(str(exc), status=503, code="unavailable"))
     return Response(200, manifest.summary())
+
+
+def sync_running_response(exc: LeaseHeld) -> Response:
+    """409: another sync of the pipeline holds its lease (which run, and until when)."""
+    response = error_response(
+        ApiError(f"another sync is running: {exc}", status=409, code="sync_running")
+    )
+    response.body["error"]["run_id"] = exc.holder.run_id
+    response.body["error"]["expires_at"] = json.loads(exc.holder.to_json())["expires_at_iso"]
+    return response
 
 
 def http_get_run(run_id: str, pipeline: str | None = None) -> Response:
@@ -147,23 +162,37 @@ def on_object(event: ObjectEvent, *, trigger: str) -> dict[str, Any]:
     return _outcome("ignored", "no pipeline takes this key")
 
 
-def _claimed(dest_url: str, event: ObjectEvent) -> bool:
+def _once(
+    dest_url: str, event: ObjectEvent, outcome: str, work: Callable[[], RunManifest]
+) -> dict[str, Any]:
+    """Run ``work`` for this event at most once: claim it, run, mark it done, drop the claim.
+
+    A concurrent delivery waits (bounded) for the claimant and then answers "duplicate"; if the
+    work fails, the claim is released so a redelivery can try again.
+    """
     try:
-        return event_seen(open_storage(dest_url), event.dedupe_id)
+        dest = open_storage(dest_url)
+        claim = claim_event(dest, event.dedupe_id)
     except StorageError as exc:
-        raise RetryableError(f"cannot check event markers in {dest_url}: {exc}") from exc
+        raise RetryableError(f"cannot claim event in {dest_url}: {exc}") from exc
+    if claim is None:
+        return _outcome("duplicate", f"{event.dedupe_id} was already processed")
+    claim.start_renewing()
+    try:
+        manifest = work()
+        complete_event(dest, event.dedupe_id, manifest.run_id, claim)
+    finally:
+        claim.release()
+    return _outcome(outcome, None, manifest.summary())
 
 
 def _on_data_file(
     event: ObjectEvent, pipeline: Pipeline, incoming: str, relpath: str, trigger: str
 ) -> dict[str, Any]:
-    if _claimed(pipeline.output.url, event):
-        return _outcome("duplicate", f"{event.dedupe_id} was already processed")
-    manifest = run_object(
-        ObjectRequest(pipeline=pipeline, source_url=incoming, relpath=relpath, trigger=trigger)
+    request = ObjectRequest(
+        pipeline=pipeline, source_url=incoming, relpath=relpath, trigger=trigger
     )
-    mark_event(open_storage(pipeline.output.url), event.dedupe_id, manifest.run_id)
-    return _outcome("transformed", None, manifest.summary())
+    return _once(pipeline.output.url, event, "transformed", lambda: run_object(request))
 
 
 def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dict[str, Any]:
@@ -183,11 +212,7 @@ def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dic
     except ApiError as exc:
         log.warning("bad request file", extra={"url": event.url, "error": exc.message})
         return _outcome("ignored", f"bad request file: {exc.message}")
-    if _claimed(request.pipeline.output.url, event):
-        return _outcome("duplicate", f"{event.dedupe_id} was already processed")
-    manifest = _run_sync_or_retry(request)
-    mark_event(open_storage(request.pipeline.output.url), event.dedupe_id, manifest.run_id)
-    return _outcome("sync", None, manifest.summary())
+    return _once(request.pipeline.output.url, event, "sync", lambda: _run_sync_or_retry(request))
 
 
 def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
@@ -195,8 +220,8 @@ def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
         return run_sync(request)
     except DriveAuthError:
         raise
-    except (DriveError, StorageError) as exc:
-        raise RetryableError(str(exc)) from exc
+    except (DriveError, StorageError, LeaseHeld) as exc:
+        raise RetryableError(str(exc)) from exc  # a running sync: redeliver once it is done
 
 
 def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, Any]]:
@@ -210,13 +235,24 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
             log.error("unknown pipelines in schedule", extra={"pipelines": unknown})
         chosen = [cfg.pipelines[n] for n in pipelines if n in cfg.pipelines]
     results = []
+    transient: list[str] = []
     for pipeline in chosen:
         try:
             manifest = run_sync(SyncRequest(pipeline=pipeline, trigger=trigger))
             results.append({"pipeline": pipeline.name, "summary": manifest.summary()})
+        except LeaseHeld as exc:  # the running sync covers this tick too
+            log.warning(
+                "sync already running", extra={"pipeline": pipeline.name, "error": str(exc)}
+            )
+            results.append(
+                {"pipeline": pipeline.name, "skipped": f"another sync is running: {exc}"}
+            )
         except (DriveError, StorageError, RetryableError, ConfigError) as exc:
             log.error("scheduled sync failed", extra={"pipeline": pipeline.name, "error": str(exc)})
             results.append({"pipeline": pipeline.name, "error": str(exc)})
+            transient += [f"{pipeline.name}: {exc}"] if is_transient(exc) else []
+    if transient:  # every pipeline had its turn; now ask the platform to redeliver the tick
+        raise RetryableError("scheduled sync failed transiently: " + "; ".join(transient))
     if pipelines:
         results.extend(
             {"pipeline": n, "error": "unknown pipeline"}

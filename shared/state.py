@@ -3,16 +3,20 @@
 ``_state/<pipeline>.json`` remembers, per input, what was last written successfully. It is
 saved only after the outputs it claims are durable, so it never claims an input whose
 output is missing. ``_state/events/`` holds one marker per processed storage event, which
-makes at-least-once deliveries idempotent.
+makes at-least-once deliveries idempotent; a delivery *claims* its event first (a lease under
+``_locks/events/``), so two concurrent deliveries never both process it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import RetryableError
+from shared.lease import Lease, ttl_from_env
 from shared.storage import StorageNotFound
 
 if TYPE_CHECKING:
@@ -133,3 +137,56 @@ def mark_event(storage: Storage, dedupe_id: str, run_id: str) -> bool:
     """Record a processed event; False when another delivery recorded it first."""
     body = json.dumps({"event": dedupe_id, "run_id": run_id}).encode()
     return storage.create_if_absent(event_marker_key(dedupe_id), body)
+
+
+EVENT_CLAIM_SECONDS_ENV = "DRIVEPIPE_EVENT_CLAIM_SECONDS"
+EVENT_WAIT_SECONDS_ENV = "DRIVEPIPE_EVENT_WAIT_SECONDS"
+
+
+class EventInProgress(RetryableError):
+    """Another delivery holds a live claim on this event and did not finish within the wait."""
+
+
+def event_claim(storage: Storage, dedupe_id: str) -> Lease:
+    """The lease that one delivery of an event holds while it processes the event.
+
+    Its TTL (``DRIVEPIPE_EVENT_CLAIM_SECONDS``, default 900 s) bounds how long a crashed
+    claimant blocks the event: after it, a redelivery takes the claim over and processes it.
+    """
+    digest = hashlib.sha256(dedupe_id.encode()).hexdigest()
+    return Lease(storage, f"events/{digest}", ttl=ttl_from_env(EVENT_CLAIM_SECONDS_ENV, 900.0))
+
+
+def claim_event(
+    storage: Storage, dedupe_id: str, *, wait: float | None = None, poll: float = 0.1
+) -> Lease | None:
+    """Claim an event for processing; ``None`` when it was already processed.
+
+    A delivery that finds a live claim waits up to ``wait`` seconds
+    (``DRIVEPIPE_EVENT_WAIT_SECONDS``, default 10) for it to complete, then raises
+    :class:`EventInProgress` so the cloud redelivers later. The completion marker is checked
+    again once claimed, since the previous claimant may have finished just before.
+    """
+    if wait is None:
+        wait = ttl_from_env(EVENT_WAIT_SECONDS_ENV, 10.0)
+    lease = event_claim(storage, dedupe_id)
+    deadline = time.monotonic() + wait
+    while True:
+        if event_seen(storage, dedupe_id):
+            return None
+        if lease.try_acquire() is not None:
+            if event_seen(storage, dedupe_id):  # finished just before we took the claim
+                lease.discard()
+                return None
+            return lease
+        if time.monotonic() >= deadline:
+            holder = lease.latest()
+            until = holder.to_json().decode() if holder else "unknown"
+            raise EventInProgress(f"{dedupe_id} is being processed by another delivery ({until})")
+        time.sleep(poll)
+
+
+def complete_event(storage: Storage, dedupe_id: str, run_id: str, claim: Lease) -> None:
+    """Record the event as processed (outputs are durable by now), then drop its claim."""
+    mark_event(storage, dedupe_id, run_id)
+    claim.discard()

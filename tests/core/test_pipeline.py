@@ -59,7 +59,7 @@ def data_objects(url: str) -> dict[str, Any]:
     return {
         o.key: (o.etag, o.size, o.updated)
         for o in open_storage(url).list()
-        if not o.key.startswith("_runs/")
+        if not o.key.startswith(("_runs/", "_locks/"))
     }
 
 

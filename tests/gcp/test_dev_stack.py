@@ -45,8 +45,13 @@ def test_upload_to_the_emulated_bucket_produces_the_output(dev_stack: GcpDevStac
     )
     frame = pd.read_parquet(io.BytesIO(blob.download_as_bytes()))
     assert list(frame["order_id"]) == ["N1", "N3"]
-    # one printed line per delivery, with the function's answer
-    delivered = [line for line in PRINTED if "new week.csv" in line]
+    # one printed line per delivery, with the function's answer (the output is durable before
+    # the function answers: it still records the event as done, so wait for the answer too)
+    delivered = wait_for(
+        lambda: [line for line in PRINTED if "new week.csv" in line],
+        timeout=30,
+        describe=lambda: diagnostics(dev_stack),
+    )
     assert len(delivered) == 1
     assert delivered[0].startswith("[on_upload] gs://") and " -> 200 " in delivered[0]
 

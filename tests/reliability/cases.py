@@ -1,0 +1,191 @@
+"""The bad-input corpus: every hostile file, with the outcome it must get.
+
+Each case builds its bytes (big and binary cases are generated, never committed) and states
+the status drivepipe must give it and a phrase its error must contain. ``build_corpus`` writes
+every case plus the good files into one Drive folder, so the whole corpus runs as ONE sync: no
+case may crash the run, and every good file must still be written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+# Every input has id and amount; the pipeline casts amount, so a file without it must fail.
+STEPS = [{"op": "normalize_columns"}, {"op": "cast", "columns": {"amount": "float64"}}]
+XLSX_LIMIT = 4 * 1024 * 1024  # read.excel.max_uncompressed_bytes for the corpus pipeline
+LONG_CELL = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input file and the outcome it must get."""
+
+    path: str  # where it sits in the Drive folder (its Drive name is the last part)
+    make: Callable[[], bytes]
+    status: str  # "written" or "failed"
+    error: str = ""  # a phrase the error must contain (failed cases)
+    rows: int | None = None  # rows written (written cases)
+    drive_name: str | None = None  # a hostile Drive name, set through .drive.json
+
+
+def _xlsx(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_excel(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _zip_bomb() -> bytes:
+    """A valid-looking xlsx whose one sheet inflates to 16x the corpus limit (tiny on disk)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("[Content_Types].xml", "<Types/>")
+        with bomb.open("xl/worksheets/sheet1.xml", "w") as sheet:
+            zeros = b"0" * (1024 * 1024)
+            for _ in range(16 * XLSX_LIMIT // len(zeros)):
+                sheet.write(zeros)
+    return buffer.getvalue()
+
+
+def _many_rows(count: int = 200_000) -> bytes:
+    return ("id,amount\n" + "".join(f"{i},{i % 97}.5\n" for i in range(count))).encode()
+
+
+GOOD: list[Case] = [
+    Case("good/plain.csv", lambda: b"id,amount\n1,2.5\n2,3\n", "written", rows=2),
+    Case(
+        "good/book.xlsx",
+        lambda: _xlsx(pd.DataFrame({"id": [1, 2, 3], "amount": [1.0, 2.0, 3.0]})),
+        "written",
+        rows=3,
+    ),
+    Case(
+        "good/lines.jsonl", lambda: b'{"id":1,"amount":2}\n{"id":2,"amount":4}\n', "written", rows=2
+    ),
+    Case(
+        "good/table.parquet",
+        lambda: _parquet(pd.DataFrame({"id": [1], "amount": [9.5]})),
+        "written",
+        rows=1,
+    ),
+]
+
+BAD: list[Case] = [
+    Case("bad/empty.csv", lambda: b"", "failed", "empty"),
+    Case("bad/header_only.csv", lambda: b"id,amount\n", "written", rows=0),
+    Case("bad/binary.csv", lambda: bytes(range(256)) * 64, "failed", "Error"),
+    Case(
+        "bad/latin1.csv",
+        lambda: "id,amount,city\n1,2,Zürich\n2,3,Besançon\n".encode("latin-1"),
+        "written",
+        rows=2,
+    ),
+    Case(
+        "bad/utf16.csv",
+        lambda: "id,amount\n1,2\n".encode("utf-16"),
+        "written",
+        rows=1,
+    ),
+    Case("bad/ragged.csv", lambda: b"id,amount\n1,2\n3,4,5,6\n", "failed", "Error"),
+    Case(
+        "bad/quoted_newlines.csv",
+        lambda: b'id,amount,note\n1,2,"first line\nsecond line"\n2,3,"a ""quoted"" word"\n',
+        "written",
+        rows=2,
+    ),
+    Case("bad/dup_columns.csv", lambda: b"id,amount,amount\n1,2,3\n", "failed", "duplicate"),
+    Case("bad/empty_column_name.csv", lambda: b"id,,amount\n1,x,2\n", "written", rows=1),
+    Case(
+        "bad/formula.csv",
+        lambda: b"id,amount,note\n1,2,=cmd|' /C calc'!A0\n2,3,@SUM(A1)\n3,4,-2+3\n",
+        "written",
+        rows=3,
+    ),
+    Case("bad/bomb.xlsx", _zip_bomb, "failed", "over the limit"),
+    Case("bad/not_a_zip.xlsx", lambda: b"PK\x03\x04 not really", "failed", "xlsx"),
+    Case("bad/many_rows.csv", _many_rows, "written", rows=200_000),
+    Case(
+        "bad/schema_mismatch.parquet",
+        lambda: _parquet(pd.DataFrame({"x": [1], "y": ["a"]})),
+        "failed",
+        "amount",
+    ),
+    Case("bad/not_json.jsonl", lambda: b'{"id":1,"amount":2}\n{oops\n', "failed", "Error"),
+    # Hostile Drive names: their outputs must stay under the destination prefix.
+    Case(
+        "names/dotdot.csv",
+        lambda: b"id,amount\n1,1\n",
+        "written",
+        rows=1,
+        drive_name="../../escape.csv",
+    ),
+    Case(
+        "names/slashes.csv",
+        lambda: b"id,amount\n1,1\n",
+        "written",
+        rows=1,
+        drive_name="/etc/passwd.csv",
+    ),
+    Case(
+        "names/backslash.csv",
+        lambda: b"id,amount\n1,1\n",
+        "written",
+        rows=1,
+        drive_name="..\\..\\win.csv",
+    ),
+    Case(
+        "names/unicode.csv", lambda: b"id,amount\n1,1\n", "written", rows=1, drive_name="数据 ☃.csv"
+    ),
+]
+
+CASES = GOOD + BAD
+
+# Known gaps: inputs that should be written but are not yet. Each has a strict xfail test, so
+# it turns into a failure (to be moved into BAD) the day the gap is fixed.
+LONG_LINE = Case(
+    "gaps/long_line.csv",
+    lambda: b"id,amount,blob\n1,2," + b"x" * LONG_CELL + b"\n",
+    "written",
+    rows=1,
+)
+KNOWN_GAPS = {
+    LONG_LINE.path: "a 10 MB CSV line is over pyarrow's 1 MB block size: 'straddling object"
+    " straddles two block boundaries' (shared/readers/csv.py should grow block_size to the"
+    " longest line)",
+}
+
+
+def corpus_pipeline_body(dest_url: str, folder_id: str, output_format: str = "csv") -> dict:
+    """The pipeline the corpus runs through (CSV output, so formula escaping is exercised)."""
+    return {
+        "source": {"folder_id": folder_id},
+        "read": {"excel": {"max_uncompressed_bytes": XLSX_LIMIT}},
+        "steps": STEPS,
+        "output": {"url": dest_url, "format": output_format},
+    }
+
+
+def build_corpus(root: Path, cases: list[Case] = CASES) -> None:
+    """Write every case into ``root`` (a Drive emulator folder), with hostile names applied."""
+    overrides: dict[str, dict[str, dict[str, str]]] = {}
+    for case in cases:
+        path = root / case.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(case.make())
+        if case.drive_name:
+            folder = path.parent
+            overrides.setdefault(str(folder), {})[path.name] = {"name": case.drive_name}
+    for folder, entries in overrides.items():
+        (Path(folder) / ".drive.json").write_text(json.dumps({"entries": entries}))

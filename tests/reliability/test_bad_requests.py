@@ -1,0 +1,254 @@
+"""Hostile events, HTTP bodies and configs: a clear error and the right status, never a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.drive_emulator import DriveEmulator
+from devstack.servers import MotoServer, free_port
+from shared import service
+from shared.cli import EXIT_UNREACHABLE, EXIT_USAGE
+from shared.cli import main as cli_main
+from shared.config import parse_config
+from shared.errors import ConfigError
+from shared.events import EventError, ObjectEvent, from_gcs_cloudevent, from_s3_event
+from tests.reliability.conftest import Deploy
+
+# ---- events ---------------------------------------------------------------------------------
+
+MALFORMED_EVENTS: list[tuple[str, Any, str]] = [
+    ("no Records", {}, "missing field 'Records'"),
+    ("Records not a list", {"Records": {"a": 1}}, "must be a list"),
+    ("wrong source", {"Records": [{"eventSource": "aws:sqs"}]}, "expected 'aws:s3'"),
+    (
+        "no object",
+        {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]},
+        "missing field 'bucket'",
+    ),
+    (
+        "key not a string",
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": "b"}, "object": {"key": 7}},
+                }
+            ]
+        },
+        "must be strings",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "event", "message"), MALFORMED_EVENTS, ids=[m[0] for m in MALFORMED_EVENTS]
+)
+def test_malformed_s3_events_are_refused_by_name(name: str, event: Any, message: str) -> None:
+    with pytest.raises(EventError, match=message):
+        from_s3_event(event)
+
+
+def test_wrong_cloudevent_types_are_refused() -> None:
+    with pytest.raises(
+        EventError, match=r"expected 'google\.cloud\.storage\.object\.v1\.finalized'"
+    ):
+        from_gcs_cloudevent({"type": "google.cloud.storage.object.v1.deleted"}, {})
+    with pytest.raises(EventError, match="missing field 'name'"):
+        from_gcs_cloudevent({"type": "google.cloud.storage.object.v1.finalized"}, {"bucket": "b"})
+
+
+def test_deletions_carry_no_work() -> None:
+    record = {"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete", "s3": {}}
+    assert from_s3_event({"Records": [record]}) == []
+
+
+HOSTILE_KEYS = [
+    ("incoming/../_state/rel.json", "'..'"),
+    ("incoming/./a.csv", "'.'"),
+    ("/incoming/a.csv", "absolute"),
+    ("incoming\\a.csv", "backslash"),
+    ("incoming/a\x00.csv", "NUL"),
+    ("incoming/" + "a" * 1100 + ".csv", "longer than 1024"),
+    ("", "empty key"),
+]
+
+
+@pytest.mark.parametrize(("key", "reason"), HOSTILE_KEYS, ids=[r for _, r in HOSTILE_KEYS])
+def test_hostile_event_keys_are_ignored_with_a_reason(
+    key: str, reason: str, deploy: Deploy, tmp_path: Path
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    deploy(
+        {
+            "pipelines": {
+                "rel": {
+                    "source": {"incoming_url": "s3://bkt/incoming/"},
+                    "output": {"url": str(tmp_path / "out")},
+                }
+            }
+        }
+    )
+    result = service.on_object(ObjectEvent("s3", "bkt", key, "v1"), trigger="test")
+    assert result["outcome"] == "ignored"
+    assert reason in result["reason"]
+    assert not (tmp_path / "out").exists()  # nothing was claimed or written
+
+
+def test_unicode_keys_are_processed(
+    moto_server: MotoServer, s3_bucket: str, deploy: Deploy
+) -> None:
+    key = "incoming/données/ünï ☃ +%.csv"
+    body = b"id,amount\n1,2\n"
+    moto_server.client().put_object(Bucket=s3_bucket, Key=key, Body=body)
+    deploy(
+        {
+            "pipelines": {
+                "rel": {
+                    "source": {"incoming_url": f"s3://{s3_bucket}/incoming/"},
+                    "output": {"url": f"s3://{s3_bucket}/out", "format": "csv"},
+                }
+            }
+        }
+    )
+    result = service.on_object(ObjectEvent("s3", s3_bucket, key, "e1"), trigger="test")
+    assert result["outcome"] == "transformed", result
+    out = moto_server.client().get_object(Bucket=s3_bucket, Key="out/données/ünï ☃ +%.csv")
+    assert out["Body"].read().splitlines()[1] == b"1,2"
+
+
+def test_own_outputs_and_bookkeeping_never_trigger_work(deploy: Deploy, tmp_path: Path) -> None:
+    deploy(
+        {
+            "pipelines": {
+                "rel": {
+                    "source": {"incoming_url": "s3://bkt/incoming/"},
+                    "output": {"url": "s3://bkt/incoming/out"},
+                }
+            }
+        }
+    )
+    own = service.on_object(ObjectEvent("s3", "bkt", "incoming/out/a.csv", "1"), trigger="t")
+    books = service.on_object(ObjectEvent("s3", "bkt", "incoming/_locks/x.json", "1"), trigger="t")
+    assert own["outcome"] == books["outcome"] == "ignored"
+
+
+# ---- HTTP bodies ----------------------------------------------------------------------------
+
+BODIES: list[tuple[str, bytes | None, int, str]] = [
+    ("empty", b"", 400, "empty_body"),
+    ("invalid JSON", b"{pipeline: rel", 400, "invalid_json"),
+    ("not an object", b'["rel"]', 400, "invalid_body"),
+    ("not UTF-8", b'{"pipeline": "\xff"}', 400, "invalid_json"),
+    ("wrong type", b'{"pipeline": "rel", "full_refresh": "yes"}', 400, "invalid_field"),
+    ("unknown field", b'{"pipeline": "rel", "rm": "-rf"}', 400, "invalid_field"),
+    ("bad pipeline name", b'{"pipeline": "../etc"}', 400, "invalid_field"),
+    ("bad folder id", b'{"pipeline": "rel", "folder_id": "a b/c"}', 400, "invalid_field"),
+    ("huge body", b'{"pipeline": "' + b"a" * 70_000 + b'"}', 413, "body_too_large"),
+    ("unknown pipeline", b'{"pipeline": "nope"}', 404, "unknown_pipeline"),
+    (
+        "override not allowed",
+        b'{"pipeline": "rel", "full_refresh": true}',
+        400,
+        "override_not_allowed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "code"), BODIES, ids=[b[0] for b in BODIES])
+def test_bad_http_bodies_get_a_clear_status(
+    name: str, body: bytes, status: int, code: str, deploy: Deploy, tmp_path: Path
+) -> None:
+    pipeline = {
+        "source": {"folder_id": "abc"},
+        "allow_overrides": ["dry_run"],
+        "output": {"url": str(tmp_path / "out")},
+    }
+    deploy({"pipelines": {"rel": pipeline}})
+    response = service.http_sync(body)
+    assert response.status == status, response.body
+    assert response.body["error"]["code"] == code
+    assert response.body["error"]["message"]
+    json.dumps(response.body)  # always serializable
+
+
+# ---- configs --------------------------------------------------------------------------------
+
+CONFIGS: list[tuple[str, dict[str, Any], str]] = [
+    ("unknown key", {"pipelines": {"p": {"output": {"url": "/x"}, "ouput": 1}}}, "ouput"),
+    (
+        "wrong type",
+        {"pipelines": {"p": {"output": {"url": "/x"}, "concurrency": "many"}}},
+        "concurrency",
+    ),
+    (
+        "out of range",
+        {"pipelines": {"p": {"output": {"url": "/x"}, "concurrency": 1000}}},
+        "concurrency",
+    ),
+    ("bad scheme", {"pipelines": {"p": {"output": {"url": "ftp://h/x"}}}}, "url"),
+    ("no bucket", {"pipelines": {"p": {"output": {"url": "s3:///x"}}}}, "bucket"),
+    ("bad format", {"pipelines": {"p": {"output": {"url": "/x", "format": "xls"}}}}, "format"),
+    ("bad step", {"pipelines": {"p": {"output": {"url": "/x"}, "steps": [{"op": "rm"}]}}}, "rm"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "names"), CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_bad_configs_name_the_problem(name: str, data: dict[str, Any], names: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(data)
+    assert names in str(error.value)
+
+
+def test_missing_bucket_is_unreachable_exit_3_and_http_503(
+    moto_server: MotoServer,
+    s3_env: dict[str, str],
+    emulator: DriveEmulator,
+    drive_root: Path,
+    tmp_path: Path,
+    deploy: Deploy,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (drive_root / "a.csv").write_text("id,amount\n1,2\n")
+    body = {
+        "source": {"folder_id": emulator.root_id},
+        "output": {"url": "s3://no-such-bucket-dp/x"},
+    }
+    config = deploy({"pipelines": {"rel": body}})
+    code = cli_main(["sync", "--config", str(config), "--pipeline", "rel"])
+    assert code == EXIT_UNREACHABLE
+    assert "no-such-bucket-dp" in capsys.readouterr().err
+    response = service.http_sync(b'{"pipeline": "rel"}')
+    assert response.status == 503 and "no-such-bucket-dp" in response.body["error"]["message"]
+
+
+def test_refusing_endpoint_is_unreachable_exit_3(
+    emulator: DriveEmulator,
+    drive_root: Path,
+    deploy: Deploy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (drive_root / "a.csv").write_text("id,amount\n1,2\n")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    body = {"source": {"folder_id": emulator.root_id}, "output": {"url": "s3://bucket-dp/x"}}
+    config = deploy({"pipelines": {"rel": body}})
+    assert cli_main(["sync", "--config", str(config), "--pipeline", "rel"]) == EXIT_UNREACHABLE
+    assert "drivepipe:" in capsys.readouterr().err
+
+
+def test_invalid_config_file_is_usage_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[pipelines.p]\noutput = { url = "/x" }\ncolour = "blue"\n')
+    assert cli_main(["sync", "--config", str(config)]) == EXIT_USAGE
+    assert "colour" in capsys.readouterr().err

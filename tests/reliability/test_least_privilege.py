@@ -1,0 +1,96 @@
+"""Permissions are least privilege on both clouds, and HTTP needs authentication by default.
+
+(The per-route authorizer checks live in tests/aws/test_auth.py; these are the cross-cloud
+invariants the reliability campaign relies on, checked on the shipped artifacts.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from devstack.package_gcp import DeployConfig, deploy_commands, setup_commands
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = sorted((REPO / "chalice_app" / ".chalice").glob("policy-*.json"))
+# What the code calls: logs, bucket listing, object get/put/delete (leases and claims delete
+# their own objects), the Drive secret, and the fan-out queue if a stage uses one.
+AWS_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "s3:ListBucket",
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "secretsmanager:GetSecretValue",
+}
+GCP_ROLES = {
+    "roles/storage.objectViewer",
+    "roles/storage.objectAdmin",
+    "roles/secretmanager.secretAccessor",
+    "roles/eventarc.eventReceiver",
+    "roles/pubsub.publisher",
+    "roles/run.invoker",
+    "roles/iam.serviceAccountTokenCreator",
+}
+
+
+def test_there_are_stage_policies() -> None:
+    assert {p.name for p in POLICIES} >= {"policy-dev.json", "policy-prod.json"}
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=[p.name for p in POLICIES])
+def test_aws_policy_grants_named_actions_on_named_resources(policy: Path) -> None:
+    statements = json.loads(policy.read_text())["Statement"]
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        for action in actions:
+            assert "*" not in action, (policy.name, action)
+            assert action in AWS_ACTIONS or action.startswith("sqs:"), (policy.name, action)
+        for resource in resources:
+            assert resource != "*", (policy.name, statement)
+            if resource.startswith("arn:aws:s3:::"):
+                bucket = resource.removeprefix("arn:aws:s3:::").split("/")[0]
+                assert bucket and "*" not in bucket, (policy.name, resource)
+            if any(a.startswith(("s3:", "secretsmanager:", "sqs:")) for a in actions):
+                assert not resource.startswith("arn:aws:logs"), (policy.name, resource)
+
+
+def _gcp() -> DeployConfig:
+    return DeployConfig(
+        project="acme-data", region="europe-west1", input_bucket="acme-in", output_bucket="acme-out"
+    )
+
+
+def test_gcp_grants_are_predefined_narrow_roles_on_resources_not_the_project() -> None:
+    bindings = [c.argv for c in setup_commands(_gcp()) if "add-iam-policy-binding" in c.argv]
+    assert bindings
+    for argv in bindings:
+        role = next(w.split("=", 1)[1] for w in argv if w.startswith("--role="))
+        assert role in GCP_ROLES, role
+        assert role not in ("roles/owner", "roles/editor", "roles/storage.admin")
+        member = next(w for w in argv if w.startswith("--member="))
+        if "drivepipe-fn@" in member:  # the runtime SA: bucket/secret bindings only
+            target = argv[argv.index("add-iam-policy-binding") + 1]
+            assert target != "acme-data", argv
+
+
+def test_gcp_http_function_requires_authentication() -> None:
+    argvs = [c.argv for c in deploy_commands(_gcp())]
+    http = [a for a in argvs if "--trigger-http" in a]
+    assert http, "no HTTP function is deployed"
+    for argv in http:
+        assert "--no-allow-unauthenticated" in argv
+    assert not any("--allow-unauthenticated" in a for a in argvs)
