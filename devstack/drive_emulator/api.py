@@ -149,8 +149,15 @@ class DriveApi:
         return apply_mask(self.resource(entry, base_url), mask)
 
     # ---- files.list -----------------------------------------------------------------------
-    def list_files(self, params: Params, base_url: str) -> dict[str, Any]:
-        """files.list: filter, order, page and mask."""
+    def list_files(
+        self, params: Params, base_url: str, incomplete_batches: str | None = None
+    ) -> dict[str, Any]:
+        """files.list: filter, order, page and mask.
+
+        With ``incomplete_batches`` ("flagged" or "silent"), a query over several parents
+        answers for the first of them (sorted) only, as Drive sometimes does (rclone #3114);
+        "flagged" also sets ``incompleteSearch: true``.
+        """
         page_size = params.integer("pageSize", 100, 1, MAX_PAGE_SIZE)
         if self.settings.page_size_cap:
             page_size = min(page_size, self.settings.page_size_cap)
@@ -170,6 +177,7 @@ class DriveApi:
             f"kind,incompleteSearch,nextPageToken,files({DEFAULT_FILE_MASK})",
         )
         entries: list[Entry] = []
+        incomplete = False
         if visible and "drive" in spaces:
             if query is not None:
                 query = resolve_alias(query, "root", self.tree.root_id)
@@ -177,13 +185,16 @@ class DriveApi:
             if parents is None:
                 candidates = self.tree.walk()
             else:
-                candidates = [e for pid in sorted(parents) for e in self.tree.children(pid)]
+                partial = incomplete_batches is not None and len(parents) > 1
+                answered = sorted(parents)[:1] if partial else sorted(parents)
+                candidates = [e for pid in answered for e in self.tree.children(pid)]
+                incomplete = partial and incomplete_batches == "flagged"
             entries = [e for e in candidates if query is None or query.matches(e)]
         entries = order(entries)
         fingerprint = _fingerprint(params)
         offset = _decode_token(params.text("pageToken"), fingerprint)
         page = entries[offset : offset + page_size]
-        body: dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": False}
+        body: dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": incomplete}
         if offset + page_size < len(entries):
             body["nextPageToken"] = _encode_token(offset + page_size, fingerprint)
         body["files"] = [self.resource(e, base_url) for e in page]

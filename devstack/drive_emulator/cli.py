@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from devstack.drive_emulator.emulator import DEFAULT_EXPORT_LIMIT, DriveEmulator
-from devstack.drive_emulator.faults import FaultConfig
+from devstack.drive_emulator.faults import INCOMPLETE_BATCH_MODES, FaultConfig
 from devstack.drive_emulator.tree import TreeError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "drive"
@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     parser.add_argument("--bandwidth", type=float, default=None, help="media bytes/second cap")
     parser.add_argument("--qps", type=float, default=None, help="token-bucket request limit")
+    parser.add_argument(
+        "--incomplete-batches",
+        choices=INCOMPLETE_BATCH_MODES,
+        default=None,
+        help="multi-parent files.list answers for one parent only (rclone #3114)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="fault random seed")
     parser.add_argument("--export-limit", type=int, default=DEFAULT_EXPORT_LIMIT, help="bytes")
     parser.add_argument("--api-key", action="append", default=None, help="accepted API key")
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             latency_s=args.latency,
             bandwidth_bps=args.bandwidth,
             rate_limit_qps=args.qps,
+            incomplete_batches=args.incomplete_batches,
             seed=args.seed,
         )
         emulator = DriveEmulator(

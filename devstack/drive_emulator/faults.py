@@ -13,6 +13,9 @@ from devstack.drive_emulator.errors import ApiError, rate_limited
 
 FAULT_KINDS = ("rate_limit_403", "429", "503", "reset", "truncate", "corrupt")
 MEDIA_ONLY_KINDS = frozenset({"truncate", "corrupt"})
+# files.list over several parents answers for the first parent only (rclone #3114), and
+# says so with incompleteSearch: true ("flagged") or does not ("silent").
+INCOMPLETE_BATCH_MODES = ("flagged", "silent")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class FaultConfig:
     seed: int | None = None
     retry_after_s: float | None = None
     rate_limit_qps: float | None = None
+    incomplete_batches: str | None = None  # one of INCOMPLETE_BATCH_MODES
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
@@ -41,6 +45,11 @@ class FaultConfig:
             raise ValueError("bandwidth_bps must be positive")
         if self.rate_limit_qps is not None and self.rate_limit_qps <= 0:
             raise ValueError("rate_limit_qps must be positive")
+        if self.incomplete_batches not in (None, *INCOMPLETE_BATCH_MODES):
+            raise ValueError(
+                f"incomplete_batches must be one of {INCOMPLETE_BATCH_MODES}, "
+                f"got {self.incomplete_batches!r}"
+            )
 
 
 @dataclass

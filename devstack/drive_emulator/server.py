@@ -121,7 +121,8 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
         if method == "drive.files.list":
             if alt == "media":
                 raise invalid_value("alt")
-            self._send_json(emu.api.list_files(params, emu.url), params)
+            partial = emu.faults.config.incomplete_batches
+            self._send_json(emu.api.list_files(params, emu.url, partial), params)
         elif method == "drive.files.get" and alt == "media":
             entry = emu.api.lookup(file_id, params)
             self._send_media(entry, fault)

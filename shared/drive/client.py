@@ -16,6 +16,7 @@ from shared.drive.http import DriveHttp, Timeout
 from shared.drive.listing import TreeWalker
 from shared.drive.models import ClientStats, DriveFile, FetchResult
 from shared.drive.retry import RetryPolicy
+from shared.drive.throttle import AdaptiveRateLimiter
 from shared.errors import DriveError
 
 DEFAULT_BASE_URL = "https://www.googleapis.com/drive/v3"
@@ -24,7 +25,14 @@ DEFAULT_TIMEOUT: Timeout = (10.0, 60.0)  # (connect, read) seconds
 
 
 class DriveClient:
-    """Lists Drive folders and downloads their files, in parallel, retried and verified."""
+    """Lists Drive folders and downloads their files, in parallel, retried and verified.
+
+    ``adaptive_backoff`` (default on) shares one AIMD rate limiter between all threads: a
+    rate-limit answer slows the whole client down, successes speed it up again. ``max_qps``
+    caps requests per second from the start (Drive's quota is about 200/s per user).
+    ``batch_folders`` (default on) lists several folders per files.list query, repairing
+    partial answers (see shared.drive.listing); off, every folder gets its own queries.
+    """
 
     def __init__(
         self,
@@ -37,10 +45,19 @@ class DriveClient:
         chunk_size: int = CHUNK_SIZE,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        adaptive_backoff: bool = True,
+        max_qps: float | None = None,
+        batch_folders: bool = True,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        self.limiter: AdaptiveRateLimiter | None = None
+        if adaptive_backoff:
+            self.limiter = AdaptiveRateLimiter(max_rate=max_qps)
+        elif max_qps is not None:
+            raise ValueError("max_qps needs adaptive_backoff=True")
         self.concurrency = concurrency
+        self.batch_folders = batch_folders
         self.chunk_size = chunk_size
         self.stats = ClientStats()
         # Listing requests are small and latency-bound: walks use twice the threads.
@@ -55,6 +72,7 @@ class DriveClient:
             stats=self.stats,
             sleep=sleep,
             seed=seed,
+            limiter=self.limiter,
         )
 
     @classmethod
@@ -111,6 +129,7 @@ class DriveClient:
         """
         filters = FileFilter.build(include, exclude, mime_types, modified_since)
         walker = TreeWalker(self._http, filters, drive_id=drive_id)
+        walker.batching = self.batch_folders
         yield from walker.walk(folder_id, workers=self.walk_workers)
 
     def fetch(self, file: DriveFile, dest: IO[bytes], *, sheet_format: str = "csv") -> FetchResult:

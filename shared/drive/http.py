@@ -17,7 +17,8 @@ from requests.adapters import HTTPAdapter
 from shared.drive.auth import DriveAuth, mask_secrets
 from shared.drive.models import ClientStats
 from shared.drive.retry import RetryPolicy, error_from_response, retry_after_seconds, retry_label
-from shared.errors import DriveError
+from shared.drive.throttle import AdaptiveRateLimiter
+from shared.errors import RATE_LIMIT_REASONS, DriveError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,8 +48,17 @@ def _transport_error(exc: requests.RequestException, what: str) -> DriveError:
     return DriveError(f"{what}: {detail}", reason=reason)
 
 
+def is_rate_limit(error: DriveError) -> bool:
+    """True for 429 and for 403 with a rate-limit reason: the quota says slow down."""
+    return error.status == 429 or (error.status == 403 and error.reason in RATE_LIMIT_REASONS)
+
+
 class DriveHttp:
-    """Sends GET requests to the Drive API, retrying transient failures per a RetryPolicy."""
+    """Sends GET requests to the Drive API, retrying transient failures per a RetryPolicy.
+
+    With a ``limiter`` every attempt waits for its token, and rate-limit answers slow down
+    all threads of the client (see shared.drive.throttle).
+    """
 
     def __init__(
         self,
@@ -61,7 +71,9 @@ class DriveHttp:
         stats: ClientStats,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        limiter: AdaptiveRateLimiter | None = None,
     ):
+        self.limiter = limiter
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.retry = retry
@@ -173,6 +185,7 @@ class DriveHttp:
         headers: dict[str, str] = {}
         self.auth.apply(query, headers)
         url = f"{self.base_url}/{path}"
+        sent_at = self.limiter.acquire() if self.limiter is not None else 0.0
         self.stats.add_request()
         try:
             response = self.session.get(
@@ -186,7 +199,11 @@ class DriveHttp:
                     error = error_from_response(response)
                 except requests.RequestException as exc:
                     raise _AttemptFailed(_transport_error(exc, f"GET {path}")) from None
+                if self.limiter is not None and is_rate_limit(error):
+                    self.limiter.on_rate_limited(sent_at)
                 raise _AttemptFailed(error, retry_after_seconds(response))
+            if self.limiter is not None:
+                self.limiter.on_success()
             yield response
         finally:
             response.close()

@@ -1,4 +1,15 @@
-"""Recursive folder listing with files.list: pages, shortcuts, cycles, names, parallel folders."""
+"""Recursive folder listing with files.list: pages, shortcuts, cycles, names, parallel folders.
+
+Folders are listed in parallel, several per query (``('a' in parents or 'b' in parents)``),
+as rclone's fast-list does. Drive can answer such a batched query with only some parents'
+children (rclone #3114, #4289, #9810), sometimes saying so (``incompleteSearch: true``) and
+sometimes not. So: a batch flagged incomplete is listed again folder by folder and batching
+stops for the rest of the walk; a folder that got no children from a batch in which other
+folders did (or in which nobody did) is listed again on its own. Shared drives, where the
+bug was reported, are listed one folder per query from the start. The check costs one query
+per genuinely empty folder; with ``modified_since``, folders holding only unchanged files
+look empty too, so incremental walks save fewer queries by batching.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +33,7 @@ ITEM_FIELDS = (
     "id,name,mimeType,md5Checksum,sha256Checksum,size,modifiedTime,parents,shortcutDetails,"
     "capabilities/canDownload,trashed,driveId"
 )
-LIST_FIELDS = f"nextPageToken,files({ITEM_FIELDS})"
+LIST_FIELDS = f"nextPageToken,incompleteSearch,files({ITEM_FIELDS})"
 PAGE_SIZE = 1000
 MAX_PARENTS_PER_QUERY = 50
 
@@ -67,9 +78,18 @@ def to_drive_file(item: dict[str, Any], *, name: str, path: str) -> DriveFile:
 
 
 @dataclass
+class Listing:
+    """Children of the queried folders, and whether Drive flagged any page incomplete."""
+
+    children: dict[str, list[dict[str, Any]]]
+    incomplete: bool = False
+
+
+@dataclass
 class _FolderScan:
     files: list[DriveFile]
     folders: list[tuple[str, str]]  # (folder id, path)
+    relist: list[tuple[str, str]] = field(default_factory=list)  # suspect batched answers
 
 
 class TreeWalker:
@@ -79,17 +99,19 @@ class TreeWalker:
         self.http = http
         self.filters = filters
         self.drive_id = drive_id
+        self.batching = True  # off for good once Drive flags a batched query incomplete
 
     def get_item(self, file_id: str) -> dict[str, Any]:
         """files.get metadata of one item."""
         params = {"fields": ITEM_FIELDS, "supportsAllDrives": "true"}
         return self.http.get_json(file_path(file_id), params)
 
-    def list_children(self, folder_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def list_children(self, folder_ids: Sequence[str]) -> Listing:
         """Every non-trashed child of each folder, following nextPageToken to the end.
 
         Several folders share one query (``'a' in parents or 'b' in parents``); children are
-        sorted back to their folders by their ``parents`` field.
+        sorted back to their folders by their ``parents`` field. The result is as Drive sent
+        it: see ``complete_children`` for the check against partial batched answers.
         """
         parents = " or ".join(f"'{quote_q(folder_id)}' in parents" for folder_id in folder_ids)
         if len(folder_ids) > 1:
@@ -110,10 +132,12 @@ class TreeWalker:
         }
         if self.drive_id:
             params.update(corpora="drive", driveId=self.drive_id)
-        children: dict[str, list[dict[str, Any]]] = {folder_id: [] for folder_id in folder_ids}
+        listing = Listing({folder_id: [] for folder_id in folder_ids})
+        children = listing.children
         seen_tokens: set[str] = set()
         while True:
             body = self.http.get_json("files", params)
+            listing.incomplete = listing.incomplete or body.get("incompleteSearch") is True
             for item in body.get("files", []):
                 if item.get("trashed"):
                     continue
@@ -125,7 +149,7 @@ class TreeWalker:
                         children[parent].append(item)
             token = body.get("nextPageToken")
             if not token:
-                return children
+                return listing
             if token in seen_tokens:
                 raise DriveError(f"files.list repeated a page token for folders {folder_ids}")
             seen_tokens.add(token)
@@ -148,12 +172,50 @@ class TreeWalker:
             raise
         return None if target.get("trashed") else target
 
+    def complete_children(
+        self, folder_ids: Sequence[str]
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+        """Children of each folder from one (batched) query, and the folders to list again.
+
+        A batch flagged ``incompleteSearch`` is untrusted as a whole (and batching stops for
+        this walk); otherwise each folder the batch returned nothing for is a suspect, since
+        Drive may silently drop some parents' children. Suspects get their own queries.
+        """
+        listing = self.list_children(folder_ids)
+        stats = self.http.stats
+        if len(folder_ids) == 1:
+            if listing.incomplete:
+                stats.add_listing("incomplete_single")
+                log.warning("Drive flagged the listing of folder %s incomplete", folder_ids[0])
+            return listing.children, []
+        stats.add_listing("batched_queries")
+        if listing.incomplete:
+            stats.add_listing("incomplete_batches")
+            if self.batching:
+                log.warning(
+                    "Drive flagged a query over %d folders incomplete; listing them one by one "
+                    "and batching no more in this walk",
+                    len(folder_ids),
+                )
+            self.batching = False
+            suspects = list(folder_ids)
+        else:
+            suspects = [folder_id for folder_id in folder_ids if not listing.children[folder_id]]
+        if suspects:
+            stats.add_listing("relisted_folders", len(suspects))
+        return listing.children, suspects
+
     def scan_folders(self, batch: Sequence[tuple[str, str]]) -> _FolderScan:
-        """List folders given as ``(id, path)``: their files (named uniquely) and sub-folders."""
-        children = self.list_children([folder_id for folder_id, _ in batch])
-        scan = _FolderScan(files=[], folders=[])
+        """List folders given as ``(id, path)``: their files (named uniquely) and sub-folders.
+
+        Folders whose batched answer is suspect are not scanned but returned in ``relist``.
+        """
+        children, suspects = self.complete_children([folder_id for folder_id, _ in batch])
+        suspect = set(suspects)
+        scan = _FolderScan(files=[], folders=[], relist=[f for f in batch if f[0] in suspect])
         for folder_id, prefix in batch:
-            self._add_children(scan, children[folder_id], prefix)
+            if folder_id not in suspect:
+                self._add_children(scan, children[folder_id], prefix)
         scan.files.sort(key=lambda f: f.path)
         return scan
 
@@ -178,7 +240,7 @@ class TreeWalker:
         Shared drives get one folder per query: grouped parent queries there can come back
         incomplete (rclone #3114).
         """
-        if self.drive_id:
+        if self.drive_id or not self.batching:
             size = 1
         else:
             size = min(MAX_PARENTS_PER_QUERY, max(1, math.ceil(len(folders) / workers)))
@@ -214,6 +276,9 @@ class TreeWalker:
                 for future in done:
                     scan = future.result()
                     files.extend(scan.files)
+                    # Already visited: each gets its own query, on as many threads as free.
+                    for folder in scan.relist:
+                        pending.add(pool.submit(self.scan_folders, [folder]))
                     for folder_id, path in scan.folders:
                         if folder_id in visited:
                             log.info(

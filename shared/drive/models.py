@@ -61,12 +61,14 @@ class FetchResult:
 
 @dataclass
 class ClientStats:
-    """Thread-safe counters of one client: requests, retries by reason, bytes, worst attempts."""
+    """Thread-safe counters of one client: requests, retries by reason, bytes, listing events."""
 
     requests: int = 0
     bytes_downloaded: int = 0
     max_attempts: int = 0
     retries: Counter[str] = field(default_factory=Counter)
+    # files.list bookkeeping: batched_queries, incomplete_batches, relisted_folders, ...
+    listing: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_request(self) -> None:
@@ -78,6 +80,11 @@ class ClientStats:
         """Count one retry caused by ``reason``."""
         with self._lock:
             self.retries[reason] += 1
+
+    def add_listing(self, key: str, count: int = 1) -> None:
+        """Count a listing event (e.g. ``relisted_folders``) ``count`` times."""
+        with self._lock:
+            self.listing[key] += count
 
     def add_bytes(self, count: int) -> None:
         """Count bytes received from download or export bodies (failed attempts included)."""
@@ -103,4 +110,5 @@ class ClientStats:
                 "bytes_downloaded": self.bytes_downloaded,
                 "max_attempts": self.max_attempts,
                 "retries": dict(self.retries),
+                "listing": dict(self.listing),
             }
