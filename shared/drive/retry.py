@@ -77,7 +77,8 @@ def error_from_response(response: requests.Response) -> DriveError:
     message = mask_secrets(message)
     if reason == "exportSizeLimitExceeded":
         message = f"{message} — {EXPORT_LIMIT_HELP}"
-    if status == 401:
+    # 401 is a bad token; Google answers a bad API key with 400 keyInvalid ("API key not valid").
+    if status == 401 or reason in ("keyInvalid", "keyExpired"):
         return DriveAuthError(
             f"Drive rejected the credentials: {message}; {CREDENTIAL_HELP}",
             status=status,

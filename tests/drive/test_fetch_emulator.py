@@ -133,11 +133,11 @@ def test_rejected_credentials_fail_at_once_without_leaking(emulator_api, tmp_pat
         with pytest.raises(DriveAuthError) as token_info:
             list(bad_token.walk(emu.root_id))
         bad_key = DriveClient.from_env({"DRIVE_API_URL": emu.url, "DRIVE_API_KEY": "AIzaWRONG"})
-        with pytest.raises(DriveError) as key_info:
+        with pytest.raises(DriveAuthError) as key_info:
             list(bad_key.walk(emu.root_id))
     assert token_info.value.status == 401 and "DRIVE_ACCESS_TOKEN" in str(token_info.value)
     assert key_info.value.status == 400 and key_info.value.reason == "keyInvalid"
-    assert "AIzaWRONG" not in str(key_info.value)
+    assert "AIzaWRONG" not in str(key_info.value) and "DRIVE_API_KEY" in str(key_info.value)
     for client in (bad_token, bad_key):
         assert client.stats.total_retries == 0 and client.stats.max_attempts == 1
 

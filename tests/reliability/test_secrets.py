@@ -136,11 +136,11 @@ def test_api_key_never_leaks_through_retries_or_auth_failures(
         assert code == 1  # bad.csv failed; the rest went through despite the faults
         assert sum(emulator.stats.snapshot()["faults"].values()) > 0
         assert '"severity"' in logged  # JSON lines were captured
-        # A wrong key: 401s, surfaced as an auth error, still without the key.
+        # A wrong key: 400 keyInvalid, surfaced as an auth error, still without the key.
         monkeypatch.setenv("DRIVE_API_KEY", secret[::-1])
         wrong_code, wrong_logged = run_cli(config, caplog, capfd)
-    # 400 keyInvalid exits 3 today (see the known-gap test below); never 0, and clearly worded.
-    assert wrong_code in (2, 3) and "API key not valid" in wrong_logged
+    # 400 keyInvalid is a configuration error (exit 2), clearly worded.
+    assert wrong_code == 2 and "API key not valid" in wrong_logged
     for text in (logged, wrong_logged, stored_text(dest_url)):
         assert secret not in text
         assert secret[::-1] not in text
@@ -178,12 +178,7 @@ def test_service_account_key_and_token_never_leak(
         assert "BEGIN PRIVATE KEY" not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Drive's 400 keyInvalid is a DriveError, not DriveAuthError, so a wrong API key exits 3"
-    " (unreachable) instead of 2 (configuration); shared/drive/retry.py classifies only 401",
-)
-def test_known_gap_a_wrong_api_key_is_a_configuration_error(
+def test_a_wrong_api_key_is_a_configuration_error(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DRIVE_ACCESS_TOKEN", raising=False)
