@@ -108,6 +108,19 @@ def _parse(utf8: Bytes, delimiter: str, options: CsvOptions) -> pa.Table:
     # Quote-aware chunking costs ~30% of parse time; only pay it when quotes exist.
     quoted = utf8.find(options.quotechar.encode()) != -1
     read_options, parse_options, convert_options = arrow_csv_options(delimiter, options, quoted)
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(utf8)),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+    # A row longer than pyarrow's block (1 MiB) "straddles two block boundaries": read the
+    # file as one block instead (single-threaded, but the file is already in memory).
+    read_options.block_size = len(utf8) + 1
     return pacsv.read_csv(
         pa.BufferReader(pa.py_buffer(utf8)),
         read_options=read_options,
