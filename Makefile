@@ -29,6 +29,7 @@ typecheck: setup
 test: setup lint
 	$(PY) -m pytest -n 2
 	$(MAKE) test-lambda-compat
+	$(PY) -m devstack.audit
 
 # The core's tests again, on the pandas/numpy/pyarrow versions of the Lambda layer.
 LAMBDA_VENV := .venv-lambda
