@@ -27,9 +27,9 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 test: setup lint
+	$(PY) -m devstack.audit
 	$(PY) -m pytest -n 2
 	$(MAKE) test-lambda-compat
-	$(PY) -m devstack.audit
 
 # The core's tests again, on the pandas/numpy/pyarrow versions of the Lambda layer.
 LAMBDA_VENV := .venv-lambda
