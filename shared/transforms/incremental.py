@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from shared.errors import TransformError
 from shared.transforms.columns import require_columns
 from shared.transforms.fastpath import nulls_last_sort
+from shared.transforms.rows import agg_pair
 
 DECOMPOSABLE = ("sum", "count", "min", "max", "mean", "first", "last")
 _SUM = pc.ScalarAggregateOptions(min_count=0)  # an all-null group sums to 0, as in pandas
@@ -33,7 +34,7 @@ _MERGE = {
 
 def undecomposable(aggs: dict[str, Any]) -> list[str]:
     """The aggregation names in ``aggs`` that cannot be merged across batches."""
-    return sorted({_agg_pair(spec)[1] for spec in aggs.values()} - set(DECOMPOSABLE))
+    return sorted({agg_pair(spec)[1] for spec in aggs.values()} - set(DECOMPOSABLE))
 
 
 class IncrementalGroupby:
@@ -45,7 +46,7 @@ class IncrementalGroupby:
 
     def __init__(self, by: list[str], aggs: dict[str, Any], *, compact_rows: int) -> None:
         self.by = list(by)
-        self.named = {out: _agg_pair(spec) for out, spec in aggs.items()}
+        self.named = {out: agg_pair(spec) for out, spec in aggs.items()}
         bad = undecomposable(aggs)
         if bad:
             raise TransformError(
@@ -141,11 +142,3 @@ class IncrementalGroupby:
         ]
         self._pending, self._pending_rows = [], 0
         self._push(self._aggregate(combined, aggregations))
-
-
-def _agg_pair(spec: Any) -> tuple[str, str]:
-    if isinstance(spec, dict):
-        return spec["column"], spec["agg"]
-    if isinstance(spec, (tuple, list)):
-        return spec[0], spec[1]
-    return spec.column, spec.agg

@@ -138,7 +138,7 @@ def groupby(df: pd.DataFrame, *, by: list[str], aggs: dict[str, Any]) -> pd.Data
 
     ``aggs`` maps output name to an object/dict with ``column`` and ``agg``.
     """
-    named = {out: _agg_pair(spec) for out, spec in aggs.items()}
+    named = {out: agg_pair(spec) for out, spec in aggs.items()}
     require_columns(df, [*by, *(column for column, _ in named.values())])
     fast = fastpath.arrow_groupby(df, by, named)
     if fast is not None:
@@ -152,7 +152,8 @@ def groupby(df: pd.DataFrame, *, by: list[str], aggs: dict[str, Any]) -> pd.Data
         raise TransformError(f"groupby aggregation failed: {type(exc).__name__}: {exc}") from None
 
 
-def _agg_pair(spec: Any) -> tuple[str, str]:
+def agg_pair(spec: Any) -> tuple[str, str]:
+    """(column, aggregation) from a groupby spec given as a model, a dict or a pair."""
     if isinstance(spec, dict):
         return spec["column"], spec["agg"]
     if isinstance(spec, (tuple, list)):
