@@ -7,6 +7,9 @@ response. Settings come from environment variables set per stage in ``.chalice/c
   header) or ``none``. ``none`` is refused unless the stage also sets ``DRIVEPIPE_PUBLIC=true``.
 - ``DRIVEPIPE_INPUT_BUCKET``: the bucket whose uploads trigger ``on_upload``.
 - ``DRIVEPIPE_CONFIG``: the pipelines file; defaults to ``chalicelib/drivepipe.toml``.
+- ``DRIVEPIPE_FANOUT_QUEUE`` / ``DRIVEPIPE_FANOUT_DLQ``: the SQS work queue and its dead-letter
+  queue (names). When set, big syncs fan out to ``fanout_worker`` and dead-lettered items are
+  recorded by ``fanout_dead_letter`` (see "Fan-out" in serverless-README.md).
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from chalice import Chalice, IAMAuthorizer, Response
-from chalice.app import CloudWatchEvent, S3Event
+from chalice.app import CloudWatchEvent, S3Event, SQSEvent
 
 from shared import log, service
 from shared.api import Response as CoreResponse
-from shared.errors import RetryableError
+from shared.errors import DrivepipeError, is_transient
 from shared.events import EventError, from_s3_event, parse_pipeline_list
 
 # Set before the config is first read (schedule_expression, below). A relative path, as in
@@ -108,7 +111,7 @@ def on_upload(event: S3Event) -> list[dict[str, Any]]:
     """
     records = event.to_dict().get("Records")
     outcomes: list[dict[str, Any]] = []
-    retry: RetryableError | None = None
+    retry: DrivepipeError | None = None
     for index, record in enumerate(records if isinstance(records, list) else [None]):
         try:
             objects = from_s3_event({"Records": [record]})
@@ -118,12 +121,13 @@ def on_upload(event: S3Event) -> list[dict[str, Any]]:
         for obj in objects:
             try:
                 result = service.on_object(obj, trigger="s3")
-            except RetryableError as exc:
-                retry = exc
-                result = {"outcome": "retry", "reason": str(exc)}
             except Exception as exc:  # one broken record must not stop the others
-                logger.exception("s3 record failed", extra={"record": index, "key": obj.key})
-                result = {"outcome": "error", "reason": f"{type(exc).__name__}: {exc}"}
+                if isinstance(exc, DrivepipeError) and is_transient(exc):
+                    retry = exc
+                    result = {"outcome": "retry", "reason": str(exc)}
+                else:
+                    logger.exception("s3 record failed", extra={"record": index, "key": obj.key})
+                    result = {"outcome": "error", "reason": f"{type(exc).__name__}: {exc}"}
             outcomes.append(_report(index, obj.url, result))
     if retry is not None:
         raise retry
@@ -155,3 +159,77 @@ def on_schedule(event: CloudWatchEvent) -> list[dict[str, Any]]:
         logger.warning("schedule event rejected", extra={"reason": str(exc)})
         return [{"outcome": "error", "reason": str(exc)}]
     return service.on_schedule(pipelines, trigger="schedule")
+
+
+# ---- fan-out workers (SQS) ------------------------------------------------------------------
+FANOUT_SQS_BATCH = 5  # items per invocation; one bad item is reported alone (see below)
+
+
+def queue_name(value: str) -> str:
+    """The queue name from a name or a queue URL (``https://sqs.../123/NAME``)."""
+    return value.strip().rstrip("/").rsplit("/", 1)[-1]
+
+
+def sqs_attempt(record: dict[str, Any]) -> int:
+    """The delivery number of an SQS record (``attributes.ApproximateReceiveCount``)."""
+    raw = (record.get("attributes") or {}).get("ApproximateReceiveCount") or "1"
+    return int(raw) if str(raw).isdigit() else 1
+
+
+def work_records(event: SQSEvent) -> dict[str, Any]:
+    """Process each record; return the partial batch response naming the ones that failed.
+
+    Lambda honours ``batchItemFailures`` only when the event source mapping has
+    ``FunctionResponseTypes=["ReportBatchItemFailures"]``, which Chalice does not set:
+    ``devstack/package_aws.py`` prints the ``aws lambda update-event-source-mapping`` command.
+    """
+    failures: list[dict[str, str]] = []
+    for record in event.to_dict().get("Records") or []:
+        message_id = str(record.get("messageId", ""))
+        try:
+            result = service.on_work_item(record.get("body", ""), attempt=sqs_attempt(record))
+            logger.info("work item", extra={"message_id": message_id, **result})
+        except Exception as exc:  # this item goes back to the queue, the others are done
+            logger.warning(
+                "work item failed; SQS will redeliver it",
+                extra={"message_id": message_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+def dead_letter_records(event: SQSEvent) -> dict[str, Any]:
+    """Record every dead-lettered item as failed in its run (idempotent)."""
+    failures: list[dict[str, str]] = []
+    for record in event.to_dict().get("Records") or []:
+        try:
+            result = service.on_dead_letter(record.get("body", ""))
+            logger.warning("dead-lettered work item", extra=result)
+        except Exception:
+            logger.exception("could not record a dead-lettered item")
+            failures.append({"itemIdentifier": str(record.get("messageId", ""))})
+    return {"batchItemFailures": failures}
+
+
+FANOUT_QUEUE = os.environ.get("DRIVEPIPE_FANOUT_QUEUE", "").strip()
+FANOUT_DLQ = os.environ.get("DRIVEPIPE_FANOUT_DLQ", "").strip()
+FANOUT_MAX_CONCURRENCY = int(os.environ.get("DRIVEPIPE_FANOUT_MAX_CONCURRENCY") or 5)
+
+if FANOUT_QUEUE:
+
+    @app.on_sqs_message(
+        queue=queue_name(FANOUT_QUEUE),
+        batch_size=FANOUT_SQS_BATCH,
+        maximum_concurrency=FANOUT_MAX_CONCURRENCY,  # bounds Drive requests (quota: see README)
+    )
+    def fanout_worker(event: SQSEvent) -> dict[str, Any]:
+        """Process fan-out work items; failed ones are reported for redelivery."""
+        return work_records(event)
+
+
+if FANOUT_DLQ:
+
+    @app.on_sqs_message(queue=queue_name(FANOUT_DLQ), batch_size=10)
+    def fanout_dead_letter(event: SQSEvent) -> dict[str, Any]:
+        """Work items that exhausted their deliveries: failed in the manifest, with why."""
+        return dead_letter_records(event)

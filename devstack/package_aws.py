@@ -8,6 +8,11 @@ does not follow symlinks (aws/chalice#696), so ``shared/`` is copied into
 pyarrow come from the AWS SDK for pandas managed layer, configured per stage in
 ``.chalice/config.json``; the size check adds that layer's documented unzipped size.
 
+Chalice cannot ask for SQS partial batch responses, so for Terraform output the build adds
+``function_response_types = ["ReportBatchItemFailures"]`` to every SQS event source mapping in
+``chalice.tf.json`` (:func:`enable_partial_batch_responses`); after ``chalice deploy``, run the
+``aws lambda update-event-source-mapping`` command printed by ``--print-sqs-commands``.
+
 The default format is Terraform because Chalice's CloudFormation (SAM) output refuses apps
 with ``@app.on_s3_event`` ("CloudFormation does not support modifying the event notifications
 of existing buckets", chalice/package.py); ``chalice deploy`` and Terraform both support it.
@@ -211,7 +216,58 @@ def build(
     with build_lock():
         vendor_shared()
         zip_path = run_chalice_package(stage, out, pkg_format)
+    if pkg_format == "terraform":
+        enable_partial_batch_responses(out / "chalice.tf.json")
     return measure(zip_path)
+
+
+PARTIAL_BATCH = ["ReportBatchItemFailures"]
+
+
+def enable_partial_batch_responses(tf_path: Path) -> int:
+    """Make SQS event source mappings honour ``batchItemFailures``; returns how many changed.
+
+    Without it Lambda ignores the handlers' partial batch response and deletes the whole batch
+    on success, so a failed item would be lost instead of redelivered.
+    """
+    tf = json.loads(tf_path.read_text())
+    mappings = tf.get("resource", {}).get("aws_lambda_event_source_mapping", {})
+    changed = 0
+    for mapping in mappings.values():
+        if ":sqs:" in json.dumps(mapping.get("event_source_arn", "")):
+            mapping["function_response_types"] = PARTIAL_BATCH
+            changed += 1
+    tf_path.write_text(json.dumps(tf, indent=2))
+    return changed
+
+
+def sqs_commands(stage: str, region: str = "us-east-1") -> list[str]:
+    """The shell commands that create the stage's work queue + DLQ and, after ``chalice
+    deploy``, turn on partial batch responses for the worker (see serverless-README.md)."""
+    env = dict(stage_config(stage).get("environment_variables") or {})  # type: ignore[call-overload]
+    queue, dlq = env.get("DRIVEPIPE_FANOUT_QUEUE"), env.get("DRIVEPIPE_FANOUT_DLQ")
+    if not queue or not dlq:
+        return [f"# stage {stage!r} sets no DRIVEPIPE_FANOUT_QUEUE/DLQ: fan-out is off"]
+    redrive = {
+        "deadLetterTargetArn": f"arn:aws:sqs:{region}:${{ACCOUNT}}:{dlq}",
+        "maxReceiveCount": "5",
+    }
+    # VisibilityTimeout must be >= the worker's timeout (300 s); AWS advises 6x for Lambda.
+    attributes = json.dumps({"VisibilityTimeout": "1800", "RedrivePolicy": json.dumps(redrive)})
+    function = f"drivepipe-{stage}-fanout_worker"
+    return [
+        "ACCOUNT=$(aws sts get-caller-identity --query Account --output text)",
+        f"aws sqs create-queue --region {region} --queue-name {dlq} "
+        "--attributes MessageRetentionPeriod=1209600",
+        f"cat > /tmp/{queue}.json <<JSON\n{attributes}\nJSON",
+        f"aws sqs create-queue --region {region} --queue-name {queue} "
+        f"--attributes file:///tmp/{queue}.json",
+        "# after chalice deploy:",
+        f"UUID=$(aws lambda list-event-source-mappings --region {region} --function-name "
+        f"{function} --query 'EventSourceMappings[0].UUID' --output text)",
+        f"aws lambda update-event-source-mapping --region {region} --uuid $UUID "
+        "--function-response-types ReportBatchItemFailures",
+    ]
 
 
 @contextlib.contextmanager
@@ -240,7 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         help="deployment region, to check the layer ARN against",
     )
+    parser.add_argument(
+        "--print-sqs-commands",
+        action="store_true",
+        help="print the commands that create the fan-out queues, then exit",
+    )
     args = parser.parse_args(argv)
+    if args.print_sqs_commands:
+        print("\n".join(sqs_commands(args.stage, args.region or "us-east-1")))
+        return 0
     for warning in check_layers(args.stage, args.region):
         print(f"WARNING: {warning}", file=sys.stderr)
     if "111122223333" in json.dumps(stage_config(args.stage)):

@@ -49,6 +49,8 @@ class Command:
 
     argv: tuple[str, ...]
     why: str = ""
+    # Placeholders resolved at run time by a shell snippet (printed as "$(snippet)").
+    lookups: tuple[tuple[str, str], ...] = ()
 
     def shell(self, gcs_agent: str | None = None, *, multiline: bool = False) -> str:
         """The command for a shell (the GCS service agent as ``$(...)`` if unknown).
@@ -57,7 +59,12 @@ class Command:
         """
         words = []
         for word in self.argv:
-            if GCS_AGENT in word and gcs_agent is None:
+            looked_up = [(k, v) for k, v in self.lookups if k in word]
+            if looked_up:
+                for placeholder, snippet in looked_up:
+                    word = word.replace(placeholder, f"$({snippet})")
+                words.append('"' + word + '"')
+            elif GCS_AGENT in word and gcs_agent is None:
                 lookup = f"$(gcloud storage service-agent --project={self.project()})"
                 words.append('"' + word.replace(GCS_AGENT, lookup) + '"')
             else:
@@ -102,6 +109,10 @@ class DeployConfig:
     http_timeout_s: int = HTTP_MAX_TIMEOUT_S
     event_timeout_s: int = EVENT_MAX_TIMEOUT_S
     max_instances: int = 10
+    fanout: bool = False  # a work topic + fanout_worker/fanout_dead_letter (big syncs)
+    fanout_max_instances: int = 5  # workers at once: keeps Drive under its quota
+    fanout_timeout_s: int = 300
+    fanout_max_delivery_attempts: int = 5  # Pub/Sub allows 5..100
     source: Path = SOURCE_DIR
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -115,6 +126,8 @@ class DeployConfig:
         for name, bucket in (("input", self.input_bucket), ("output", self.output_bucket)):
             if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", bucket):
                 raise ValueError(f"{name} bucket {bucket!r} is not a valid GCS bucket name")
+        if not 5 <= self.fanout_max_delivery_attempts <= 100:
+            raise ValueError("Pub/Sub max delivery attempts must be 5..100")
         if self.input_bucket == self.output_bucket:
             raise ValueError(
                 "input and output buckets must differ: a finalize trigger on the "
@@ -135,9 +148,25 @@ class DeployConfig:
     def topic(self) -> str:
         return f"{self.prefix}-schedule"
 
+    @property
+    def work_topic(self) -> str:
+        """Fan-out work items are published here."""
+        return f"{self.prefix}-work"
+
+    @property
+    def dead_topic(self) -> str:
+        """The work subscription dead-letters here."""
+        return f"{self.prefix}-work-dead"
+
     def function_name(self, entry_point: str) -> str:
         """Deployed name of an entry point, e.g. ``drivepipe-sync`` for ``sync_http``."""
-        suffix = {"sync_http": "sync", "on_upload": "upload", "on_schedule": "schedule"}
+        suffix = {
+            "sync_http": "sync",
+            "on_upload": "upload",
+            "on_schedule": "schedule",
+            "fanout_worker": "work",
+            "fanout_dead_letter": "dead-letter",
+        }
         return f"{self.prefix}-{suffix[entry_point]}"
 
     def env_vars(self) -> dict[str, str]:
@@ -149,6 +178,8 @@ class DeployConfig:
         }
         if self.drive_folder_id:
             env["DRIVE_FOLDER_ID"] = self.drive_folder_id
+        if self.fanout:
+            env["DRIVEPIPE_FANOUT_TOPIC"] = f"projects/{self.project}/topics/{self.work_topic}"
         env.update(self.extra_env)
         return env
 
@@ -266,6 +297,7 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
             why="Cloud Storage publishes finalize events through Pub/Sub",
         ),
         _cmd("gcloud", "pubsub", "topics", "create", cfg.topic, p, why="Cloud Scheduler target"),
+        *(fanout_setup_commands(cfg) if cfg.fanout else []),
     ]
 
 
@@ -357,6 +389,8 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
             why="an empty pipelines list means every pipeline with scheduled = true",
         )
     )
+    if cfg.fanout:
+        commands += fanout_deploy_commands(cfg, common, event)
     return commands
 
 
@@ -375,10 +409,16 @@ def teardown_commands(cfg: DeployConfig) -> list[Command]:
             "--quiet",
         )
     ]
-    for entry_point in ("sync_http", "on_upload", "on_schedule"):
+    entry_points = ["sync_http", "on_upload", "on_schedule"]
+    if cfg.fanout:
+        entry_points += ["fanout_worker", "fanout_dead_letter"]
+    for entry_point in entry_points:
         commands.append(
             _cmd("gcloud", "functions", "delete", cfg.function_name(entry_point), p, r, "--quiet")
         )
+    if cfg.fanout:
+        for topic in (cfg.work_topic, cfg.dead_topic):
+            commands.append(_cmd("gcloud", "pubsub", "topics", "delete", topic, p, "--quiet"))
     commands += [
         _cmd("gcloud", "pubsub", "topics", "delete", cfg.topic, p, "--quiet"),
         _cmd("gcloud", "secrets", "delete", cfg.secret, p, "--quiet"),
@@ -395,6 +435,131 @@ def teardown_commands(cfg: DeployConfig) -> list[Command]:
             why="deletes the buckets AND their data",
         ),
     ]
+    return commands
+
+
+PUBSUB_AGENT = "{PUBSUB_SERVICE_AGENT}"
+WORK_SUBSCRIPTION = "{WORK_SUBSCRIPTION}"
+
+
+def _pubsub_agent_lookup(cfg: DeployConfig) -> tuple[str, str]:
+    number = shlex.join(
+        ["gcloud", "projects", "describe", cfg.project, "--format=value(projectNumber)"]
+    )
+    return PUBSUB_AGENT, f"echo service-$({number})@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+def _work_subscription_lookup(cfg: DeployConfig) -> tuple[str, str]:
+    """The subscription Eventarc created for the worker's ``--trigger-topic``."""
+    trigger = shlex.join(
+        [
+            "gcloud", "functions", "describe", cfg.function_name("fanout_worker"), "--gen2",
+            f"--project={cfg.project}", f"--region={cfg.region}",
+            "--format=value(eventTrigger.trigger)",
+        ]
+    )  # fmt: skip
+    describe = shlex.join(
+        [
+            "gcloud", "eventarc", "triggers", "describe", f"--project={cfg.project}",
+            f"--location={cfg.region}", "--format=value(transport.pubsub.subscription)",
+        ]
+    )  # fmt: skip
+    return WORK_SUBSCRIPTION, f'{describe} "$({trigger})"'
+
+
+def fanout_setup_commands(cfg: DeployConfig) -> list[Command]:
+    """The work topic, its dead-letter topic and who may publish to each."""
+    p = f"--project={cfg.project}"
+    agent = _pubsub_agent_lookup(cfg)
+    return [
+        _cmd("gcloud", "pubsub", "topics", "create", cfg.work_topic, p, why="fan-out work items"),
+        _cmd(
+            "gcloud", "pubsub", "topics", "create", cfg.dead_topic, p,
+            why="work items that failed every delivery",
+        ),
+        _cmd(
+            "gcloud", "pubsub", "topics", "add-iam-policy-binding", cfg.work_topic, p,
+            f"--member=serviceAccount:{cfg.runtime_sa}", "--role=roles/pubsub.publisher",
+            why="the planner (sync, schedule, upload functions) publishes work items",
+        ),
+        Command(
+            (
+                "gcloud", "pubsub", "topics", "add-iam-policy-binding", cfg.dead_topic, p,
+                f"--member=serviceAccount:{PUBSUB_AGENT}", "--role=roles/pubsub.publisher",
+            ),
+            "Pub/Sub's service agent forwards dead letters",
+            (agent,),
+        ),
+    ]  # fmt: skip
+
+
+def fanout_deploy_commands(
+    cfg: DeployConfig, common: tuple[str, ...], event: tuple[str, ...]
+) -> list[Command]:
+    """The two worker functions, their invokers, and the dead-letter policy."""
+    p, r = f"--project={cfg.project}", f"--region={cfg.region}"
+    capped = tuple(w for w in common if not w.startswith("--max-instances="))
+    capped += (f"--max-instances={cfg.fanout_max_instances}",)
+    worker_event = tuple(w for w in event if not w.startswith("--timeout="))
+    worker_event += (f"--timeout={cfg.fanout_timeout_s}s",)
+    subscription = _work_subscription_lookup(cfg)
+    agent = f"--member=serviceAccount:{PUBSUB_AGENT}"
+    commands = [
+        _cmd(
+            "gcloud",
+            "functions",
+            "deploy",
+            cfg.function_name("fanout_worker"),
+            *capped,
+            "--entry-point=fanout_worker",
+            f"--trigger-topic={cfg.work_topic}",
+            *worker_event,
+            why="one work item per message; --max-instances bounds Drive requests (quota)",
+        ),
+        _cmd(
+            "gcloud",
+            "functions",
+            "deploy",
+            cfg.function_name("fanout_dead_letter"),
+            *common,
+            "--entry-point=fanout_dead_letter",
+            f"--trigger-topic={cfg.dead_topic}",
+            *event,
+            why="records dead-lettered items as failed in their run's manifest",
+        ),
+    ]
+    for entry_point in ("fanout_worker", "fanout_dead_letter"):
+        commands.append(
+            _cmd(
+                "gcloud",
+                "functions",
+                "add-invoker-policy-binding",
+                cfg.function_name(entry_point),
+                p,
+                r,
+                f"--member=serviceAccount:{cfg.trigger_sa}",
+                why="the trigger SA may invoke the event function",
+            )
+        )
+    commands += [
+        Command(
+            (
+                "gcloud", "pubsub", "subscriptions", "update", WORK_SUBSCRIPTION, p,
+                f"--dead-letter-topic={cfg.dead_topic}",
+                f"--max-delivery-attempts={cfg.fanout_max_delivery_attempts}",
+            ),
+            "dead-letter a work item after N deliveries (the Eventarc-created subscription)",
+            (subscription,),
+        ),
+        Command(
+            (
+                "gcloud", "pubsub", "subscriptions", "add-iam-policy-binding", WORK_SUBSCRIPTION,
+                p, agent, "--role=roles/pubsub.subscriber",
+            ),
+            "Pub/Sub's service agent acknowledges what it dead-letters",
+            (subscription, _pubsub_agent_lookup(cfg)),
+        ),
+    ]  # fmt: skip
     return commands
 
 
@@ -483,6 +648,11 @@ def run_commands(commands: Sequence[Command]) -> int:
             ).stdout.strip()
         print(f"+ {command.shell(agent)}", flush=True)
         argv = [w.replace(GCS_AGENT, agent or GCS_AGENT) for w in command.argv]
+        for placeholder, snippet in command.lookups:
+            value = subprocess.run(
+                ["bash", "-c", snippet], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            argv = [w.replace(placeholder, value) for w in argv]
         result = subprocess.run(argv, check=False)
         if result.returncode != 0:
             print(f"failed ({result.returncode}): {command.why or argv[2]}", file=sys.stderr)
@@ -516,6 +686,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="pipelines the scheduler names (none = all with scheduled = true)",
     )
+    parser.add_argument(
+        "--fanout",
+        action="store_true",
+        help="also create the work topics and deploy fanout_worker / fanout_dead_letter",
+    )
+    parser.add_argument("--fanout-max-instances", type=int, default=5)
     stage = parser.add_mutually_exclusive_group()
     stage.add_argument("--setup-only", action="store_true", help="only APIs, buckets, IAM")
     stage.add_argument("--deploy-only", action="store_true", help="only deploy + scheduler")
@@ -541,6 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             drive_folder_id=args.drive_folder_id,
             schedule=args.schedule,
             scheduled_pipelines=tuple(args.pipelines),
+            fanout=args.fanout,
+            fanout_max_instances=args.fanout_max_instances,
             source=Path(os.path.relpath(SOURCE_DIR)),
         )
     except ValueError as exc:

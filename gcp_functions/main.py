@@ -5,6 +5,8 @@ Three functions deploy from this one source directory (see ``devstack/package_gc
 - ``sync_http``   HTTP: ``POST /sync``, ``GET /runs/<id>``, ``GET /health`` (and ``GET /``).
 - ``on_upload``   CloudEvent ``google.cloud.storage.object.v1.finalized`` from the input bucket.
 - ``on_schedule`` CloudEvent ``google.cloud.pubsub.topic.v1.messagePublished`` (Cloud Scheduler).
+- ``fanout_worker`` CloudEvent from the work topic (``DRIVEPIPE_FANOUT_TOPIC``): one work item.
+- ``fanout_dead_letter`` CloudEvent from the work subscription's dead-letter topic.
 
 Event functions are deployed with ``--retry``: a :class:`RetryableError` is re-raised so the
 delivery fails and Eventarc redelivers it; a permanent failure (bad event, bad file, bad
@@ -13,6 +15,7 @@ request file) is logged and the delivery is acknowledged, so nothing loops forev
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Mapping
@@ -23,7 +26,7 @@ import functions_framework
 
 from shared import log, service
 from shared.api import Response
-from shared.errors import DriveError, DrivepipeError, RetryableError, StorageError
+from shared.errors import DrivepipeError, RetryableError, StorageError, is_transient
 from shared.events import EventError, from_gcs_cloudevent, pipelines_from_pubsub
 
 if TYPE_CHECKING:
@@ -91,13 +94,6 @@ def _dispatch(request: flask.Request) -> HttpResult:
             return _error(405, "method_not_allowed", "use GET", Allow="GET, HEAD")
         return _json_result(service.http_get_run(parts[1]))
     return _error(404, "not_found", f"no route for {request.method} {request.path}")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth a redelivery: the core said so, storage failed, or Drive may answer later."""
-    if isinstance(exc, RetryableError | StorageError):
-        return True
-    return isinstance(exc, DriveError) and exc.retryable
 
 
 def _event_context(event: CloudEvent) -> dict[str, Any]:
@@ -171,3 +167,54 @@ def on_schedule(event: CloudEvent) -> None:
         len(results),
         extra={**context, "pipelines": names, "results": results},
     )
+
+
+def pubsub_message(event: CloudEvent) -> tuple[bytes, dict[str, str], int | None]:
+    """The message bytes, attributes and delivery attempt of a Pub/Sub CloudEvent."""
+    data = _event_data(event)
+    message = data.get("message")
+    if not isinstance(message, Mapping) or not isinstance(message.get("data"), str):
+        raise EventError("not a Pub/Sub message: data.message.data is missing")
+    try:
+        body = base64.b64decode(message["data"], validate=True)
+    except ValueError:
+        raise EventError("Pub/Sub message data is not base64") from None
+    attributes = message.get("attributes")
+    attempt = data.get("deliveryAttempt") or message.get("deliveryAttempt")
+    return (
+        body,
+        dict(attributes) if isinstance(attributes, Mapping) else {},
+        int(attempt) if str(attempt or "").isdigit() else None,
+    )
+
+
+@functions_framework.cloud_event
+def fanout_worker(event: CloudEvent) -> None:
+    """One fan-out work item. A crash is re-raised (``--retry`` redelivers; after the
+    subscription's ``--max-delivery-attempts`` it goes to the dead-letter topic)."""
+    context = _event_context(event)
+    try:
+        body, _, attempt = pubsub_message(event)
+    except EventError as exc:
+        logger.error("fanout_worker dropped a delivery: %s", exc, extra=context)
+        return
+    try:
+        result = service.on_work_item(body, attempt=attempt or 1)
+    except Exception:
+        logger.exception("work item failed; redelivery wanted", extra=context)
+        raise
+    logger.info("work item %s", result.get("outcome"), extra={**context, **result})
+
+
+@functions_framework.cloud_event
+def fanout_dead_letter(event: CloudEvent) -> None:
+    """A dead-lettered work item: recorded as failed in its run, with the last error."""
+    context = _event_context(event)
+    try:
+        body, attributes, _ = pubsub_message(event)
+    except EventError as exc:
+        logger.error("fanout_dead_letter dropped a delivery: %s", exc, extra=context)
+        return
+    count = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "")
+    result = service.on_dead_letter(body, deliveries=int(count) if count.isdigit() else None)
+    logger.warning("dead-lettered work item %s", result.get("outcome"), extra={**context, **result})

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import ConfigError
+from shared.fanout.options import FanoutOptions
 from shared.readers.options import ReadOptions
 from shared.streaming_options import StreamingOptions
 from shared.transforms.specs import Step
@@ -117,6 +118,7 @@ class Pipeline(_Model):
     steps: tuple[Step, ...] = ()
     output: Output
     concurrency: int = Field(default=8, ge=1, le=64)
+    fanout: FanoutOptions | None = None  # spread big syncs over queue workers
     streaming: StreamingOptions = StreamingOptions()
 
 

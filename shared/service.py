@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.api import Response, error_response, parse_json_object, parse_sync_body
 from shared.config import Pipeline, PipelineFile, load_config_from_env
@@ -30,6 +30,9 @@ from shared.manifest import RUN_ID_PATTERN, RunManifest, run_key
 from shared.pipeline import ObjectRequest, SyncRequest, relative_to_prefix, run_object, run_sync
 from shared.state import claim_event, complete_event
 from shared.storage import StorageNotFound, open_storage
+
+if TYPE_CHECKING:
+    from shared.fanout.planner import FanoutStarted
 
 log = get_logger("service")
 MAX_REQUEST_FILE_BYTES = 64 * 1024
@@ -86,7 +89,7 @@ def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Respons
     """``POST /sync``: validate, run, and return the manifest summary."""
     try:
         request = sync_request_from_body(raw_body, trigger=trigger)
-        manifest = run_sync(request)
+        manifest = run_or_fan_out(request)
     except ApiError as exc:
         return error_response(exc)
     except LeaseHeld as exc:
@@ -97,6 +100,8 @@ def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Respons
         return error_response(ApiError(str(exc), status=502, code="drive_auth"))
     except (DriveError, StorageError, RetryableError) as exc:
         return error_response(ApiError(str(exc), status=503, code="unavailable"))
+    if not isinstance(manifest, RunManifest):  # fanned out: 202 + where to watch it
+        return fanout_accepted_response(manifest)
     return Response(200, manifest.summary())
 
 
@@ -121,6 +126,9 @@ def http_get_run(run_id: str, pipeline: str | None = None) -> Response:
         try:
             return Response(200, json.loads(open_storage(destination).read(run_key(run_id))))
         except StorageNotFound:
+            running = fanout_progress(destination, run_id)
+            if running is not None:
+                return Response(200, running)
             continue
         except StorageError as exc:
             return error_response(ApiError(str(exc), status=503, code="unavailable"))
@@ -238,7 +246,7 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
     transient: list[str] = []
     for pipeline in chosen:
         try:
-            manifest = run_sync(SyncRequest(pipeline=pipeline, trigger=trigger))
+            manifest = run_or_fan_out(SyncRequest(pipeline=pipeline, trigger=trigger))
             results.append({"pipeline": pipeline.name, "summary": manifest.summary()})
         except LeaseHeld as exc:  # the running sync covers this tick too
             log.warning(
@@ -260,3 +268,68 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
             if n not in cfg.pipelines
         )
     return results
+
+
+# ---- fan-out (issue #8): big syncs planned here, processed by queue workers ----------------
+
+
+def run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
+    """Hand a big sync to queue workers (``pipeline.fanout`` set and a queue configured),
+    else run it inline. Small syncs (under ``fanout.min_files`` files to fetch) run inline."""
+    from shared.fanout.planner import start_fanout
+    from shared.fanout.queues import queue_from_env
+
+    queue = queue_from_env() if request.pipeline.fanout and not request.dry_run else None
+    if queue is not None:
+        started = start_fanout(request, queue)
+        if started is not None:
+            return started
+    return run_sync(request)
+
+
+def fanout_accepted_response(started: FanoutStarted) -> Response:
+    """``202 Accepted`` with the run id and the progress URL."""
+    body = started.summary()
+    return Response(202, body, {"Content-Type": "application/json", "Location": body["progress"]})
+
+
+def fanout_progress(destination: str, run_id: str) -> dict[str, Any] | None:
+    """Progress of a fanned-out run that has not finished yet, or ``None``."""
+    from shared.fanout.runs import progress
+
+    return progress(open_storage(destination), run_id)
+
+
+def on_work_item(body: str | bytes, *, attempt: int = 1) -> dict[str, Any]:
+    """A queue worker's delivery of one work item (SQS record body / Pub/Sub message data).
+
+    Returns the outcome; raises on a crash or a transient failure, so the queue delivers the
+    item again (and, after ``fanout.max_attempts``, dead-letters it). A message that is not a
+    work item is dropped with a reason: no redelivery could fix it.
+    """
+    from shared.fanout.items import BadWorkItem, WorkItem
+    from shared.fanout.worker import handle_item
+
+    try:
+        item = WorkItem.from_json(body)
+    except BadWorkItem as exc:
+        log.error("dropped a queue message", extra={"reason": str(exc)})
+        return _outcome("dropped", str(exc))
+    pipeline = config().get(item.pipeline)
+    max_attempts = pipeline.fanout.max_attempts if pipeline and pipeline.fanout else None
+    outcome = handle_item(item, pipeline, attempt=attempt, max_attempts=max_attempts)
+    return {"outcome": outcome, "run_id": item.run_id, "item_id": item.item_id}
+
+
+def on_dead_letter(body: str | bytes, *, deliveries: int | None = None) -> dict[str, Any]:
+    """A work item that reached the dead-letter queue: record it as failed, with the reason."""
+    from shared.fanout.items import BadWorkItem, WorkItem
+    from shared.fanout.worker import dead_letter
+
+    try:
+        item = WorkItem.from_json(body)
+    except BadWorkItem as exc:
+        log.error("dropped a dead-lettered message", extra={"reason": str(exc)})
+        return _outcome("dropped", str(exc))
+    outcome = dead_letter(item, deliveries=deliveries)
+    return {"outcome": outcome, "run_id": item.run_id, "item_id": item.item_id}

@@ -81,11 +81,20 @@ def test_terraform_wires_the_s3_event_layer_and_policy(packaged: PackageReport) 
     assert notify["lambda_function"][0]["events"] == ["s3:ObjectCreated:*"]
     assert "filter_prefix" not in notify["lambda_function"][0]
     functions = resources["aws_lambda_function"]
-    assert set(functions) == {"api_handler", "on_upload", "on_schedule"}
-    for function in functions.values():
+    assert set(functions) == {
+        "api_handler",
+        "on_upload",
+        "on_schedule",
+        "fanout_worker",
+        "fanout_dead_letter",
+    }
+    for name, function in functions.items():
         assert function["layers"] == stage["layers"]
         assert function["runtime"] == "python3.11"
-        assert function["timeout"] == 900
+        assert function["timeout"] == stage["lambda_functions"][name]["lambda_timeout"]
+    mappings = resources["aws_lambda_event_source_mapping"].values()
+    assert len(mappings) == 2  # work queue + dead-letter queue
+    assert all(m["function_response_types"] == ["ReportBatchItemFailures"] for m in mappings)
     swagger = json.loads(tf["locals"]["chalice_api_swagger"])
     assert swagger["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     operations = [op for path in swagger["paths"].values() for op in path.values()]
@@ -197,4 +206,14 @@ def test_the_unzipped_package_imports_with_its_vendored_core(
     assert done.returncode == 0, done.stderr
     shared_file, handlers = done.stdout.strip().splitlines()
     assert Path(shared_file).is_relative_to(root)
-    assert handlers == str(["get_run", "health", "on_schedule", "on_upload", "sync_http"])
+    assert handlers == str(
+        [
+            "fanout_dead_letter",
+            "fanout_worker",
+            "get_run",
+            "health",
+            "on_schedule",
+            "on_upload",
+            "sync_http",
+        ]
+    )
