@@ -167,6 +167,16 @@ class Lease:
                 return LeaseInfo(epoch, "unreadable", None, 0.0, 0.0, released=True)
         raise StorageError(f"lease {self.name}: epochs keep vanishing while being read")
 
+    def adopt(self) -> bool:
+        """Take over holding a lease this holder id acquired in another process (a fanned-out
+        run's finalizer releasing what its planner took); False if it was taken over since."""
+        current = self.latest()
+        if current is None or current.holder != self.holder or current.released:
+            return False
+        with self._lock:
+            self.info = current
+        return True
+
     def try_acquire(self) -> LeaseInfo | None:
         """Take the lease if it is free; ``None`` when a live holder has it."""
         current = self.latest()

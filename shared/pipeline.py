@@ -208,12 +208,24 @@ def run_sync(
         lease.release()
 
 
-def sync_lease(dest: Storage, pipeline: str, run_id: str | None = None) -> Lease:
-    """The lease that lets one sync of ``pipeline`` at a time write to ``dest``."""
+def sync_lease(
+    dest: Storage,
+    pipeline: str,
+    run_id: str | None = None,
+    *,
+    ttl: float | None = None,
+    holder: str | None = None,
+) -> Lease:
+    """The lease that lets one sync of ``pipeline`` at a time write to ``dest``.
+
+    Inline syncs hold it while they run; a fanned-out run holds it (as ``holder``, with a long
+    ``ttl``) from planning until its finalizer releases it.
+    """
     return Lease(
         dest,
         f"sync/{pipeline}",
-        ttl=ttl_from_env(LEASE_SECONDS_ENV, DEFAULT_TTL_SECONDS),
+        ttl=ttl or ttl_from_env(LEASE_SECONDS_ENV, DEFAULT_TTL_SECONDS),
+        holder=holder,
         run_id=run_id,
     )
 

@@ -19,3 +19,9 @@ class FanoutOptions(BaseModel):
     min_files: int = Field(default=50, ge=1, description="Fan out from this many files to fetch")
     batch_size: int = Field(default=10, ge=1, le=100, description="Files per work item")
     max_attempts: int = Field(default=5, ge=1, le=100, description="Deliveries before DLQ")
+    lease_seconds: int = Field(
+        default=6 * 3600,
+        ge=60,
+        description="How long a fanned-out run holds the pipeline's sync lease at most; the "
+        "finalizer releases it sooner, and a run that never finalizes frees it after this",
+    )

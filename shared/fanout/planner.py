@@ -20,7 +20,7 @@ from shared.fanout.items import (
     plan_key,
     result_key,
 )
-from shared.fanout.runs import maybe_finalize
+from shared.fanout.runs import maybe_finalize, run_lease
 from shared.log import get_logger
 from shared.manifest import RunManifest, new_run_id, run_key
 from shared.state import SyncState, definition_hash
@@ -70,7 +70,6 @@ def start_fanout(
     request: SyncRequest, queue: WorkQueue, *, drive: DriveClient | None = None
 ) -> FanoutStarted | None:
     """Plan and enqueue the sync; ``None`` when it is small enough to run inline."""
-    from shared.pipeline import plan_sync
 
     pipeline, options = request.pipeline, request.pipeline.fanout
     if options is None or request.dry_run:
@@ -84,12 +83,45 @@ def start_fanout(
         drive = drive_client()
     try:
         dest = open_storage(pipeline.output.url)
+    except StorageError as exc:
+        raise RetryableError(f"cannot open {pipeline.output.url}: {exc}") from exc
+    run_id = new_run_id()
+    # One sync of a pipeline at a time, inline or fanned out: the run holds the pipeline's
+    # sync lease from here until its finalizer releases it (LeaseHeld -> HTTP 409).
+    lease = run_lease(dest, pipeline.name, run_id, options.lease_seconds)
+    try:
+        lease.acquire(wait=request.lock_wait_seconds)
+    except StorageError as exc:
+        raise RetryableError(f"cannot take the sync lease in {dest.base_url}: {exc}") from exc
+    try:
+        started = _plan_and_enqueue(request, queue, drive, dest, run_id, folder_id)
+    except BaseException:
+        lease.release()
+        raise
+    if started is None:  # small enough to run inline: run_sync takes the lease itself
+        lease.release()
+    return started
+
+
+def _plan_and_enqueue(
+    request: SyncRequest,
+    queue: WorkQueue,
+    drive: DriveClient,
+    dest: Any,
+    run_id: str,
+    folder_id: str,
+) -> FanoutStarted | None:
+    from shared.pipeline import plan_sync
+
+    pipeline, options = request.pipeline, request.pipeline.fanout
+    assert options is not None
+    try:
         definition = definition_hash(pipeline)
         state = SyncState.load(dest, pipeline.name, definition)
     except StorageError as exc:
         raise RetryableError(f"cannot read state from {pipeline.output.url}: {exc}") from exc
     manifest = RunManifest(
-        run_id=new_run_id(),
+        run_id=run_id,
         pipeline=pipeline.name,
         trigger=request.trigger,
         source=f"drive:{folder_id}",

@@ -25,6 +25,7 @@ from shared.state import InputState, SyncState
 from shared.storage import StorageNotFound
 
 if TYPE_CHECKING:
+    from shared.lease import Lease
     from shared.storage import Storage
 
 READ_THREADS = 8
@@ -99,6 +100,13 @@ def _merged_records(plan: dict[str, Any], results: list[ItemResult]) -> list[Inp
     return merged
 
 
+def run_lease(dest: Storage, pipeline: str, run_id: str, ttl: float | None = None) -> Lease:
+    """The pipeline's sync lease as held by a fanned-out run (planner takes, finalizer frees)."""
+    from shared.pipeline import sync_lease
+
+    return sync_lease(dest, pipeline, run_id, ttl=ttl, holder=f"fanout-{run_id}")
+
+
 def maybe_finalize(dest: Storage, run_id: str, expected: int = 0) -> RunManifest | None:
     """If every item has reported, and nobody else got there first, finish the run.
 
@@ -116,9 +124,19 @@ def maybe_finalize(dest: Storage, run_id: str, expected: int = 0) -> RunManifest
     if not dest.create_if_absent(final_lock_key(run_id), utc_now().encode()):
         return None
     results = read_results(dest, run_id, ids)
-    _merge_state(dest, plan, results)
+    lease = run_lease(dest, plan["pipeline"], run_id)
+    held = lease.adopt()  # the planner took the pipeline's sync lease for this run
+    if held:
+        _merge_state(dest, plan, results)
     manifest = assemble(plan, results)
+    if not held:  # it expired and another sync took over: its state wins, ours is dropped
+        manifest.notes.append(
+            "the run outlived fanout.lease_seconds and another sync took the lease: state not "
+            "updated, so the next run processes these files again"
+        )
     dest.write(run_key(run_id), manifest.to_json(), content_type="application/json")
+    if held:
+        lease.release()
     log.info(
         "fan-out run finished",
         extra={"run_id": run_id, "pipeline": plan["pipeline"], **manifest.counts()},

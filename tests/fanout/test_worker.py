@@ -6,6 +6,7 @@ delivery (first, repeated, last, dead-lettered) is driven deliberately.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,8 +21,9 @@ from shared.fanout.items import BadWorkItem, WorkItem, error_key, plan_key, resu
 from shared.fanout.planner import start_fanout
 from shared.fanout.runs import progress
 from shared.fanout.worker import ItemCrashed, dead_letter, handle_item
+from shared.lease import LeaseHeld
 from shared.manifest import run_key
-from shared.pipeline import SyncRequest
+from shared.pipeline import SyncRequest, run_sync, sync_lease
 from shared.storage import open_storage
 
 FILES = {
@@ -132,6 +134,27 @@ def test_last_delivery_records_the_crash_and_the_run_completes(
     assert handle_item(first, pipeline, drive=drive) == "duplicate"
     again = start_fanout(SyncRequest(pipeline=pipeline), ListQueue(), drive=drive)
     assert again is None  # only the crashed file is left to fetch (1 < min_files 2)
+
+
+def test_a_fanned_out_run_holds_the_sync_lease_until_it_is_finalized(
+    tmp_path: Path, drive: DriveClient
+) -> None:
+    queue = ListQueue()
+    pipeline, run_id = plan(tmp_path, drive, queue)
+    inline = SyncRequest(pipeline=pipeline.model_copy(update={"fanout": None}))
+    with pytest.raises(LeaseHeld) as held:  # an inline sync must not interleave with the run
+        run_sync(inline, drive=drive)
+    assert held.value.holder.run_id == run_id
+    with pytest.raises(LeaseHeld):  # nor may a second fan-out start
+        start_fanout(SyncRequest(pipeline=pipeline), ListQueue(), drive=drive)
+    for item in queue.items:
+        with contextlib.suppress(ItemCrashed):  # the poison item: failed on its last delivery
+            handle_item(item, pipeline, attempt=2, max_attempts=2, drive=drive)
+    dest = open_storage(pipeline.output.url)
+    assert dest.exists(run_key(run_id))
+    lease = sync_lease(dest, pipeline.name)
+    assert (latest := lease.latest()) is not None and latest.released  # the finalizer let go
+    assert lease.try_acquire() is not None  # the next sync may start
 
 
 def test_dead_letter_without_a_noted_error_suspects_a_timeout(
