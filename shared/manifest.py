@@ -7,7 +7,10 @@ import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from shared.drive import DriveFile
 
 Status = Literal["written", "skipped_unchanged", "skipped_unsupported", "failed", "planned"]
 STATUSES: tuple[Status, ...] = (
@@ -55,6 +58,18 @@ class InputRecord:
     quarantine_key: str | None = None
     raw_key: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def input_record(file: DriveFile) -> InputRecord:
+    """A fresh manifest record for a Drive file (status ``planned``)."""
+    return InputRecord(
+        source_id=file.id,
+        path=file.path,
+        mime_type=file.mime_type,
+        md5=file.md5,
+        size=file.size,
+        modified_time=file.modified_time,
+    )
 
 
 @dataclass

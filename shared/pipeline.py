@@ -20,7 +20,7 @@ from shared import keys
 from shared.errors import DriveError, RetryableError, StorageError
 from shared.lease import DEFAULT_TTL_SECONDS, Lease, ttl_from_env
 from shared.log import get_logger
-from shared.manifest import InputRecord, RunManifest, new_run_id, run_key, utc_now
+from shared.manifest import InputRecord, RunManifest, input_record, new_run_id, run_key, utc_now
 from shared.process import copy_to_temp, process_input
 from shared.secrets import load_into_env as load_secrets_into_env
 from shared.state import InputState, SyncState, definition_hash
@@ -106,17 +106,6 @@ def input_format(file: DriveFile, pipeline: Pipeline) -> str | None:
     return fmt if fmt in formats else None
 
 
-def _record_for(file: DriveFile) -> InputRecord:
-    return InputRecord(
-        source_id=file.id,
-        path=file.path,
-        mime_type=file.mime_type,
-        md5=file.md5,
-        size=file.size,
-        modified_time=file.modified_time,
-    )
-
-
 def _open_destination(url: str) -> Storage:
     try:
         return open_storage(url)
@@ -151,7 +140,7 @@ def plan_sync(
         modified_since=request.since or source.modified_since,
         drive_id=source.drive_id,
     ):
-        record = _record_for(file)
+        record = input_record(file)
         manifest.inputs.append(record)
         fmt = input_format(file, pipeline)
         if file.skip_reason or fmt is None:

@@ -60,18 +60,6 @@ def item_id(index: int) -> str:
     return f"i{index:05d}"
 
 
-def input_record(file: DriveFile) -> InputRecord:
-    """A fresh manifest record for a Drive file."""
-    return InputRecord(
-        source_id=file.id,
-        path=file.path,
-        mime_type=file.mime_type,
-        md5=file.md5,
-        size=file.size,
-        modified_time=file.modified_time,
-    )
-
-
 @dataclass(frozen=True)
 class PlannedFile:
     """One Drive file of an item, and the reader format the planner chose for it."""

@@ -15,14 +15,13 @@ from shared.fanout.items import (
     ItemResult,
     PlannedFile,
     WorkItem,
-    input_record,
     item_id,
     plan_key,
     result_key,
 )
 from shared.fanout.runs import maybe_finalize, run_lease
 from shared.log import get_logger
-from shared.manifest import RunManifest, new_run_id, run_key
+from shared.manifest import RunManifest, input_record, new_run_id, run_key
 from shared.state import SyncState, definition_hash
 from shared.storage import open_storage
 

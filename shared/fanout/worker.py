@@ -19,13 +19,12 @@ from shared.fanout.items import (
     ItemResult,
     WorkItem,
     error_key,
-    input_record,
     plan_key,
     result_key,
 )
 from shared.fanout.runs import maybe_finalize
 from shared.log import get_logger
-from shared.manifest import InputRecord, utc_now
+from shared.manifest import InputRecord, input_record, utc_now
 from shared.state import InputState
 from shared.storage import StorageNotFound, open_storage
 
