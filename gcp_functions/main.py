@@ -118,20 +118,45 @@ def _event_data(event: CloudEvent) -> Mapping[str, Any]:
     return data
 
 
+class _Delivery:
+    """``with _Delivery(name, context) as delivery:`` around an event's work.
+
+    A transient failure propagates, so ``--retry`` redelivers the event; any other drivepipe
+    failure is logged for Error Reporting and the delivery acknowledged (``delivery.dropped``).
+    """
+
+    def __init__(self, name: str, context: dict[str, Any]) -> None:
+        self.name, self.context, self.dropped = name, context, False
+
+    def __enter__(self) -> _Delivery:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if not isinstance(exc, EventError | DrivepipeError):
+            return False
+        if is_transient(exc):
+            logger.exception(
+                "%s failed transiently; redelivery wanted", self.name, extra=self.context
+            )
+            return False
+        logger.error(
+            "%s dropped a delivery: %s",
+            self.name,
+            exc,
+            extra={**self.context, "@type": REPORTED_ERROR},
+        )
+        self.dropped = True
+        return True
+
+
 @functions_framework.cloud_event
 def on_upload(event: CloudEvent) -> None:
     """A GCS object was finalized: transform it, start a requested sync, or ignore it."""
     context = _event_context(event)
-    try:
+    with _Delivery("on_upload", context) as delivery:
         object_event = from_gcs_cloudevent(event.get_attributes(), _event_data(event))
         result = service.on_object(object_event, trigger="gcs")
-    except (EventError, DrivepipeError) as exc:
-        if is_transient(exc):
-            logger.exception("on_upload failed transiently; redelivery wanted", extra=context)
-            raise
-        logger.error(
-            "on_upload dropped a delivery: %s", exc, extra={**context, "@type": REPORTED_ERROR}
-        )
+    if delivery.dropped:
         return
     logger.info(
         "on_upload %s",
@@ -151,16 +176,10 @@ def on_upload(event: CloudEvent) -> None:
 def on_schedule(event: CloudEvent) -> None:
     """Cloud Scheduler published to the topic: sync the named (or all scheduled) pipelines."""
     context = _event_context(event)
-    try:
+    with _Delivery("on_schedule", context) as delivery:
         names = pipelines_from_pubsub(event.get_attributes(), _event_data(event))
         results = service.on_schedule(names, trigger="scheduler")
-    except (EventError, DrivepipeError) as exc:
-        if is_transient(exc):
-            logger.exception("on_schedule failed transiently; redelivery wanted", extra=context)
-            raise
-        logger.error(
-            "on_schedule dropped a delivery: %s", exc, extra={**context, "@type": REPORTED_ERROR}
-        )
+    if delivery.dropped:
         return
     logger.info(
         "on_schedule ran %d pipeline(s)",
