@@ -22,10 +22,7 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -33,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bench._emulator import emulator_process
 from shared.drive import DriveClient, DriveFile, RetryPolicy, TokenAuth
 from shared.errors import DriveError
 
@@ -94,27 +92,11 @@ def emulator(
     root: Path, latency: float, qps: float | None = None, incomplete: str | None = None
 ) -> Iterator[tuple[str, str]]:
     """Serve ``root`` from a subprocess; yields (api url, root folder id)."""
-    command = [sys.executable, "-m", "devstack.drive_emulator", "--root", str(root),
-               "--latency", str(latency), "--port", "0"]  # fmt: skip
-    if qps:
-        command += ["--qps", str(qps)]
+    options = ["--qps", str(qps)] if qps else []
     if incomplete:
-        command += ["--incomplete-batches", incomplete]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        found: dict[str, str] = {}
-        while len(found) < 2:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"emulator exited early with code {proc.wait()}")
-            match = re.match(r"(DRIVE_API_URL|DRIVE_ROOT_ID)=(\S+)", line)
-            if match:
-                found[match.group(1)] = match.group(2)
-        yield found["DRIVE_API_URL"], found["DRIVE_ROOT_ID"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        options += ["--incomplete-batches", incomplete]
+    with emulator_process(root, latency, *options) as served:
+        yield served
 
 
 @dataclass

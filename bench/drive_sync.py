@@ -19,11 +19,8 @@ import hashlib
 import math
 import os
 import random
-import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +31,7 @@ from typing import IO
 
 import requests
 
+from bench._emulator import emulator_process
 from shared.drive import ClientStats, DriveClient, DriveFile, TokenAuth
 from shared.drive.client import DEFAULT_CONCURRENCY
 from shared.errors import DriveError
@@ -66,23 +64,8 @@ def emulator(root: Path, latency: float, in_process: bool) -> Iterator[tuple[str
         with DriveEmulator(root, faults=FaultConfig(latency_s=latency)) as emu:
             yield emu.url, emu.root_id
         return
-    command = [sys.executable, "-m", "devstack.drive_emulator", "--root", str(root),
-               "--latency", str(latency), "--port", "0"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        found: dict[str, str] = {}
-        while len(found) < 2:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"emulator exited early with code {proc.wait()}")
-            match = re.match(r"(DRIVE_API_URL|DRIVE_ROOT_ID)=(\S+)", line)
-            if match:
-                found[match.group(1)] = match.group(2)
-        yield found["DRIVE_API_URL"], found["DRIVE_ROOT_ID"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with emulator_process(root, latency) as served:
+        yield served
 
 
 def make_files(
