@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -128,7 +127,7 @@ def run_gcp(drive: DriveEmulator, workers: int, batch: int, printer: Printer) ->
     """The GCP path: gcs emulator, functions-framework processes, the Pub/Sub stand-in."""
     import requests
 
-    from devstack.gcp_dev import FunctionServer, storage_client
+    from devstack.gcp_dev import FunctionServer, start_all, storage_client
     from devstack.pubsub_local import PubSubStandIn, Subscription
     from devstack.servers import GcsEmulator
 
@@ -157,7 +156,7 @@ def run_gcp(drive: DriveEmulator, workers: int, batch: int, printer: Printer) ->
         servers = {
             t: FunctionServer(t, env) for t in ("sync_http", "fanout_worker", "fanout_dead_letter")
         }
-        _start_all(list(servers.values()))
+        start_all(servers.values())
         for server in servers.values():
             stack.callback(server.stop)
         pubsub.subscribe(Subscription(work, servers["fanout_worker"].url, 5, dead))
@@ -172,26 +171,6 @@ def run_gcp(drive: DriveEmulator, workers: int, batch: int, printer: Printer) ->
             return dict(answer.json())
         progress = answer.json()["progress"]
         return watch(lambda: requests.get(base + progress, timeout=60).json(), printer, 600)
-
-
-def _start_all(servers: list[Any]) -> None:
-    errors: list[BaseException] = []
-
-    def start(server: Any) -> None:
-        try:
-            server.start()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        for server in servers:
-            server.stop()
-        raise errors[0]
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,29 @@ class FunctionServer(LocalServer):
         if path is None or not path.exists():
             return ""
         return path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_all(servers: Iterable[LocalServer]) -> None:
+    """Start servers in parallel (each functions-framework cold start imports pandas, ~1-2 s);
+    if any fails, stop them all and raise its error."""
+    started = list(servers)
+    errors: list[BaseException] = []
+
+    def start(server: LocalServer) -> None:
+        try:
+            server.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in started]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        for server in started:
+            server.stop()
+        raise errors[0]
 
 
 class BucketWatcher:
@@ -213,24 +236,9 @@ class GcpDevStack:
                 self._client.create_bucket(bucket)
         self._drive = DriveEmulator(self.drive_root).start()
         env = self.function_env()
-        # Start all three in parallel: each cold start imports pandas (~1-2 s).
         servers = {t: FunctionServer(t, env) for t in ENTRY_POINTS}
-        errors: list[BaseException] = []
-
-        def start(server: FunctionServer) -> None:
-            try:
-                server.start()
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=start, args=(s,)) for s in servers.values()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        start_all(servers.values())
         self.functions = servers
-        if errors:
-            raise errors[0]
         if self.watch:
             self._watcher = BucketWatcher(
                 self._client, self.input_bucket, self.deliver_object, interval=self.poll_interval

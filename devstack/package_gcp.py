@@ -301,6 +301,23 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
     ]
 
 
+def _invoker_bindings(cfg: DeployConfig, *entry_points: str) -> list[Command]:
+    """Let the trigger service account invoke each event function (gen2 runs on Cloud Run)."""
+    return [
+        _cmd(
+            "gcloud",
+            "functions",
+            "add-invoker-policy-binding",
+            cfg.function_name(entry_point),
+            f"--project={cfg.project}",
+            f"--region={cfg.region}",
+            f"--member=serviceAccount:{cfg.trigger_sa}",
+            why="the trigger SA may invoke the event function",
+        )
+        for entry_point in entry_points
+    ]
+
+
 def deploy_commands(cfg: DeployConfig) -> list[Command]:
     """The three ``gcloud functions deploy`` commands, invoker grants and the scheduler job."""
     p, r = f"--project={cfg.project}", f"--region={cfg.region}"
@@ -359,19 +376,7 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
             why="Cloud Scheduler messages on the schedule topic",
         ),
     ]
-    for entry_point in ("on_upload", "on_schedule"):
-        commands.append(
-            _cmd(
-                "gcloud",
-                "functions",
-                "add-invoker-policy-binding",
-                cfg.function_name(entry_point),
-                p,
-                r,
-                f"--member=serviceAccount:{cfg.trigger_sa}",
-                why="the trigger SA may invoke the event function",
-            )
-        )
+    commands += _invoker_bindings(cfg, "on_upload", "on_schedule")
     commands.append(
         _cmd(
             "gcloud",
@@ -497,7 +502,7 @@ def fanout_deploy_commands(
     cfg: DeployConfig, common: tuple[str, ...], event: tuple[str, ...]
 ) -> list[Command]:
     """The two worker functions, their invokers, and the dead-letter policy."""
-    p, r = f"--project={cfg.project}", f"--region={cfg.region}"
+    p = f"--project={cfg.project}"
     capped = tuple(w for w in common if not w.startswith("--max-instances="))
     capped += (f"--max-instances={cfg.fanout_max_instances}",)
     worker_event = tuple(w for w in event if not w.startswith("--timeout="))
@@ -528,19 +533,7 @@ def fanout_deploy_commands(
             why="records dead-lettered items as failed in their run's manifest",
         ),
     ]
-    for entry_point in ("fanout_worker", "fanout_dead_letter"):
-        commands.append(
-            _cmd(
-                "gcloud",
-                "functions",
-                "add-invoker-policy-binding",
-                cfg.function_name(entry_point),
-                p,
-                r,
-                f"--member=serviceAccount:{cfg.trigger_sa}",
-                why="the trigger SA may invoke the event function",
-            )
-        )
+    commands += _invoker_bindings(cfg, "fanout_worker", "fanout_dead_letter")
     commands += [
         Command(
             (

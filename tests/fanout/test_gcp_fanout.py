@@ -9,7 +9,6 @@ deliveries), retries failures like ``--retry`` and dead-letters after 3 attempts
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import requests
 
 from devstack.drive_emulator.emulator import DriveEmulator
-from devstack.gcp_dev import FunctionServer, storage_client
+from devstack.gcp_dev import FunctionServer, start_all, storage_client
 from devstack.pubsub_local import PubSubStandIn, Subscription
 from devstack.servers import GcsEmulator
 from tests.conftest import unique_bucket_name
@@ -92,22 +91,8 @@ def gcp(
             "PYTHONPATH": str(REPO_ROOT),  # the poison custom step lives in tests/fanout
         }
         functions = {t: FunctionServer(t, env) for t in TARGETS}
-        errors: list[BaseException] = []
-
-        def start(server: FunctionServer) -> None:
-            try:
-                server.start()
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=start, args=(f,)) for f in functions.values()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        start_all(functions.values())
         try:
-            if errors:
-                raise errors[0]
             pubsub.subscribe(
                 Subscription(
                     WORK_TOPIC,
