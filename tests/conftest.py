@@ -46,26 +46,25 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
         yield server
 
 
-@pytest.fixture
-def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point boto3 at the session's moto_server for this test; returns the env applied."""
+def _point_at(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Clear real cloud credentials/endpoints, then apply ``env``, for this test only."""
     for name in _CLOUD_ENV_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
-    env = moto_server.env()
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point boto3 at the session's moto_server for this test; returns the env applied."""
+    return _point_at(moto_server.env(), monkeypatch)
 
 
 @pytest.fixture
 def gcs_env(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point google-cloud-storage at the session's emulator for this test."""
-    for name in _CLOUD_ENV_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    env = gcs_emulator.env()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+    return _point_at(gcs_emulator.env(), monkeypatch)
 
 
 @pytest.fixture
