@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -48,6 +49,22 @@ def _transport_error(exc: requests.RequestException, what: str) -> DriveError:
     return DriveError(f"{what}: {detail}", reason=reason)
 
 
+def _session_for(base_url: str) -> requests.Session:
+    """A Session whose environment settings (proxies, CA bundle) are read once, here.
+
+    With ``trust_env`` on, requests re-reads the proxy variables from os.environ on every
+    request (``merge_environment_settings``), about 0.5 ms each: a tenth of a small request's
+    client time. We talk to one host, so resolving them once gives the same answer.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(base_url)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    return session
+
+
 def is_rate_limit(error: DriveError) -> bool:
     """True for 429 and for 403 with a rate-limit reason: the quota says slow down."""
     return error.status == 429 or (error.status == 403 and error.reason in RATE_LIMIT_REASONS)
@@ -82,7 +99,7 @@ class DriveHttp:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
-        self.session = requests.Session()
+        self.session = _session_for(self.base_url)
         self.pool_size = 0
         self.ensure_pool(pool_size)
 

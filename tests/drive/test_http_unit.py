@@ -212,3 +212,20 @@ def test_read_timeouts_are_retried_with_their_own_label() -> None:
     client = _client([])
     assert client.fetch(_file(), io.BytesIO()).attempts == 2
     assert client.stats.retries == {"timeout": 1}
+
+
+def test_proxy_and_ca_settings_come_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session reads proxies and the CA bundle at construction, not on every request."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp-ca.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = _client([])._http.session
+    assert session.proxies.get("https") == "http://proxy.corp:3128"
+    assert session.verify == "/etc/corp-ca.pem"
+    assert session.trust_env is False  # so requests skips its per-request os.environ scan
+
+    monkeypatch.setenv("NO_PROXY", "drive.test")
+    assert _client([])._http.session.proxies == {}
