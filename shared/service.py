@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.api import Response, error_response, parse_json_object, parse_sync_body
 from shared.config import Pipeline, PipelineFile, load_config_from_env
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = get_logger("service")
 MAX_REQUEST_FILE_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 def config() -> PipelineFile:
@@ -225,7 +226,7 @@ def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dic
 
 def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
     try:
-        return run_sync(request)
+        return _after_stalled_run(request, lambda: run_sync(request))
     except DriveAuthError:
         raise
     except (DriveError, StorageError, LeaseHeld) as exc:
@@ -276,6 +277,10 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
 def run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
     """Hand a big sync to queue workers (``pipeline.fanout`` set and a queue configured),
     else run it inline. Small syncs (under ``fanout.min_files`` files to fetch) run inline."""
+    return _after_stalled_run(request, lambda: _run_or_fan_out(request))
+
+
+def _run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
     from shared.fanout.planner import start_fanout
     from shared.fanout.queues import queue_from_env
 
@@ -285,6 +290,19 @@ def run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
         if started is not None:
             return started
     return run_sync(request)
+
+
+def _after_stalled_run(request: SyncRequest, start: Callable[[], T]) -> T:
+    """``start()``; if a fanned-out run whose finalizer died holds the sync lease, finish that
+    run and ``start()`` once more (``LeaseHeld`` again: the caller answers 409 or skips)."""
+    from shared.fanout.runs import finish_stalled_run
+
+    try:
+        return start()
+    except LeaseHeld as held:
+        if not finish_stalled_run(request.pipeline, held.holder):
+            raise
+    return start()
 
 
 def fanout_accepted_response(started: FanoutStarted) -> Response:

@@ -2,8 +2,9 @@
 
 A run that fans out keeps its bookkeeping beside the manifest, under ``_runs/<run_id>/``:
 ``plan.json`` (written by the planner before any item is sent), ``items/<item_id>.json`` (one
-result per item, created once), ``errors/<item_id>.json`` (the last crash of an item, for the
-dead-letter reason) and ``final.lock`` (elects the one finalizer).
+result per item, created once) and ``errors/<item_id>.json`` (the last crash of an item, for
+the dead-letter reason). The finalizer is elected by the lease ``_locks/finalize/<run_id>/``;
+``final.lock``, which elected it before (with no expiry), is only read, for runs in flight.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def error_key(run_id: str, item_id: str) -> str:
 
 
 def final_lock_key(run_id: str) -> str:
-    """Created once, by the finalizer."""
+    """Legacy: created by finalizers before the finalize lease; now only read (live for the
+    finalize lease's TTL after it was made)."""
     return f"{run_dir(run_id)}final.lock"
 
 

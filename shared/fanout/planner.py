@@ -110,7 +110,7 @@ def _plan_and_enqueue(
     run_id: str,
     folder_id: str,
 ) -> FanoutStarted | None:
-    from shared.pipeline import plan_sync
+    from shared.pipeline import plan_sync, state_key
 
     pipeline, options = request.pipeline, request.pipeline.fanout
     assert options is not None
@@ -151,9 +151,17 @@ def _plan_and_enqueue(
         "definition": definition,
         "started_at": manifest.started_at,
         "batch_size": size,
+        "finalize_seconds": options.finalize_seconds,
         "queue": queue.name,
         "item_ids": [item.item_id for item in items],
         "inputs": [asdict(record) for record in manifest.inputs],
+        # What the state said each file to fetch produced: the finalizer deletes what an input
+        # no longer produces against this snapshot, so a re-run after a crash still can.
+        "previous_outputs": {
+            key: list(state.inputs[key].output_keys)
+            for key in (state_key(file) for file, _, _ in to_fetch)
+            if key in state.inputs and state.inputs[key].output_keys
+        },
     }
     dest.write(
         plan_key(manifest.run_id), json.dumps(plan).encode(), content_type="application/json"

@@ -1,15 +1,21 @@
 """A fanned-out run's progress, and its one finalizer.
 
 Every worker, after recording its item, calls :func:`maybe_finalize`. When the results
-under ``_runs/<run_id>/items/`` number as many as the plan's items, the caller that creates
-``final.lock`` first assembles the manifest from the plan and the results, merges the
-results' state entries into ``_state/<pipeline>.json`` and writes ``_runs/<run_id>.json``.
+under ``_runs/<run_id>/items/`` number as many as the plan's items, the caller that takes the
+lease ``finalize/<run_id>`` (``fanout.finalize_seconds``, renewed while it works) merges the
+results' state entries into ``_state/<pipeline>.json``, writes ``_runs/<run_id>.json`` and
+releases the pipeline's sync lease. A finalizer that dies leaves its lease to expire; the next
+caller (a redelivered item, or a new sync of the pipeline via :func:`finish_stalled_run`) then
+finishes the run. Every step is safe to repeat.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.fanout.items import (
@@ -19,13 +25,16 @@ from shared.fanout.items import (
     result_key,
     results_prefix,
 )
+from shared.fanout.options import DEFAULT_FINALIZE_SECONDS
+from shared.lease import Lease, LeaseLost
 from shared.log import get_logger
 from shared.manifest import STATUSES, InputRecord, RunManifest, run_key, utc_now
 from shared.state import InputState, SyncState
-from shared.storage import StorageNotFound
+from shared.storage import StorageNotFound, open_storage
 
 if TYPE_CHECKING:
-    from shared.lease import Lease
+    from shared.config import Pipeline
+    from shared.lease import LeaseInfo
     from shared.storage import Storage
 
 READ_THREADS = 8
@@ -107,11 +116,24 @@ def run_lease(dest: Storage, pipeline: str, run_id: str, ttl: float | None = Non
     return sync_lease(dest, pipeline, run_id, ttl=ttl, holder=f"fanout-{run_id}")
 
 
-def maybe_finalize(dest: Storage, run_id: str, expected: int = 0) -> RunManifest | None:
-    """If every item has reported, and nobody else got there first, finish the run.
+def finalize_lease(
+    dest: Storage,
+    run_id: str,
+    ttl: float = DEFAULT_FINALIZE_SECONDS,
+    clock: Callable[[], float] = time.time,
+) -> Lease:
+    """The lease that elects a run's one live finalizer (``_locks/finalize/<run_id>/``)."""
+    return Lease(dest, f"finalize/{run_id}", ttl=ttl, run_id=run_id, clock=clock)
+
+
+def maybe_finalize(
+    dest: Storage, run_id: str, expected: int = 0, *, clock: Callable[[], float] = time.time
+) -> RunManifest | None:
+    """If every item has reported and no live finalizer is at work, finish the run.
 
     ``expected`` (the item count, when the caller knows it) spares reading the plan until the
-    count is reached.
+    count is reached. ``None`` when the run is not complete, already finished, or another
+    finalizer holds (or took over) the finalize lease.
     """
     ids = result_ids(dest, run_id)
     if expected and len(ids) < expected:
@@ -121,22 +143,86 @@ def maybe_finalize(dest: Storage, run_id: str, expected: int = 0) -> RunManifest
         return None
     if len(ids) < len(plan["item_ids"]) or dest.exists(run_key(run_id)):
         return None
-    if not dest.create_if_absent(final_lock_key(run_id), utc_now().encode()):
+    ttl = float(plan.get("finalize_seconds") or DEFAULT_FINALIZE_SECONDS)
+    if _legacy_lock_live(dest, run_id, ttl, clock()):
         return None
+    lease = finalize_lease(dest, run_id, ttl, clock)
+    if lease.try_acquire() is None:
+        return None  # a live finalizer is at work; if it dies, its lease expires
+    if dest.exists(run_key(run_id)):  # the previous holder finished just before we took over
+        lease.discard()
+        return None
+    lease.start_renewing()
+    try:
+        manifest = _finalize(dest, plan, ids, lease)
+    except LeaseLost as exc:
+        lease.stop_renewing()
+        log.warning("finalizer lost its lease", extra={"run_id": run_id, "error": str(exc)})
+        return None
+    except BaseException:
+        lease.release()  # the next caller may try again at once
+        raise
+    lease.discard()  # the manifest records the run as finished
+    return manifest
+
+
+def finish_stalled_run(pipeline: Pipeline, holder: LeaseInfo) -> bool:
+    """Free ``pipeline``'s sync lease, held by ``holder``, if that is a fanned-out run whose
+    finalizer is gone: finish the run (or just release the lease, if the finalizer died after
+    writing the manifest). True when the lease was freed, so the sync may try again."""
+    run_id = holder.run_id
+    if not run_id or holder.holder != f"fanout-{run_id}":
+        return False  # an inline sync: it releases (or its lease expires) on its own
+    dest = open_storage(pipeline.output.url)
+    if not dest.exists(run_key(run_id)):
+        if maybe_finalize(dest, run_id) is None:
+            return False  # items still pending, or a live finalizer is at work
+        log.info("finished a stalled fan-out run", extra={"run_id": run_id})
+        return True
+    lease = run_lease(dest, pipeline.name, run_id)
+    if not lease.adopt():
+        return False
+    lease.release()
+    log.info("released the sync lease of a finished fan-out run", extra={"run_id": run_id})
+    return True
+
+
+def _legacy_lock_live(dest: Storage, run_id: str, ttl: float, now: float) -> bool:
+    """A ``final.lock`` made before the finalize lease existed counts as live for ``ttl``."""
+    try:
+        raw = dest.read(final_lock_key(run_id))
+        made = datetime.fromisoformat(raw.decode().strip()).timestamp()
+    except StorageNotFound:
+        return False
+    except (ValueError, UnicodeDecodeError):
+        return False  # unreadable: treat it as expired
+    return now < made + ttl
+
+
+def _finalize(dest: Storage, plan: dict[str, Any], ids: set[str], lease: Lease) -> RunManifest:
+    """Merge the state, write the manifest, free the sync lease; raises LeaseLost if taken over."""
+    run_id = plan["run_id"]
     results = read_results(dest, run_id, ids)
-    lease = run_lease(dest, plan["pipeline"], run_id)
-    held = lease.adopt()  # the planner took the pipeline's sync lease for this run
+    sync = run_lease(dest, plan["pipeline"], run_id)
+    held = sync.adopt()  # the planner took the pipeline's sync lease for this run
     if held:
-        _merge_state(dest, plan, results)
+        state, stale = _merge_state(dest, plan, results)
+        lease.check()  # fencing: another finalizer took over (LeaseLost); it saves the state
+        held = sync.adopt()  # still ours, checked without renewing (keeps the run's expiry)
+        if held:
+            state.save(dest)
+            for key in sorted(stale):  # only once the state no longer claims them
+                dest.delete(key)
     manifest = assemble(plan, results)
     if not held:  # it expired and another sync took over: its state wins, ours is dropped
         manifest.notes.append(
             "the run outlived fanout.lease_seconds and another sync took the lease: state not "
             "updated, so the next run processes these files again"
         )
+    lease.check()
     dest.write(run_key(run_id), manifest.to_json(), content_type="application/json")
     if held:
-        lease.release()
+        sync.release()
     log.info(
         "fan-out run finished",
         extra={"run_id": run_id, "pipeline": plan["pipeline"], **manifest.counts()},
@@ -163,18 +249,32 @@ def assemble(plan: dict[str, Any], results: list[ItemResult]) -> RunManifest:
     )
 
 
-def _merge_state(dest: Storage, plan: dict[str, Any], results: list[ItemResult]) -> None:
-    """Record what succeeded (and quarantined content); forget downloads/crashes; drop stale."""
+def _merge_state(
+    dest: Storage, plan: dict[str, Any], results: list[ItemResult]
+) -> tuple[SyncState, set[str]]:
+    """The state with the results merged (what succeeded or was quarantined recorded,
+    downloads/crashes forgotten), and the outputs no input produces any more.
+
+    Safe to repeat after a crash: merging results the state already holds changes nothing, and
+    the stale outputs are computed against the plan's snapshot of the state before the run too
+    (so a re-run still finds them), minus every output the merged state claims or a forgotten
+    input last produced (so no current output is ever deleted, even one another input shares).
+    """
     state = SyncState.load(dest, plan["pipeline"], plan["definition"])
+    before: dict[str, list[str]] = plan.get("previous_outputs", {})
+    stale: set[str] = set()
+    kept: set[str] = set()
     for result in results:
         for key, entry in result.states.items():
-            if entry is None:
+            previous = state.inputs.get(key)
+            old = set(before.get(key, ())) | set(previous.output_keys if previous else ())
+            if entry is None:  # tried again next run: its last outputs stay current
+                kept |= old
                 state.forget(key)
                 continue
-            previous = state.inputs.get(key)
             fresh = InputState(**entry)
+            if not fresh.error:  # outputs this input no longer produces
+                stale |= old - set(fresh.output_keys)
             state.record(key, fresh)
-            if previous and not fresh.error:  # outputs this input no longer produces
-                for stale in set(previous.output_keys) - set(fresh.output_keys):
-                    dest.delete(stale)
-    state.save(dest)
+    kept.update(k for entry in state.inputs.values() for k in entry.output_keys)
+    return state, stale - kept

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devstack.drive_emulator.generate import generate_tree
+from shared.fanout.items import WorkItem
 
 GOOD_FILES = 290
 MALFORMED = [f"broken/bad_{n}.json" for n in range(5)]
@@ -92,3 +93,19 @@ def by_path(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def dumps(value: Any) -> str:
     """Compact JSON for assertion messages."""
     return json.dumps(value, default=str)[:2000]
+
+
+class ListQueue:
+    """Collects items in process; ``refuse`` makes every send fail (an unreachable queue)."""
+
+    name = "list-queue"
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.items: list[WorkItem] = []
+        self.refuse = refuse
+
+    def send_batch(self, items: Sequence[WorkItem]) -> list[WorkItem]:
+        if self.refuse:
+            return list(items)
+        self.items.extend(items)
+        return []

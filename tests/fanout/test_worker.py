@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from shared.lease import LeaseHeld
 from shared.manifest import run_key
 from shared.pipeline import SyncRequest, run_sync, sync_lease
 from shared.storage import open_storage
+from tests.fanout.conftest import ListQueue
 
 FILES = {
     "a/one.csv": "units\n1\n",
@@ -33,22 +34,6 @@ FILES = {
     "b/three.csv": "units\n3\n",
     "c/poison.csv": "poison,units\n1,1\n",
 }
-
-
-class ListQueue:
-    """Collects items; ``refuse`` makes every send fail (an unreachable queue)."""
-
-    name = "list-queue"
-
-    def __init__(self, refuse: bool = False) -> None:
-        self.items: list[WorkItem] = []
-        self.refuse = refuse
-
-    def send_batch(self, items: Sequence[WorkItem]) -> list[WorkItem]:
-        if self.refuse:
-            return list(items)
-        self.items.extend(items)
-        return []
 
 
 @pytest.fixture
