@@ -5,20 +5,23 @@ later block holds a value that does not fit, a source raises :class:`SchemaDrift
 type for that column, and the engine starts the input over with it: the same widening the
 whole-file reader does, paid for with a re-read only when drift really happens. Each frame's
 index holds the rows' positions in the whole input, so error messages name the same row as
-the in-memory path.
+the in-memory path. A row longer than the parser's block raises :class:`LongRow` instead: the
+input starts over with blocks twice as big, up to ``streaming.max_row_bytes``.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 
+from shared.errors import ReadError
 from shared.readers.arrow import arrow_to_pandas
+from shared.streaming_options import BYTES_PER_MB, LONG_ROW_BLOCKS
 
 
 class SchemaDrift(Exception):
@@ -29,13 +32,36 @@ class SchemaDrift(Exception):
         self.hints = hints
 
 
+class LongRow(SchemaDrift):
+    """A row is longer than the parser's block: restart with ``hints.block_bytes``."""
+
+
 @dataclass(frozen=True)
 class StreamHints:
-    """What earlier attempts learned: column types to force, the encoding, a JSON schema."""
+    """What earlier attempts learned: column types to force, the encoding, a JSON schema,
+    and a block size (when a row did not fit ``streaming.block_mb``)."""
 
     column_types: dict[str, pa.DataType] = field(default_factory=dict)
     encoding: str | None = None
     json_schema: pa.Schema | None = None
+    block_bytes: int | None = None
+
+
+def bigger_blocks(hints: StreamHints, block_bytes: int, max_row_bytes: int, row: str) -> Exception:
+    """``row`` did not fit ``block_bytes``: a restart with blocks twice as big, up to the limit."""
+    if block_bytes >= max_row_bytes:
+        return row_too_long(row, max_row_bytes)
+    bigger = min(2 * block_bytes, max_row_bytes)
+    reason = f"{row} is longer than {block_bytes:,} bytes: blocks of {bigger:,} bytes"
+    return LongRow(replace(hints, block_bytes=bigger), reason)
+
+
+def row_too_long(row: str, max_row_bytes: int) -> ReadError:
+    """The error for a row longer than streaming reads, naming the setting that raises it."""
+    return ReadError(
+        f"{row} is longer than {max_row_bytes / BYTES_PER_MB:g} MB, the longest row that streams "
+        f"({LONG_ROW_BLOCKS} x streaming.block_mb); raise streaming.block_mb"
+    )
 
 
 def frame_at(table: pa.Table, offset: int, dtype_backend: str) -> pd.DataFrame:

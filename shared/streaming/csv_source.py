@@ -1,7 +1,8 @@
 """CSV/TSV batch source: pyarrow's streaming reader, widened on drift (see ``batches``).
 
 Widening follows the whole-file reader: null → int64 → float64 → string (and date →
-timestamp → string) for values, invalid UTF-8 → cp1252 → latin-1 for the encoding.
+timestamp → string) for values, invalid UTF-8 → cp1252 → latin-1 for the encoding. A row
+longer than the block ("straddles two block boundaries") restarts with blocks twice as big.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from shared.readers.sniff import (
     sniff_delimiter,
     sniff_encoding,
 )
-from shared.streaming.batches import SchemaDrift, StreamHints, arrow_input, frame_at
+from shared.streaming.batches import (
+    SchemaDrift,
+    StreamHints,
+    arrow_input,
+    bigger_blocks,
+    frame_at,
+)
 
 _WIDE_ENCODINGS = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
 _CONVERSION_RE = re.compile(
@@ -40,6 +47,7 @@ _WIDER: dict[str, tuple[pa.DataType, ...]] = {
     "date32[day]": (pa.timestamp("s"), pa.string()),
 }
 SCAN_BYTES = 8 * 1024 * 1024
+_STRADDLE = "straddl"  # pyarrow: "straddling object straddles two block boundaries"
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,17 @@ class CsvLayout:
     sniffed_encoding: bool
     delimiter: str
     quoted: bool
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What one read of the input goes by: the hints so far, layout, encoding, block sizes."""
+
+    hints: StreamHints
+    layout: CsvLayout
+    encoding: str
+    block_bytes: int
+    max_row_bytes: int
 
 
 def sniff_layout(data: BinaryIO, options: CsvOptions, default_delimiter: str | None) -> CsvLayout:
@@ -131,12 +150,26 @@ def csv_frames(
     hints: StreamHints,
     *,
     block_bytes: int,
+    max_row_bytes: int,
     batch_rows: int,
 ) -> Generator[pd.DataFrame, None, None]:
-    """Parse ``data`` block by block; yields frames (at least one, maybe empty)."""
-    encoding = hints.encoding or layout.encoding
+    """Parse ``data`` block by block; yields frames (at least one, maybe empty).
+
+    Blocks are ``hints.block_bytes`` (a restart for a long row) or else ``block_bytes``.
+    """
+    attempt = _Attempt(
+        hints=hints,
+        layout=layout,
+        encoding=hints.encoding or layout.encoding,
+        block_bytes=hints.block_bytes or block_bytes,
+        max_row_bytes=max_row_bytes,
+    )
     read_options, parse_options, convert_options = arrow_csv_options(
-        layout.delimiter, options, layout.quoted, encoding=encoding, block_size=block_bytes
+        layout.delimiter,
+        options,
+        layout.quoted,
+        encoding=attempt.encoding,
+        block_size=attempt.block_bytes,
     )
     convert_options.column_types = hints.column_types
     source = arrow_input(data)
@@ -149,9 +182,9 @@ def csv_frames(
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         source.close()
-        raise _csv_problem(exc, None, hints, layout, encoding, 0) from None
+        raise _csv_problem(exc, None, attempt, 0) from None
     try:
-        yield from _batches(reader, options, hints, layout, encoding, batch_rows)
+        yield from _batches(reader, options, attempt, batch_rows)
     finally:
         reader.close()
         source.close()
@@ -160,9 +193,7 @@ def csv_frames(
 def _batches(
     reader: pacsv.CSVStreamingReader,
     options: CsvOptions,
-    hints: StreamHints,
-    layout: CsvLayout,
-    encoding: str,
+    attempt: _Attempt,
     batch_rows: int,
 ) -> Iterator[pd.DataFrame]:
     raw_names = reader.schema.names
@@ -172,7 +203,7 @@ def _batches(
         names = [f"column_{i}" for i in range(1, len(raw_names) + 1)]
     binary = [f.name for f in reader.schema if pa.types.is_binary(f.type)]
     if binary:
-        raise _not_text(binary, hints, layout, encoding)
+        raise _not_text(binary, attempt)
     offset = 0
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
@@ -182,7 +213,7 @@ def _batches(
         except StopIteration:
             break
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise _csv_problem(exc, reader.schema, hints, layout, encoding, offset) from None
+            raise _csv_problem(exc, reader.schema, attempt, offset) from None
         # Small blocks keep the reader's read-ahead small; gather them into full batches.
         pending.append(batch)
         pending_rows += batch.num_rows
@@ -200,29 +231,29 @@ def _batches(
         yield frame_at(table, offset, options.dtype_backend)
 
 
-def _not_text(
-    columns: list[str], hints: StreamHints, layout: CsvLayout, encoding: str
-) -> Exception:
+def _not_text(columns: list[str], attempt: _Attempt) -> Exception:
     """Invalid UTF-8: the file is really single-byte text, as the whole-file reader assumes."""
-    if layout.sniffed_encoding and encoding in ("utf8", "cp1252"):
+    encoding = attempt.encoding
+    if attempt.layout.sniffed_encoding and encoding in ("utf8", "cp1252"):
         fallback = "cp1252" if encoding == "utf8" else "latin-1"
-        return SchemaDrift(replace(hints, encoding=fallback), f"re-reading as {fallback}")
+        return SchemaDrift(replace(attempt.hints, encoding=fallback), f"re-reading as {fallback}")
     return ReadError(
         f"column(s) {', '.join(columns)} hold bytes that are not valid {encoding} text"
     )
 
 
 def _csv_problem(
-    exc: Exception,
-    schema: pa.Schema | None,
-    hints: StreamHints,
-    layout: CsvLayout,
-    encoding: str,
-    offset: int,
+    exc: Exception, schema: pa.Schema | None, attempt: _Attempt, offset: int
 ) -> Exception:
+    """What a parse error means: a restart (wider type, encoding, bigger blocks) or a ReadError."""
     message = str(exc)
+    hints = attempt.hints
+    where = f" (in the block after data row {offset})" if offset else ""
     if isinstance(exc, UnicodeDecodeError) or "invalid UTF8" in message:
-        return _not_text(["(some)"], hints, layout, encoding)
+        return _not_text(["(some)"], attempt)
+    if _STRADDLE in message:
+        row = f"a CSV row{where}"
+        return bigger_blocks(hints, attempt.block_bytes, attempt.max_row_bytes, row)
     if "Empty CSV file" in message:
         return ReadError("empty file (no header row after skipping rows)")
     match = _CONVERSION_RE.search(message)
@@ -233,7 +264,6 @@ def _csv_problem(
         if wider is not None:
             types = {**hints.column_types, name: wider}
             return SchemaDrift(replace(hints, column_types=types), f"column {name!r} → {wider}")
-    where = f" (in the block after data row {offset})" if offset else ""
     return ReadError(f"not a valid CSV{where}: {message}")
 
 

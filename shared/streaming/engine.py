@@ -2,7 +2,8 @@
 
 Everything is written to temporary files owned by one attempt; only a complete attempt hands
 its files to the caller, so a failure in a late batch leaves no output behind. A schema drift
-restarts the input with the wider types (see ``batches``).
+restarts the input with the wider types, and a row longer than the block with bigger blocks
+(see ``batches``); an abandoned attempt's files are discarded with it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from shared.formats import extension
 from shared.log import get_logger
 from shared.process import RenderedOutput, _compression, render_frame
 from shared.streaming import input_size
-from shared.streaming.batches import SchemaDrift, StreamHints
+from shared.streaming.batches import LongRow, SchemaDrift, StreamHints
 from shared.streaming.csv_source import CsvLayout, csv_frames, head_types, sniff_layout
 from shared.streaming.jsonl_source import jsonl_frames
 from shared.streaming.plan import StreamPlan, describe_size, plan_steps
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from shared.config import Pipeline
     from shared.manifest import InputRecord
 
-MAX_ATTEMPTS = 12
+MAX_ATTEMPTS = 12  # type/encoding restarts; bigger-block restarts end at max_row_bytes
 log = get_logger("streaming")
 
 
@@ -55,15 +56,22 @@ def stream_render(
         layout = sniff_layout(data, options, "\t" if fmt == "tsv" else None)
         types = head_types(data, options, layout, pipeline.streaming.infer_bytes)
         hints = StreamHints(column_types=types)
-    for _ in range(MAX_ATTEMPTS):
-        with ExitStack() as attempt:
+    drifts = 0
+    while drifts < MAX_ATTEMPTS:
+        with ExitStack() as attempt:  # files of an attempt that restarts are discarded with it
             run = _Run(pipeline, plan, relpath, attempt)
             frames = _frames(pipeline, data, layout, hints)
             try:
                 outputs = run.execute(frames)
+            except LongRow as long_row:
+                why = {"path": relpath, "why": str(long_row)}
+                log.info("restarting with bigger blocks", extra=why)
+                hints = long_row.hints
+                continue
             except SchemaDrift as drift:
                 log.info("restarting with wider types", extra={"path": relpath, "why": str(drift)})
                 hints = drift.hints
+                drifts += 1
                 continue
             finally:
                 frames.close()  # stops the reader now, not whenever it is garbage-collected
@@ -78,7 +86,11 @@ def _frames(
     pipeline: Pipeline, data: BinaryIO, layout: CsvLayout | None, hints: StreamHints
 ) -> Generator[pd.DataFrame, None, None]:
     options = pipeline.streaming
-    sizes = {"block_bytes": options.block_bytes, "batch_rows": options.batch_rows}
+    sizes = {
+        "block_bytes": options.block_bytes,
+        "max_row_bytes": options.max_row_bytes,
+        "batch_rows": options.batch_rows,
+    }
     if layout is not None:
         return csv_frames(data, pipeline.read.csv, layout, hints, **sizes)
     return jsonl_frames(data, pipeline.read.json, hints, **sizes)

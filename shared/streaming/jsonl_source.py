@@ -1,7 +1,8 @@
 """JSON Lines batch source: whole lines in blocks, each parsed by ``pyarrow.json``.
 
 The first block fixes the schema; a later block that adds a field or needs a wider type
-raises ``SchemaDrift`` with the unified schema (``pyarrow.unify_schemas``, permissive).
+raises ``SchemaDrift`` with the unified schema (``pyarrow.unify_schemas``, permissive). A line
+longer than a block is carried over until it ends (up to ``max_row_bytes``), so no restart.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import pyarrow.json as pajson
 from shared.errors import ReadError
 from shared.readers.json import _parse_lines_slowly
 from shared.readers.options import JsonOptions
-from shared.streaming.batches import SchemaDrift, StreamHints, frame_at
+from shared.streaming.batches import SchemaDrift, StreamHints, frame_at, row_too_long
+
+_STRADDLE = "straddl"  # pyarrow: "straddling object straddles two block boundaries"
 
 
 def jsonl_frames(
@@ -27,26 +30,29 @@ def jsonl_frames(
     hints: StreamHints,
     *,
     block_bytes: int,
+    max_row_bytes: int,
     batch_rows: int,
 ) -> Generator[pd.DataFrame, None, None]:
     """Parse JSON Lines in blocks of whole lines; yields frames (at least one, maybe empty).
 
     The first block fixes the schema; a later block that adds a field or needs a wider type
-    raises :class:`SchemaDrift` with the unified schema.
+    raises :class:`SchemaDrift` with the unified schema. A line longer than ``max_row_bytes``
+    is a ``ReadError``.
     """
     data.seek(0)
     schema = hints.json_schema
     offset = line = 0
-    carry = b""
+    unended = bytearray()  # the start of a line that no block so far has ended
     while True:
         block = data.read(block_bytes)
-        text = carry + block
-        if block:
-            cut = text.rfind(b"\n") + 1
-            if cut == 0:
-                carry = text
-                continue
-            text, carry = text[:cut], text[cut:]
+        cut = block.rfind(b"\n") + 1
+        if block and cut == 0:
+            unended += block  # amortised: a long line is copied O(1) times, not once per block
+            if len(unended) > max_row_bytes:
+                raise row_too_long(f"JSON Lines line {line + 1}", max_row_bytes)
+            continue
+        text = bytes(unended) + block[:cut] if block else bytes(unended)
+        unended = bytearray(block[cut:])
         if line == 0 and text.startswith(b"\xef\xbb\xbf"):
             text = text[3:]
         if text.strip():
@@ -67,7 +73,7 @@ def jsonl_frames(
 
 def _parse_jsonl_block(text: bytes, first_line: int) -> pa.Table:
     try:
-        return pajson.read_json(pa.BufferReader(text))
+        return _read_json(text)
     except pa.ArrowInvalid as exc:
         try:
             _parse_lines_slowly(text)
@@ -77,6 +83,19 @@ def _parse_jsonl_block(text: bytes, first_line: int) -> pa.Table:
             )
             raise ReadError(numbered) from None
         raise ReadError(f"JSON Lines near line {first_line + 1}: {exc}") from None
+
+
+def _read_json(text: bytes) -> pa.Table:
+    """``text`` (whole lines) parsed by pyarrow, also when a line is longer than its block."""
+    try:
+        return pajson.read_json(pa.BufferReader(text))
+    except pa.ArrowInvalid as exc:
+        if _STRADDLE not in str(exc):
+            raise
+    # A line longer than pyarrow's own 1 MiB block "straddles two block boundaries": parse the
+    # text (already in memory, whole lines only) as one block.
+    whole = pajson.ReadOptions(block_size=len(text) + 1)
+    return pajson.read_json(pa.BufferReader(text), read_options=whole)
 
 
 def _conform(
