@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     source = generate_csv(args.mb, args.rows, args.seed)
     size_mb = source.stat().st_size / 1e6
     print(f"input: {source} ({size_mb:.1f} MB, ready in {time.perf_counter() - started:.1f} s)")
+    print(runtime_line())
     contenders = args.contenders.split(",")
     with tempfile.TemporaryDirectory(prefix="drivepipe-bench-out-") as out:
         for scenario in args.scenarios.split(","):
@@ -215,6 +216,19 @@ def main(argv: list[str] | None = None) -> None:
                 ]
                 results[contender] = min(runs, key=lambda r: r["seconds"])
             print_table(scenario, size_mb, results)
+
+
+def runtime_line() -> str:
+    """Library versions and usable CPUs: "plain pandas" means very different things in pandas 2
+    (object strings, as in the Lambda layer) and pandas 3 (Arrow-backed strings)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"runtime: {sys.executable}, pandas {pd.__version__}, pyarrow {pa.__version__}, "
+        f"{cpus} usable CPUs"
+    )
 
 
 def print_table(scenario: str, size_mb: float, results: dict[str, dict[str, Any]]) -> None:
