@@ -1,5 +1,7 @@
 """Launchers for the local cloud stand-ins: ``moto_server`` (S3) and ``gcp-storage-emulator`` (GCS).
 
+The GCS emulator runs through ``devstack.gcs_emulator``, which adds GCS's object preconditions.
+
 Each runs as a real subprocess on 127.0.0.1 in its own process group, is considered started only
 once it answers HTTP, and is stopped with terminate -> wait -> kill of the whole group.
 """
@@ -241,15 +243,21 @@ class MotoServer(LocalServer):
 
 
 class GcsEmulator(LocalServer):
-    """``gcp-storage-emulator`` in memory on 127.0.0.1 (anonymous access)."""
+    """``gcp-storage-emulator`` in memory on 127.0.0.1 (anonymous access).
+
+    Run through ``devstack.gcs_emulator``, which makes it enforce ``ifGenerationMatch`` and the
+    other object preconditions as real GCS does (upstream ignores them).
+    """
 
     name = "gcp-storage-emulator"
     project = "local"
 
     def command(self) -> list[str]:
-        """``gcp-storage-emulator start --host 127.0.0.1 --port PORT --in-memory``."""
+        """``python -m devstack.gcs_emulator start --host 127.0.0.1 --port PORT --in-memory``."""
         return [
-            venv_executable("gcp-storage-emulator"),
+            sys.executable,
+            "-m",
+            "devstack.gcs_emulator",
             "start",
             "--host",
             HOST,

@@ -7,17 +7,18 @@ holder id, its run id and ``expires_at`` are in the object body. Taking over is 
 - a live lease (latest epoch, not released, not expired) is refused;
 - a released or expired lease is taken by creating epoch ``latest + 1``. Two takers racing for
   the same stale lease both try to create the *same* key, and the storage lets exactly one win
-  (S3 ``If-None-Match: *``, a hard link locally), so the "both delete, both create" race of a
-  single lock object cannot happen. The winner then deletes the older epochs; a taker whose
-  view predates that clean-up could re-create an old epoch number, so every taker lists again
-  after creating and backs off (deleting its object) unless its epoch is the newest;
+  (S3 ``If-None-Match: *``, GCS ``ifGenerationMatch=0``, a hard link locally), so the "both
+  delete, both create" race of a single lock object cannot happen. The winner then deletes the
+  older epochs; a taker whose view predates that clean-up could re-create an old epoch number,
+  so every taker lists again after creating and backs off (deleting its object) unless its
+  epoch is the newest;
 - a holder that renews checks first that no later epoch exists (fencing). If one does, its
   lease expired and was taken over: it stops and reports :class:`LeaseLost` instead of saving.
 
 The one window left is a holder that stalls past its own expiry between that check and a write;
-renewing at a third of the TTL keeps a live holder far from expiry. On gcp-storage-emulator
-``create_if_absent`` is not atomic (it ignores ``ifGenerationMatch``), so the race-freedom holds
-on real GCS, S3 and local directories, not on that emulator.
+renewing at a third of the TTL keeps a live holder far from expiry. Upstream gcp-storage-emulator
+ignores ``ifGenerationMatch``; devstack runs it patched to enforce it (devstack/gcs_emulator.py),
+so the race tests cover GCS as well as S3 and local directories.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A finalizer that died is played by taking the run's finalize lease directly and never releasing
 it; its expiry by the lease's own clock (a last renewal more than a TTL ago) or by the clock
 ``maybe_finalize`` takes. Items are handed to the worker directly from an in-process list
-queue; storage is a local directory and an S3 bucket on moto_server.
+queue; storage is a local directory, an S3 bucket on moto_server and a bucket on the GCS
+emulator (which enforces ``ifGenerationMatch`` through devstack/gcs_emulator.py).
 """
 
 from __future__ import annotations
@@ -95,12 +96,14 @@ class Setup:
         assert list(self.dest.list(f"_locks/finalize/{run_id}/")) == []
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gcs"])
 def setup(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Setup]:
     if request.param == "s3":
         out_url = f"s3://{request.getfixturevalue('s3_bucket')}/out"
+    elif request.param == "gcs":
+        out_url = f"gs://{request.getfixturevalue('gcs_bucket')}/out"
     else:
         out_url = str(tmp_path / "out")
     root = tmp_path / "drive"

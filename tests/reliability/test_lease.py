@@ -11,11 +11,16 @@ from shared.lease import Lease, LeaseHeld, LeaseLost
 from shared.storage import open_storage
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gcs"])
 def lease_store_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """Where leases live: a local directory and a moto_server bucket (both atomic creates)."""
+    """Where leases live: a local directory, a moto_server bucket and a GCS emulator bucket.
+
+    All three create atomically (the GCS emulator through devstack/gcs_emulator.py).
+    """
     if request.param == "s3":
         return f"s3://{request.getfixturevalue('s3_bucket')}/dest"
+    if request.param == "gcs":
+        return f"gs://{request.getfixturevalue('gcs_bucket')}/dest"
     return str(tmp_path / "dest")
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from devstack.servers import GcsEmulator
 from shared.storage import Storage
 from tests.storage.helpers import backend_of, open_small_threshold
 
@@ -21,17 +18,3 @@ def backend(storage_url: str) -> str:
 def store(storage_url: str) -> Storage:
     """A fresh, empty ``Storage`` for the current backend."""
     return open_small_threshold(storage_url)
-
-
-@pytest.fixture(scope="session")
-def gcs_honours_preconditions(gcs_emulator: GcsEmulator) -> bool:
-    """Probe: does the emulator reject ifGenerationMatch=0 uploads onto an existing object?"""
-    from google.api_core.exceptions import PreconditionFailed
-
-    bucket = gcs_emulator.client().bucket(gcs_emulator.create_bucket(f"probe-{uuid.uuid4().hex}"))
-    bucket.blob("probe").upload_from_string(b"first")
-    try:
-        bucket.blob("probe").upload_from_string(b"second", if_generation_match=0)
-    except PreconditionFailed:
-        return True
-    return False

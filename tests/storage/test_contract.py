@@ -194,20 +194,14 @@ def test_missing_object_raises_not_found(store: Storage) -> None:
         store.open_read("missing/file.csv")
 
 
-def test_create_if_absent_second_call_loses(
-    store: Storage, backend: str, request: pytest.FixtureRequest
-) -> None:
-    _skip_if_gcs_ignores_preconditions(backend, request)
+def test_create_if_absent_second_call_loses(store: Storage) -> None:
     assert store.create_if_absent("locks/run.lock", b"first") is True
     assert store.create_if_absent("locks/run.lock", b"second") is False
     assert store.read("locks/run.lock") == b"first"
     assert _keys(store) == ["locks/run.lock"]
 
 
-def test_create_if_absent_under_concurrency_has_one_winner(
-    store: Storage, backend: str, request: pytest.FixtureRequest
-) -> None:
-    _skip_if_gcs_ignores_preconditions(backend, request)
+def test_create_if_absent_under_concurrency_has_one_winner(store: Storage) -> None:
     contenders = 6
     results: dict[int, bool] = {}
     barrier = threading.Barrier(contenders)
@@ -225,14 +219,6 @@ def test_create_if_absent_under_concurrency_has_one_winner(
     assert len(results) == contenders
     assert len(winners) == 1
     assert store.read("markers/once") == f"writer-{winners[0]}".encode()
-
-
-def _skip_if_gcs_ignores_preconditions(backend: str, request: pytest.FixtureRequest) -> None:
-    if backend == "gcs" and not request.getfixturevalue("gcs_honours_preconditions"):
-        pytest.skip(
-            "gcp-storage-emulator ignores ifGenerationMatch, so GCS conditional create can't be "
-            "shown locally; GcsStorage uses if_generation_match=0, which real GCS enforces"
-        )
 
 
 def test_url_names_the_full_location_and_reopens(store: Storage, backend: str) -> None:
