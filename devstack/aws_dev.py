@@ -8,7 +8,11 @@
 3. polls the input bucket every ``--poll-interval`` seconds and delivers each new object
    (new key, or same key with a new ETag) to ``on_upload`` as a real S3 notification;
 4. fires an EventBridge ``Scheduled Event`` at ``on_schedule`` every ``--schedule-every``
-   seconds, on ``SIGUSR1``, or when you type ``s`` + Enter.
+   seconds, on ``SIGUSR1``, or when you type ``s`` + Enter;
+5. when a pipeline has a ``fanout`` table (or ``--fanout-queue`` / ``DRIVEPIPE_FANOUT_QUEUE``
+   names a queue), creates the SQS work queue and its ``-dlq`` on moto and pumps them into
+   ``fanout_worker`` and ``fanout_dead_letter`` (:class:`devstack.sqs_pump.SqsEventSources`),
+   so a fanned-out sync finishes and writes its manifest.
 
 Each invocation prints one line. Upload with ``aws --endpoint-url URL s3 cp file.csv
 s3://BUCKET/incoming/sales/`` (or boto3) and the output lands in the output bucket.
@@ -34,11 +38,24 @@ from types import ModuleType
 from typing import Any
 
 from devstack.aws_events import s3_event, s3_put_record, scheduled_event
+from devstack.sqs_pump import (
+    Invoke,
+    QueueMissing,
+    SqsEventSources,
+    chalice_invoker,
+    create_fanout_queues,
+)
+from shared.config import CONFIG_ENV, PipelineFile, load_config
+from shared.errors import ConfigError
+from shared.fanout.options import FanoutOptions
+from shared.fanout.queues import QUEUE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = REPO_ROOT / "chalice_app"
 SAMPLE_DRIVE = Path(__file__).resolve().parent / "samples" / "drive"
 LOCAL_STAGE = "local"
+SHIPPED_CONFIG = "chalicelib/drivepipe.toml"  # the app's default, relative to chalice_app/
+LOCAL_WORK_QUEUE = "drivepipe-work-local"
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,9 @@ class Invocation:
 
 def summarize(result: Any) -> str:
     """A short description of a handler's return value."""
+    if isinstance(result, dict) and "batchItemFailures" in result:
+        failed = len(result["batchItemFailures"] or [])
+        return f"{failed} failed, back to the queue" if failed else "all done"
     if not isinstance(result, list):
         return json.dumps(result, default=str)[:200]
     parts = []
@@ -75,6 +95,12 @@ def summarize(result: Any) -> str:
             extra = f" written={counts.get('written')}" if counts else ""
             reason = f" ({item['reason']})" if item.get("reason") else ""
             parts.append(f"{item['outcome']}{extra}{reason}")
+        elif (item.get("summary") or {}).get("status") == "accepted":
+            started = item["summary"]
+            parts.append(
+                f"{item.get('pipeline')}: fanned out run {started.get('run_id')} "
+                f"({started.get('items')} items)"
+            )
         else:
             counts = (item.get("summary") or {}).get("counts") or {}
             shown = " ".join(f"{name}={n}" for name, n in counts.items() if n) or "no changes"
@@ -108,8 +134,18 @@ class S3UploadWatcher:
         return sorted(fresh, key=lambda obj: obj["LastModified"])
 
 
+class HandlerFailed(Exception):
+    """An SQS handler raised: the pump returns the whole batch to the queue, as Lambda does."""
+
+
 class AwsDevBridge:
-    """Delivers S3 and schedule events to the app's handlers through ``chalice.test.Client``."""
+    """Delivers S3, schedule and (with ``sqs``) SQS events to the app's handlers.
+
+    Handlers are called in process, as :func:`devstack.sqs_pump.chalice_invoker` does (no
+    ``os.environ`` swap, so the SQS pumps' threads and the polling loop can share the app).
+    With ``sqs``, every ``@app.on_sqs_message`` handler is pumped from its queue while
+    :meth:`run` runs; an app without SQS handlers (no fan-out) pumps nothing.
+    """
 
     def __init__(
         self,
@@ -117,12 +153,11 @@ class AwsDevBridge:
         s3: Any,
         input_bucket: str,
         *,
+        sqs: Any = None,
         region: str = "us-east-1",
         report: Callable[[Invocation], None] = lambda inv: print(inv.line(), flush=True),
     ) -> None:
-        from chalice.test import Client
-
-        self.client = Client(app)
+        self.app = app
         self.watcher = S3UploadWatcher(s3, input_bucket)
         self.input_bucket = input_bucket
         self.region = region
@@ -130,16 +165,36 @@ class AwsDevBridge:
         self.schedule_now = threading.Event()
         self.stopped = threading.Event()
         self.ready = threading.Event()  # set once existing objects are remembered
+        self.queues: SqsEventSources | None = None
+        if sqs is not None:
+            self.queues = SqsEventSources(app, sqs, region=region, invoker=self._queue_invoker)
 
     def _invoke(self, function: str, subject: str, event: dict[str, Any]) -> Invocation:
         began = time.monotonic()
         try:
-            result, error = self.client.lambda_.invoke(function, event).payload, None
+            result, error = chalice_invoker(self.app, function)(event), None
         except Exception as exc:  # a handler that raises is shown, and the bridge goes on
             result, error = None, f"{type(exc).__name__}: {exc}"
         invocation = Invocation(function, subject, result, error, time.monotonic() - began)
         self.report(invocation)
         return invocation
+
+    def pumped(self) -> list[str]:
+        """One line per queue :meth:`run` pumps (none without ``sqs`` or SQS handlers)."""
+        return [mapping.describe() for mapping in self.queues.mappings] if self.queues else []
+
+    def _queue_invoker(self, function: str, queue: str) -> Invoke:
+        """What a pump calls: the handler, reported like the other invocations."""
+
+        def invoke(event: dict[str, Any]) -> Any:
+            count = len(event["Records"])
+            subject = f"sqs:{queue} ({count} message{'s' if count != 1 else ''})"
+            invocation = self._invoke(function, subject, event)
+            if invocation.error:
+                raise HandlerFailed(invocation.error)
+            return invocation.result
+
+        return invoke
 
     def deliver_uploads(self) -> list[Invocation]:
         """One S3 notification per new object, as S3 sends them."""
@@ -170,9 +225,18 @@ class AwsDevBridge:
         return count
 
     def run(self, poll_interval: float = 0.5, schedule_every: float | None = None) -> None:
-        """Poll and fire until :attr:`stopped` is set."""
+        """Poll and fire until :attr:`stopped` is set; the SQS pumps run meanwhile."""
         if not self.ready.is_set():
             self.prime()
+        if self.queues is not None:
+            self.queues.start()
+        try:
+            self._poll(poll_interval, schedule_every)
+        finally:  # also on Ctrl-C: pumps finish the invocation in hand, then stop
+            if self.queues is not None:
+                self.queues.stop()
+
+    def _poll(self, poll_interval: float, schedule_every: float | None) -> None:
         next_schedule = time.monotonic() + schedule_every if schedule_every else None
         while not self.stopped.is_set():
             self.deliver_uploads()
@@ -194,6 +258,49 @@ def load_app(app_path: Path = APP_DIR / "app.py") -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def config_path(value: str | None) -> Path:
+    """The pipelines file the app loads: ``value`` (``$DRIVEPIPE_CONFIG``) or the shipped one.
+
+    A relative path is relative to ``chalice_app/``, as the app reads it.
+    """
+    path = Path(value or SHIPPED_CONFIG)
+    return path if path.is_absolute() else APP_DIR / path
+
+
+def fanout_queue(config: PipelineFile, requested: str | None = None) -> str | None:
+    """The work queue to simulate, or ``None`` when nothing fans out.
+
+    ``requested`` (a queue name or URL, from ``--fanout-queue`` or ``$DRIVEPIPE_FANOUT_QUEUE``)
+    wins; otherwise ``drivepipe-work-local`` when a pipeline has a ``fanout`` table.
+    """
+    if requested and requested.strip():
+        return requested.strip().rstrip("/").rsplit("/", 1)[-1]
+    if any(pipeline.fanout for pipeline in config.pipelines.values()):
+        return LOCAL_WORK_QUEUE
+    return None
+
+
+def max_receive_count(config: PipelineFile) -> int:
+    """The work queue's redrive ``maxReceiveCount``: the largest ``fanout.max_attempts``.
+
+    A pipeline with fewer attempts records its crashed item as failed sooner; the deliveries
+    after that find the result and are no-ops.
+    """
+    attempts = [p.fanout.max_attempts for p in config.pipelines.values() if p.fanout]
+    return max(attempts, default=FanoutOptions().max_attempts)
+
+
+def prepare_fanout(sqs: Any, config: PipelineFile, requested: str | None = None) -> dict[str, str]:
+    """Create the work queue and its DLQ when fan-out is wanted (:func:`fanout_queue`).
+
+    Returns the environment that names them for the app (empty: fan-out stays off).
+    """
+    name = fanout_queue(config, requested)
+    if name is None:
+        return {}
+    return create_fanout_queues(sqs, name, max_receive_count=max_receive_count(config))
 
 
 def ensure_bucket(s3: Any, name: str) -> None:
@@ -238,7 +345,9 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting moto")
+    parser.add_argument(
+        "--s3-endpoint", help="use this S3 (and SQS) endpoint instead of starting moto"
+    )
     parser.add_argument("--drive-url", help="use this Drive API base URL, not the emulator")
     parser.add_argument("--drive-folder-id", help="folder to sync (default: emulator root)")
     parser.add_argument(
@@ -246,6 +355,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input-bucket", default="drivepipe-in-local")
     parser.add_argument("--output-bucket", default="drivepipe-out-local")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="pipelines file (default: $DRIVEPIPE_CONFIG, else chalicelib/drivepipe.toml)",
+    )
+    parser.add_argument(
+        "--fanout-queue",
+        help="SQS work queue to create and pump (default: $DRIVEPIPE_FANOUT_QUEUE, else "
+        f"{LOCAL_WORK_QUEUE} when a pipeline has a fanout table); its DLQ is NAME-dlq",
+    )
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--http-port", type=int, default=0, help="chalice local port (0: free)")
     parser.add_argument("--no-http", action="store_true", help="do not run chalice local")
@@ -267,6 +386,14 @@ def _watch_stdin(bridge: AwsDevBridge) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the local AWS simulation until Ctrl-C / SIGTERM."""
     args = _parser().parse_args(argv)
+    try:
+        return _serve(args)
+    except (ConfigError, QueueMissing) as exc:
+        print(f"drivepipe dev aws: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
     from devstack.servers import MotoServer, free_port
 
     with contextlib.ExitStack() as stack:
@@ -303,20 +430,27 @@ def main(argv: list[str] | None = None) -> int:
                 "DRIVEPIPE_PUBLIC": "true",
             }
         )
+        chosen = str(args.config.resolve()) if args.config else os.environ.get(CONFIG_ENV)
+        config = config_path(chosen)
+        os.environ[CONFIG_ENV] = str(config)
         import boto3
 
-        s3 = boto3.client(
-            "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"), region_name=args.region
-        )
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=args.region)
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=args.region)
         for bucket in (args.input_bucket, args.output_bucket):
             ensure_bucket(s3, bucket)
         print(f"buckets         s3://{args.input_bucket} -> s3://{args.output_bucket}", flush=True)
+        requested = args.fanout_queue or os.environ.get(QUEUE_ENV)
+        os.environ.update(prepare_fanout(sqs, load_config(config), requested))
         if not args.no_http:
             url = stack.enter_context(
                 chalice_local(args.http_port or free_port(), dict(os.environ))
             )
             print(f"http            {url}  (POST /sync, GET /health, GET /runs/ID)", flush=True)
-        bridge = AwsDevBridge(load_app().app, s3, args.input_bucket, region=args.region)
+        bridge = AwsDevBridge(load_app().app, s3, args.input_bucket, sqs=sqs, region=args.region)
+        for line in bridge.pumped():
+            print(f"sqs pump        {line}", flush=True)
         signal.signal(signal.SIGUSR1, lambda *_: bridge.schedule_now.set())
         signal.signal(signal.SIGTERM, lambda *_: bridge.stopped.set())
         bridge.prime()

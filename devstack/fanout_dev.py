@@ -8,8 +8,9 @@ until the manifest is there.
 
 - ``aws``: moto_server gives S3 and SQS (a work queue and its DLQ, maxReceiveCount 3); the
   Chalice app's ``sync_http`` is called through ``chalice.test.Client``, and ``--workers``
-  threads play Lambda's SQS event source mapping (:mod:`devstack.sqs_pump`) into
-  ``fanout_worker``, one more into ``fanout_dead_letter``.
+  threads (the worker's ``maximum_concurrency``) play Lambda's SQS event source mapping
+  (:class:`devstack.sqs_pump.SqsEventSources`) into ``fanout_worker``, one more into
+  ``fanout_dead_letter``. ``drivepipe dev aws`` pumps the same way.
 - ``gcp``: gcp-storage-emulator, ``sync_http``/``fanout_worker``/``fanout_dead_letter`` under
   functions-framework, and :mod:`devstack.pubsub_local` (a LOCAL STAND-IN for Pub/Sub push, not
   the Pub/Sub emulator) delivering ``--workers`` messages at a time.
@@ -76,16 +77,17 @@ def run_aws(drive: DriveEmulator, workers: int, batch: int, printer: Printer) ->
 
     from devstack.aws_dev import load_app
     from devstack.servers import MotoServer
-    from devstack.sqs_pump import SqsPump, chalice_invoker, create_work_queues
+    from devstack.sqs_pump import SqsEventSources, create_fanout_queues
 
     with MotoServer() as moto, tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "drivepipe.toml"
         config.write_text(CONFIG.format(scheme="s3", batch=batch), encoding="utf-8")
         sqs = moto.client("sqs")
-        queue_url, dlq_url = create_work_queues(sqs, "drivepipe-work-local", max_receive_count=3)
+        queues = create_fanout_queues(sqs, "drivepipe-work-local", max_receive_count=3)
         os.environ.update(
             {
                 **moto.env(),
+                **queues,
                 "DRIVE_API_URL": drive.url,
                 "DRIVE_ACCESS_TOKEN": "local-dev",
                 "DRIVE_FOLDER_ID": drive.root_id,
@@ -94,16 +96,15 @@ def run_aws(drive: DriveEmulator, workers: int, batch: int, printer: Printer) ->
                 "DRIVEPIPE_OUTPUT_BUCKET": moto.create_bucket("drivepipe-out-local"),
                 "DRIVEPIPE_HTTP_AUTH": "none",
                 "DRIVEPIPE_PUBLIC": "true",
-                "DRIVEPIPE_FANOUT_QUEUE": "drivepipe-work-local",
-                "DRIVEPIPE_FANOUT_DLQ": "drivepipe-work-local-dlq",
+                "DRIVEPIPE_FANOUT_MAX_CONCURRENCY": str(workers),  # the worker's pollers
             }
         )
-        printer(f"moto_server {moto.url}; queues {queue_url} (+ -dlq)")
         app = load_app().app
         client = Client(app, project_dir=scratch)
-        pump = SqsPump(sqs, queue_url, chalice_invoker(app, "fanout_worker")).start(workers)
-        dead = SqsPump(sqs, dlq_url, chalice_invoker(app, "fanout_dead_letter")).start(1)
-        try:
+        with SqsEventSources(app, sqs) as sources:
+            printer(f"moto_server {moto.url}")
+            for mapping in sources.mappings:
+                printer(f"pumping {mapping.describe()}")
             answer = client.http.post(
                 "/sync",
                 headers={"Content-Type": "application/json"},
@@ -118,9 +119,6 @@ def run_aws(drive: DriveEmulator, workers: int, batch: int, printer: Printer) ->
                 return dict(client.http.get(started["progress"]).json_body)
 
             return watch(get_run, printer, timeout=600)
-        finally:
-            pump.stop()
-            dead.stop()
 
 
 def run_gcp(drive: DriveEmulator, workers: int, batch: int, printer: Printer) -> dict:

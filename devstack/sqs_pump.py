@@ -8,6 +8,11 @@ delete what succeeded. With ``ReportBatchItemFailures`` only the ``batchItemFail
 a handler that raises leaves the whole batch. Failed messages are made visible again at once
 (``VisibilityTimeout=0``) instead of after the queue's visibility timeout, to keep local runs
 quick; the queue's redrive policy still moves a message to the DLQ after ``maxReceiveCount``.
+
+:class:`SqsEventSources` runs one pump per ``@app.on_sqs_message`` handler of a Chalice app, as
+its deployed event source mappings would; :func:`create_fanout_queues` makes the fan-out work
+queue and its DLQ and names them for the app. ``devstack.aws_dev`` (``drivepipe dev aws``) and
+``devstack.fanout_dev aws`` both use them.
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from shared.fanout.queues import QUEUE_ENV
+
 Invoke = Callable[[dict[str, Any]], Any]
+Invoker = Callable[[str, str], Invoke]  # (function, queue name) -> what the pump calls
 DEFAULT_REGION = "us-east-1"
+DLQ_ENV = "DRIVEPIPE_FANOUT_DLQ"  # the Chalice app registers fanout_dead_letter on this queue
 
 
 def queue_arn(sqs: Any, queue_url: str) -> str:
@@ -49,6 +59,16 @@ def create_work_queues(
         },
     )["QueueUrl"]
     return url, dlq_url
+
+
+def create_fanout_queues(sqs: Any, name: str, *, max_receive_count: int) -> dict[str, str]:
+    """Create the fan-out work queue ``name`` and ``name-dlq`` (:func:`create_work_queues`).
+
+    Returns the environment that points the Chalice app at them (``DRIVEPIPE_FANOUT_QUEUE``,
+    ``DRIVEPIPE_FANOUT_DLQ``); set it before the app is imported.
+    """
+    create_work_queues(sqs, name, max_receive_count=max_receive_count)
+    return {QUEUE_ENV: name, DLQ_ENV: f"{name}-dlq"}
 
 
 def lambda_record(
@@ -214,3 +234,91 @@ class SqsPump:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+
+
+class QueueMissing(LookupError):
+    """The queue an SQS handler is registered on does not exist."""
+
+
+@dataclass(frozen=True)
+class EventSourceMapping:
+    """One SQS handler of the app and the pump feeding it."""
+
+    function: str
+    queue: str
+    pump: SqsPump
+    pollers: int
+
+    def describe(self) -> str:
+        """One line for the terminal: queue, handler, concurrency and batch size."""
+        plural = "s" if self.pollers != 1 else ""
+        return (
+            f"{self.queue} -> {self.function} "
+            f"({self.pollers} poller{plural}, up to {self.pump.batch_size} messages each)"
+        )
+
+
+class SqsEventSources:
+    """Every ``@app.on_sqs_message`` handler of a Chalice app, fed from its queue by a pump.
+
+    As Lambda's event source mapping would: ``batch_size`` messages per invocation and
+    ``maximum_concurrency`` concurrent pollers (1 when the handler sets none). An app without
+    SQS handlers has no mappings, and starting or stopping them does nothing. ``invoker``
+    builds what each pump calls (default: :func:`chalice_invoker`).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        sqs: Any,
+        *,
+        region: str = DEFAULT_REGION,
+        invoker: Invoker | None = None,
+    ) -> None:
+        from chalice.app import SQSEventConfig
+
+        make = invoker or (lambda function, _queue: chalice_invoker(app, function))
+        self.mappings: list[EventSourceMapping] = []
+        for source in app.event_sources:
+            if not isinstance(source, SQSEventConfig):
+                continue
+            queue = source.queue or str(source.queue_arn).rsplit(":", 1)[-1]
+            pump = SqsPump(
+                sqs,
+                _existing_queue_url(sqs, queue, source.name),
+                make(source.name, queue),
+                batch_size=source.batch_size,
+                region=region,
+            )
+            self.mappings.append(
+                EventSourceMapping(source.name, queue, pump, source.maximum_concurrency or 1)
+            )
+
+    def start(self) -> SqsEventSources:
+        """Start polling every queue."""
+        for mapping in self.mappings:
+            mapping.pump.start(mapping.pollers)
+        return self
+
+    def stop(self) -> None:
+        """Stop every pump, waiting for invocations in progress (idempotent)."""
+        for mapping in self.mappings:
+            mapping.pump.stop()
+
+    def __enter__(self) -> SqsEventSources:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _existing_queue_url(sqs: Any, queue: str, function: str) -> str:
+    try:
+        url: str = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:
+        raise QueueMissing(
+            f"SQS queue {queue!r} (the trigger of {function}) does not exist at "
+            f"{sqs.meta.endpoint_url}: create it (devstack.sqs_pump.create_fanout_queues) "
+            f"or unset {QUEUE_ENV} / {DLQ_ENV}"
+        ) from None
+    return url

@@ -7,11 +7,18 @@ moto_server; Drive is the emulator serving a small folder written per test.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
+import os
+import queue
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +35,7 @@ APP_PATH = REPO_ROOT / "chalice_app" / "app.py"
 SHIPPED_CONFIG = REPO_ROOT / "chalice_app" / "chalicelib" / "drivepipe.toml"
 SALES_CSV = "Region Name,Units\nnorth,3\nsouth,5\neast,0\n"
 _imports = itertools.count()
+DEADLINE = 60.0
 
 AppLoader = Callable[..., ModuleType]
 
@@ -103,6 +111,23 @@ class Stack:
         )
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
+    def dev_options(self) -> list[str]:
+        """``drivepipe dev aws`` options for this stack's servers and buckets (fast polling)."""
+        return [
+            "--s3-endpoint",
+            self.moto.url,
+            "--drive-url",
+            self.drive.url,
+            "--drive-folder-id",
+            self.drive.root_id,
+            "--input-bucket",
+            self.input_bucket,
+            "--output-bucket",
+            self.output_bucket,
+            "--poll-interval",
+            "0.2",
+        ]
+
     def data_outputs(self) -> list[str]:
         """Output keys that are data, not bookkeeping (``_runs/``, ``_state/``...)."""
         return [k for k in self.output_keys() if "/_" not in k]
@@ -148,3 +173,67 @@ def app_module(stack: Stack, load_app: AppLoader) -> ModuleType:
 def client(app_module: ModuleType, tmp_path: Path) -> Client:
     """chalice.test.Client for the app; no project dir, so the test's env is what the app sees."""
     return Client(app_module.app, project_dir=str(tmp_path))
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
+    """Poll ``check`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass
+class DevCommand:
+    """A running ``drivepipe dev aws`` and the lines it printed so far."""
+
+    process: subprocess.Popen[str]
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    output: list[str] = field(default_factory=list)
+
+    def next_line_with(self, text: str, timeout: float = DEADLINE) -> str:
+        """The next printed line containing ``text``; fails if the command exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process.poll() is None, "\n".join(self.output)
+                continue
+            self.output.append(line)
+            if text in line:
+                return line
+        pytest.fail(f"no line with {text!r} in:\n" + "\n".join(self.output))
+
+
+def _read_lines(stream: Iterator[str], into: queue.Queue[str]) -> None:
+    for line in stream:
+        into.put(line.rstrip("\n"))
+
+
+@contextlib.contextmanager
+def dev_command(*command: str) -> Iterator[DevCommand]:
+    """Run ``command`` (a dev AWS command line) from the repo; SIGTERM it after, expecting 0."""
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    dev = DevCommand(process)
+    assert process.stdout is not None
+    threading.Thread(target=_read_lines, args=(process.stdout, dev.lines), daemon=True).start()
+    try:
+        yield dev
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, "\n".join(dev.output)

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 import requests
 
 from devstack.aws_dev import AwsDevBridge, Invocation, S3UploadWatcher
-from tests.aws.conftest import REPO_ROOT, SALES_CSV, Stack
+from tests.aws.conftest import SALES_CSV, Stack, dev_command, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported")
-DEADLINE = 60.0
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -74,59 +60,12 @@ def test_an_upload_is_transformed_in_process(
     assert seen[1].result[0]["pipeline"] == "sales"
 
 
-def _read_lines(stream: object, into: queue.Queue[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        into.put(line.rstrip("\n"))
-
-
 def test_the_dev_command_serves_http_and_delivers_uploads(stack: Stack) -> None:
     """``python -m devstack.aws_dev`` against our moto_server and Drive emulator."""
-    command = [
-        sys.executable,
-        "-m",
-        "devstack.aws_dev",
-        "--s3-endpoint",
-        stack.moto.url,
-        "--drive-url",
-        stack.drive.url,
-        "--drive-folder-id",
-        stack.drive.root_id,
-        "--input-bucket",
-        stack.input_bucket,
-        "--output-bucket",
-        stack.output_bucket,
-        "--poll-interval",
-        "0.2",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    output: list[str] = []
-
-    def next_line_with(text: str) -> str:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                assert process.poll() is None, "\n".join(output)
-                continue
-            output.append(line)
-            if text in line:
-                return line
-        pytest.fail(f"no line with {text!r} in:\n" + "\n".join(output))
-
-    try:
-        url = next_line_with("http ").split()[1]
-        next_line_with("ready:")
+    with dev_command("-m", "devstack.aws_dev", *stack.dev_options()) as dev:
+        url = dev.next_line_with("http ").split()[1]
+        dev.next_line_with("ready:")
+        assert "sqs pump" not in "\n".join(dev.output)  # no fan-out configured: no queues
         health = requests.get(f"{url}/health", timeout=30)
         assert health.status_code == 200 and health.json()["pipelines"] == ["sales"]
         bad = requests.post(
@@ -137,16 +76,8 @@ def test_the_dev_command_serves_http_and_delivers_uploads(stack: Stack) -> None:
         stack.s3().put_object(
             Bucket=stack.input_bucket, Key="incoming/sales/q 9.csv", Body=SALES_CSV.encode()
         )
-        assert "transformed" in next_line_with("on_upload")
+        assert "transformed" in dev.next_line_with("on_upload")
         assert "sales/q 9.parquet" in stack.data_outputs()
 
-        process.send_signal(signal.SIGUSR1)
-        assert "sales:" in next_line_with("on_schedule")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, "\n".join(output)
+        dev.process.send_signal(signal.SIGUSR1)
+        assert "sales:" in dev.next_line_with("on_schedule")
