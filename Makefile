@@ -54,7 +54,8 @@ bench: setup
 package-aws: setup
 	$(PY) -m devstack.package_aws
 
-# Vendor shared/ into gcp_functions/ and print the gcloud deploy commands.
+# Print the gcloud setup and deploy commands for review (placeholder project; see
+# serverless-README.md for the flags; --run vendors shared/ into gcp_functions/ and runs them).
 package-gcp: setup
 	$(PY) -m devstack.package_gcp
 

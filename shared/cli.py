@@ -1,4 +1,4 @@
-"""The ``drivepipe`` command line: sync, transform, validate, and the local dev tools.
+"""The drivepipe command line: sync, transform, validate, and the local dev tools.
 
 Exit codes: 0 success, 1 some input failed, 2 bad usage or configuration, 3 a source or
 destination could not be reached.
@@ -20,13 +20,16 @@ from shared.errors import (
     RetryableError,
     StorageError,
 )
-from shared.log import configure
+from shared.log import LOG_LEVELS, configure
 
 if TYPE_CHECKING:
-    from shared.config import Pipeline
+    from shared.config import Output, Pipeline
     from shared.manifest import InputRecord, RunManifest
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+# Commands whose own tools parse everything after the command word.
+DELEGATED_COMMANDS = ("emulator", "demo", "dev")
+DEV_USAGE = "usage: drivepipe dev {aws,gcp} [options]"
 
 
 def _timestamp(value: str) -> datetime:
@@ -36,10 +39,26 @@ def _timestamp(value: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
 
 
+def _log_level(value: str) -> str:
+    name = value.upper()
+    if name not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return name
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=None,
+        help="DEBUG, INFO, WARNING or ERROR (default INFO; before the command)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="drivepipe", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sync = sub.add_parser("sync", help="sync a Drive folder into a destination")
@@ -95,7 +114,7 @@ def resolve_pipeline(args: argparse.Namespace) -> Pipeline:
             output["format"] = args.format
         if output:
             pipeline = pipeline.model_copy(
-                update={"output": pipeline.output.model_copy(update=output)}
+                update={"output": _override_output(pipeline.output, output)}
             )
         return pipeline
     if not args.dest:
@@ -106,6 +125,23 @@ def resolve_pipeline(args: argparse.Namespace) -> Pipeline:
         include=tuple(getattr(args, "include", ())),
         exclude=tuple(getattr(args, "exclude", ())),
     )
+
+
+def _override_output(current: Output, changes: dict[str, Any]) -> Output:
+    """``current`` with the ``--dest`` / ``--format`` values, validated like the file's."""
+    from pydantic import ValidationError
+
+    from shared.config import Output
+
+    try:
+        return Output.model_validate({**current.model_dump(), **changes})
+    except ValidationError as exc:
+        problems = [
+            f"{'--dest' if err['loc'][:1] == ('url',) else '--format'}: "
+            + err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
+        ]
+        raise ConfigError("; ".join(problems)) from None
 
 
 class Reporter:
@@ -228,6 +264,9 @@ def _delegate(command: str, rest: list[str]) -> int:
 
         return demo_main(rest)
     cloud, rest = rest[0] if rest else "", rest[1:]
+    if cloud in ("-h", "--help"):
+        print(f"{DEV_USAGE}\n  drivepipe dev aws --help, drivepipe dev gcp --help: the options")
+        return EXIT_OK
     if cloud == "aws":
         from devstack.aws_dev import main as aws_main
 
@@ -236,22 +275,45 @@ def _delegate(command: str, rest: list[str]) -> int:
         from devstack.gcp_dev import main as gcp_main
 
         return gcp_main(rest)
-    print("usage: drivepipe dev {aws,gcp} [options]", file=sys.stderr)
+    print(DEV_USAGE, file=sys.stderr)
     return EXIT_USAGE
+
+
+def _command_index(argv: list[str]) -> int | None:
+    """Position of the command word, after the global options (``--log-level X``)."""
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):
+        if argv[index] in ("-h", "--help"):
+            return None
+        index += 2 if argv[index] == "--log-level" else 1
+    return index if index < len(argv) else None
+
+
+def _configure_logging(level: str | None) -> bool:
+    """Set up logging; False (after saying why) when the level is not a log level."""
+    try:
+        configure(level)
+    except ConfigError as exc:
+        print(f"drivepipe: configuration error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``drivepipe`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # The dev tools own their flags; hand them everything after the command word.
-    for index, word in enumerate(argv):
-        if word in ("emulator", "demo", "dev"):
-            configure(None)
-            return _delegate(word, argv[index + 1 :])
-        if not word.startswith("-"):
-            break
+    index = _command_index(argv)
+    if index is not None and argv[index] in DELEGATED_COMMANDS:
+        # The dev tools own their flags; hand them everything after the command word.
+        global_parser = argparse.ArgumentParser(prog="drivepipe", add_help=False)
+        _add_global_options(global_parser)
+        level = global_parser.parse_args(argv[:index]).log_level
+        if not _configure_logging(level):
+            return EXIT_USAGE
+        return _delegate(argv[index], argv[index + 1 :])
     args = build_parser().parse_args(argv)
-    configure(args.log_level)
+    if not _configure_logging(args.log_level):
+        return EXIT_USAGE
     handlers = {"sync": cmd_sync, "transform": cmd_transform, "validate": cmd_validate}
     try:
         return handlers[args.command](args)

@@ -42,6 +42,8 @@ COMPRESSIONS: dict[str, tuple[str, ...]] = {
     "jsonl": ("gzip", "none"),
 }
 _URL_SCHEMES = ("s3://", "gs://", "file://")
+# "s3:/bucket" or "gs:bucket" would otherwise be taken for a local directory of that name.
+_MISTYPED_SCHEME = re.compile(r"^(?:s3|gs|file):(?!//)", re.IGNORECASE)
 _NAME = r"^[A-Za-z0-9_.-]{1,128}$"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -53,8 +55,10 @@ class _Model(BaseModel):
 def _check_url(value: str) -> str:
     if not value:
         raise ValueError("must not be empty")
-    if "://" in value and not value.startswith(_URL_SCHEMES):
-        raise ValueError("must be s3://bucket/prefix, gs://bucket/prefix, or a local path")
+    if ("://" in value and not value.startswith(_URL_SCHEMES)) or _MISTYPED_SCHEME.match(value):
+        raise ValueError(
+            f"{value!r} must be s3://bucket/prefix, gs://bucket/prefix, or a local path"
+        )
     if value.startswith(("s3://", "gs://")) and not value.split("://", 1)[1].split("/", 1)[0]:
         raise ValueError("is missing the bucket name")
     return value

@@ -14,6 +14,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.errors import ConfigError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVEL_ENV = "DRIVEPIPE_LOG_LEVEL"
 SECRET_ENV_VARS = (
     "DRIVE_API_KEY",
     "DRIVE_ACCESS_TOKEN",
@@ -74,8 +78,21 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
+def _level_name(level: str | None) -> str:
+    """``level`` (else ``$DRIVEPIPE_LOG_LEVEL``, else INFO), upper-cased and checked."""
+    name = (level or os.environ.get(LOG_LEVEL_ENV) or "INFO").strip().upper()
+    if name not in LOG_LEVELS:
+        origin = "the log level" if level else LOG_LEVEL_ENV
+        raise ConfigError(f"{origin} {name!r} is not one of {', '.join(LOG_LEVELS)}")
+    return name
+
+
 def configure(level: str | None = None, *, json_lines: bool | None = None) -> None:
-    """Set up the ``drivepipe`` logger once; JSON by default in the cloud."""
+    """Set up the ``drivepipe`` logger once; JSON by default in the cloud.
+
+    Raises ``ConfigError`` naming the setting when the level is not a log level.
+    """
+    name = _level_name(level)
     use_json = in_cloud() or os.environ.get("DRIVEPIPE_LOG_FORMAT") == "json"
     if json_lines is not None:
         use_json = json_lines
@@ -83,7 +100,7 @@ def configure(level: str | None = None, *, json_lines: bool | None = None) -> No
     handler = logging.StreamHandler(sys.stderr if not in_cloud() else sys.stdout)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     logger.handlers[:] = [handler]
-    logger.setLevel(level or os.environ.get("DRIVEPIPE_LOG_LEVEL", "INFO"))
+    logger.setLevel(name)
     logger.propagate = False
 
 

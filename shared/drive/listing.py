@@ -247,7 +247,18 @@ class TreeWalker:
         return [folders[i : i + size] for i in range(0, len(folders), size)]
 
     def _check_root(self, root_id: str) -> dict[str, Any]:
-        root = self.get_item(root_id)
+        try:
+            root = self.get_item(root_id)
+        except DriveError as exc:
+            if exc.status != 404:
+                raise
+            raise DriveError(
+                f"Drive folder {root_id} not found ({exc.message}); check the folder id "
+                "(--folder or the pipeline's source.folder_id) and that the folder is shared "
+                "with these credentials",
+                status=exc.status,
+                reason=exc.reason,
+            ) from None
         if root.get("mimeType") != FOLDER_MIME:
             raise DriveError(
                 f"{root_id} is not a folder (mimeType {root.get('mimeType')!r})",

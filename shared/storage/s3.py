@@ -23,6 +23,9 @@ DEFAULT_MULTIPART_THRESHOLD = 8 * MIB
 MIN_PART_SIZE = 5 * MIB  # S3's minimum size of every part but the last
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _CONFLICT_RETRIES = 4
+AWS_CREDENTIAL_HELP = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an IAM role"
+)
 
 
 # Env vars that change which credentials/endpoint a boto3 session resolves.
@@ -126,6 +129,10 @@ class S3Storage:
             if code in _NOT_FOUND_CODES and key is not None:
                 return StorageNotFound(f"no object at {where}")
             return StorageError(f"cannot {action} {where}: {code} {message}".rstrip())
+        from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            return StorageError(f"cannot {action} {where}: {exc}; {AWS_CREDENTIAL_HELP}")
         return StorageError(f"cannot {action} {where}: {exc}")
 
     def _errors(self) -> tuple[type[Exception], ...]:

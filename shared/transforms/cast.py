@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from shared.errors import TransformError
+from shared.transforms.columns import require_columns
 from shared.transforms.specs import parse_decimal_type
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
@@ -22,9 +23,7 @@ def cast_columns(
     (datetime stays pandas datetime64). With ``errors="raise"`` the first value that does
     not convert raises ``TransformError`` naming column, value and row; ``"null"`` nulls it.
     """
-    missing = [name for name in columns if name not in df.columns]
-    if missing:
-        raise TransformError(f"unknown column(s): {', '.join(missing)}")
+    require_columns(df, columns)
     converted: dict[str, pd.Series] = {}
     for name, type_name in columns.items():
         source = df[name]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from shared.cli import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, main
+from shared.cli import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 from tests.core.conftest import SALES_Q1, DriveTree
 
 CONFIG = """
@@ -109,3 +110,57 @@ def test_missing_drive_credentials_are_named(
     code = main(["sync", "--folder", "abc", "--dest", str(tmp_path / "o")])
     assert code == EXIT_USAGE
     assert "DRIVE_API_KEY" in capsys.readouterr().err
+
+
+def test_log_level_is_case_insensitive_and_a_bad_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(CONFIG.format(folder="abc", dest=tmp_path / "out"))
+    assert main(["--log-level", "debug", "validate", str(config)]) == EXIT_OK
+    assert logging.getLogger("drivepipe").level == logging.DEBUG
+    with pytest.raises(SystemExit) as exited:
+        main(["--log-level", "loud", "validate", str(config)])
+    assert exited.value.code == EXIT_USAGE
+    assert "'loud' is not one of DEBUG, INFO, WARNING, ERROR" in capsys.readouterr().err
+    monkeypatch.setenv("DRIVEPIPE_LOG_LEVEL", "verbose")
+    assert main(["validate", str(config)]) == EXIT_USAGE
+    assert "DRIVEPIPE_LOG_LEVEL 'VERBOSE' is not one of" in capsys.readouterr().err
+
+
+def test_global_options_before_a_dev_tool_reach_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--log-level", "WARNING", "emulator", "--help"])
+    assert exited.value.code == EXIT_OK
+    assert "--root" in capsys.readouterr().out
+    assert logging.getLogger("drivepipe").level == logging.WARNING
+    assert main(["dev", "--help"]) == EXIT_OK
+    assert "drivepipe dev aws --help" in capsys.readouterr().out
+    assert main(["dev", "azure"]) == EXIT_USAGE
+
+
+def test_dest_flag_is_validated_like_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "p.toml"
+    config.write_text(CONFIG.format(folder="abc", dest=tmp_path / "out"))
+    assert main(["sync", "--config", str(config), "--dest", "ftp://host/x"]) == EXIT_USAGE
+    assert "--dest: 'ftp://host/x' must be s3://bucket/prefix" in capsys.readouterr().err
+    # one slash short: not silently a local directory called "s3:"
+    assert main(["sync", "--folder", "abc", "--dest", "s3:/bucket/x"]) == EXIT_USAGE
+    assert "'s3:/bucket/x' must be s3://bucket/prefix" in capsys.readouterr().err
+    assert main(["transform", str(config), "--config", str(config), "--dest", "gs:b/x"]) == (
+        EXIT_USAGE
+    )
+    assert list(tmp_path.iterdir()) == [config]
+
+
+def test_wrong_folder_id_names_the_setting_to_fix(
+    drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["sync", "--folder", "1NoSuchFolder", "--dest", str(tmp_path / "o")])
+    assert code == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "Drive folder 1NoSuchFolder not found" in err and "--folder" in err
+    assert not list((tmp_path / "o").rglob("_runs/*"))

@@ -11,6 +11,7 @@ import random
 import tempfile
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -303,3 +304,17 @@ def test_unreachable_s3_endpoint_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(StorageError, match=r"s3://some-bucket/root/a\.csv") as caught:
         store.read("a.csv")
     assert "not-in-messages" not in str(caught.value)
+
+
+def test_missing_s3_credentials_name_the_variables(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = open_storage(f"s3://{s3_bucket}/root")
+    with pytest.raises(StorageError, match=rf"s3://{s3_bucket}/root/a\.csv") as caught:
+        store.read("a.csv")
+    assert "AWS_ACCESS_KEY_ID" in str(caught.value) and "AWS_PROFILE" in str(caught.value)

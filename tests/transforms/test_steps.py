@@ -35,6 +35,13 @@ def test_select_unknown_column_names_it(sales: pd.DataFrame) -> None:
         run(sales, {"op": "select", "columns": ["id", "nope"]})
 
 
+def test_cast_unknown_column_names_it_and_the_available_ones(sales: pd.DataFrame) -> None:
+    expected = r"step 0 \(cast\): unknown column\(s\): Units"
+    with pytest.raises(TransformError, match=expected) as info:
+        run(sales, {"op": "cast", "columns": {"Units": "int64"}})
+    assert "available: id, region, product, units" in str(info.value)
+
+
 def test_drop_and_rename(sales: pd.DataFrame) -> None:
     out = run(
         sales,
