@@ -88,6 +88,7 @@ def sync_request_from_body(
 
 def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Response:
     """``POST /sync``: validate, run, and return the manifest summary."""
+    request: SyncRequest | None = None
     try:
         request = sync_request_from_body(raw_body, trigger=trigger)
         manifest = run_or_fan_out(request)
@@ -99,11 +100,31 @@ def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Respons
         return error_response(ApiError(str(exc), status=500, code="config_error"))
     except DriveAuthError as exc:
         return error_response(ApiError(str(exc), status=502, code="drive_auth"))
-    except (DriveError, StorageError, RetryableError) as exc:
+    except DriveError as exc:
+        overridden = request is not None and request.folder_id is not None
+        return error_response(drive_error(exc, overridden=overridden))
+    except (StorageError, RetryableError) as exc:
         return error_response(ApiError(str(exc), status=503, code="unavailable"))
     if not isinstance(manifest, RunManifest):  # fanned out: 202 + where to watch it
         return fanout_accepted_response(manifest)
     return Response(200, manifest.summary())
+
+
+def drive_error(exc: DriveError, *, overridden: bool) -> ApiError:
+    """What a failed Drive call means to the caller: retry later only if retrying can help.
+
+    A folder Drive cannot find is 404, an id that is not a folder 400 (both name
+    ``folder_id``); a transient failure is 503; any other refusal (permissions, a file
+    Drive will not serve) is 502, since asking again will not change it.
+    """
+    field = "folder_id" if overridden else None
+    if exc.retryable:
+        return ApiError(str(exc), status=503, code="unavailable")
+    if exc.status == 404:
+        return ApiError(str(exc), status=404, code="drive_not_found", field=field)
+    if exc.reason == "notAFolder":
+        return ApiError(str(exc), status=400, code="invalid_field", field="folder_id")
+    return ApiError(str(exc), status=502, code="drive_rejected")
 
 
 def sync_running_response(exc: LeaseHeld) -> Response:
@@ -229,7 +250,11 @@ def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
         return _after_stalled_run(request, lambda: run_sync(request))
     except DriveAuthError:
         raise
-    except (DriveError, StorageError, LeaseHeld) as exc:
+    except DriveError as exc:
+        if not exc.retryable:
+            raise  # a folder that is gone stays gone: report it, don't redeliver
+        raise RetryableError(str(exc)) from exc
+    except (StorageError, LeaseHeld) as exc:
         raise RetryableError(str(exc)) from exc  # a running sync: redeliver once it is done
 
 

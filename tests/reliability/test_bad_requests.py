@@ -14,7 +14,7 @@ from shared import service
 from shared.cli import EXIT_UNREACHABLE, EXIT_USAGE
 from shared.cli import main as cli_main
 from shared.config import parse_config
-from shared.errors import ConfigError
+from shared.errors import ConfigError, DriveError, is_transient
 from shared.events import EventError, ObjectEvent, from_gcs_cloudevent, from_s3_event
 from tests.reliability.conftest import Deploy
 
@@ -252,3 +252,74 @@ def test_invalid_config_file_is_usage_exit_2(
     config.write_text('[pipelines.p]\noutput = { url = "/x" }\ncolour = "blue"\n')
     assert cli_main(["sync", "--config", str(config)]) == EXIT_USAGE
     assert "colour" in capsys.readouterr().err
+
+
+# ---- Drive refusing the folder ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("configured", "requested", "status", "code", "field"),
+    [
+        ("missing", None, 404, "drive_not_found", None),
+        ("root", "1NoSuchFolder", 404, "drive_not_found", "folder_id"),
+        ("root", "a-file", 400, "invalid_field", "folder_id"),
+    ],
+    ids=["configured folder missing", "requested folder missing", "requested id is a file"],
+)
+def test_a_folder_drive_refuses_is_a_4xx_naming_it_not_retry_later(
+    configured: str,
+    requested: str | None,
+    status: int,
+    code: str,
+    field: str | None,
+    emulator: DriveEmulator,
+    drive_root: Path,
+    tmp_path: Path,
+    deploy: Deploy,
+) -> None:
+    (drive_root / "a.csv").write_text("id,amount\n1,2\n")
+    file_id = emulator.id_for("a.csv")
+    folder = emulator.root_id if configured == "root" else "1GoneFolder"
+    pipeline = {
+        "source": {"folder_id": folder},
+        "allow_overrides": ["folder_id"],
+        "output": {"url": str(tmp_path / "out")},
+    }
+    deploy({"pipelines": {"rel": pipeline}})
+    body: dict[str, Any] = {"pipeline": "rel"}
+    if requested:
+        body["folder_id"] = file_id if requested == "a-file" else requested
+    response = service.http_sync(json.dumps(body).encode())
+    assert response.status == status, response.body
+    assert response.body["error"]["code"] == code
+    assert response.body["error"].get("field") == field
+    wanted = body.get("folder_id", folder)
+    assert wanted in response.body["error"]["message"]
+
+
+def test_a_request_file_for_a_missing_folder_is_reported_not_redelivered(
+    moto_server: MotoServer,
+    s3_bucket: str,
+    emulator: DriveEmulator,
+    tmp_path: Path,
+    deploy: Deploy,
+) -> None:
+    deploy(
+        {
+            "settings": {"requests_url": f"s3://{s3_bucket}/requests/"},
+            "pipelines": {
+                "rel": {
+                    "source": {"folder_id": "1GoneFolder"},
+                    "output": {"url": str(tmp_path / "out")},
+                }
+            },
+        }
+    )
+    moto_server.client().put_object(
+        Bucket=s3_bucket, Key="requests/r.json", Body=b'{"pipeline": "rel"}'
+    )
+    event = ObjectEvent("s3", s3_bucket, "requests/r.json", "v1")
+    with pytest.raises(DriveError) as raised:
+        service.on_object(event, trigger="s3")
+    assert raised.value.status == 404
+    assert not is_transient(raised.value)  # handlers report and acknowledge it
