@@ -126,11 +126,54 @@ class Pipeline(_Model):
     streaming: StreamingOptions = StreamingOptions()
 
 
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_CRON = re.compile(r"^cron\((.+)\)$")
+
+
+def check_schedule_expression(value: str) -> str:
+    """``value`` if EventBridge accepts it as a schedule, else ``ValueError`` saying why.
+
+    ``rate(N unit)``: N a positive integer, the unit singular for 1 (``rate(1 hour)``) and
+    plural otherwise (``rate(5 minutes)``). ``cron(...)``: six fields (minutes hours
+    day-of-month month day-of-week year), one of the two day fields ``?``. Checked here so a
+    typo fails when the file is loaded, not at ``chalice deploy``.
+    """
+    rate = _RATE.match(value)
+    if rate:
+        count, unit = int(rate.group(1)), rate.group(2)
+        if count < 1:
+            raise ValueError(f"{value!r}: the rate must be at least 1")
+        if (count == 1) != (not unit.endswith("s")):
+            right = unit.rstrip("s") if count == 1 else unit + "s"
+            raise ValueError(f"{value!r}: write rate({count} {right})")
+        return value
+    cron = _CRON.match(value)
+    if cron:
+        fields = cron.group(1).split()
+        if len(fields) != 6:
+            raise ValueError(
+                f"{value!r}: cron needs 6 fields (minutes hours day-of-month month "
+                f"day-of-week year), not {len(fields)}"
+            )
+        if "?" not in (fields[2], fields[4]):
+            raise ValueError(f"{value!r}: day-of-month or day-of-week must be '?'")
+        return value
+    raise ValueError(
+        f"{value!r} is not a schedule expression: use rate(1 hour), rate(15 minutes) or "
+        "cron(0 6 * * ? *)"
+    )
+
+
 class Settings(_Model):
     """File-wide settings shared by every pipeline."""
 
     requests_url: str | None = None  # JSON request files here start a Drive sync
     schedule: str | None = None  # e.g. "rate(1 hour)" or "cron(0 * * * ? *)" for AWS
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return None if value is None else check_schedule_expression(value)
 
     @field_validator("requests_url")
     @classmethod
@@ -201,6 +244,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> PipelineF
             loc = list(err["loc"])
             # discriminated unions add the tag ("steps", 1, "cast", "columns"): keep it readable
             message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            message = message.removeprefix("Value error, ")  # pydantic's wrapper of our ValueErrors
             problems.append(f"{_format_location(tuple(loc))}: {message}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 

@@ -101,6 +101,11 @@ def test_missing_env_variable_names_the_field(tmp_path: Path) -> None:
             'folder_id = "../etc"',
             r"pipelines\.sales\.source\.folder_id",
         ),
+        ('"rate(1 hour)"', '"rate(1 hours"', r"settings\.schedule: .*not a schedule expression"),
+        ('"rate(1 hour)"', '"rate(2 hour)"', r"settings\.schedule: .*write rate\(2 hours\)"),
+        ('"rate(1 hour)"', '"rate(0 minutes)"', r"settings\.schedule: .*at least 1"),
+        ('"rate(1 hour)"', '"cron(0 6 * * *)"', r"settings\.schedule: .*6 fields"),
+        ('"rate(1 hour)"', '"cron(0 6 * * MON *)"', r"settings\.schedule: .*must be '\?'"),
     ],
 )
 def test_errors_name_the_field_and_the_file(
@@ -139,3 +144,11 @@ def test_config_compressions_match_what_the_writers_support() -> None:
     assert set(COMPRESSIONS) == set(formats.OUTPUT_FORMATS)
     assert set(COMPRESSIONS["parquet"]) == set(formats.PARQUET_COMPRESSIONS)
     assert set(COMPRESSIONS["csv"]) == set(COMPRESSIONS["jsonl"]) == set(formats.TEXT_COMPRESSIONS)
+
+
+@pytest.mark.parametrize(
+    "expression", ["rate(1 minute)", "rate(15 minutes)", "rate(2 days)", "cron(0 6 ? * MON-FRI *)"]
+)
+def test_schedule_expressions_eventbridge_accepts_load(tmp_path: Path, expression: str) -> None:
+    path = write(tmp_path, GOOD.replace('"rate(1 hour)"', f'"{expression}"', 1))
+    assert load_config(path).settings.schedule == expression
