@@ -255,7 +255,7 @@ def load_config(path: str | os.PathLike[str]) -> PipelineFile:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {file} (set {CONFIG_ENV} or --config)") from None
+        raise ConfigError(f"config file not found: {file.absolute()}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -269,6 +269,8 @@ def load_config_from_env() -> PipelineFile:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise ConfigError(f"{CONFIG_ENV} is not set; point it at the pipeline TOML file")
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {Path(path).absolute()} (from {CONFIG_ENV})")
     return load_config(path)
 
 

@@ -59,10 +59,15 @@ def health() -> Response:
 
 
 def _pipeline(name: str) -> Pipeline:
-    pipeline = config().get(name)
+    cfg = config()
+    pipeline = cfg.get(name)
     if pipeline is None:
+        known = ", ".join(sorted(cfg.pipelines))
         raise ApiError(
-            f"unknown pipeline '{name}'", status=404, code="unknown_pipeline", field="pipeline"
+            f"unknown pipeline '{name}' (configured: {known})",
+            status=404,
+            code="unknown_pipeline",
+            field="pipeline",
         )
     return pipeline
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import adhoc_pipeline, load_config, parse_config
+from shared.config import adhoc_pipeline, load_config, load_config_from_env, parse_config
 from shared.errors import ConfigError
 
 GOOD = """
@@ -123,6 +123,18 @@ def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None
         load_config(write(tmp_path, "[pipelines.x\n"))
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_a_missing_deployed_config_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIVEPIPE_CONFIG", str(tmp_path / "gone.toml"))
+    load_config_from_env.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=r"gone\.toml \(from DRIVEPIPE_CONFIG\)"):
+            load_config_from_env()
+    finally:
+        load_config_from_env.cache_clear()
 
 
 def test_file_without_pipelines_is_rejected() -> None:

@@ -323,3 +323,11 @@ def test_a_request_file_for_a_missing_folder_is_reported_not_redelivered(
         service.on_object(event, trigger="s3")
     assert raised.value.status == 404
     assert not is_transient(raised.value)  # handlers report and acknowledge it
+
+
+def test_an_unknown_pipeline_lists_the_configured_ones(deploy: Deploy, tmp_path: Path) -> None:
+    out = {"output": {"url": str(tmp_path / "out")}}
+    deploy({"pipelines": {"sales": out, "stock": out}})
+    response = service.http_sync(b'{"pipeline": "sale"}')
+    assert response.status == 404
+    assert "configured: sales, stock" in response.body["error"]["message"]
