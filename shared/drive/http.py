@@ -20,8 +20,9 @@ from shared.drive.models import ClientStats
 from shared.drive.retry import RetryPolicy, error_from_response, retry_after_seconds, retry_label
 from shared.drive.throttle import AdaptiveRateLimiter
 from shared.errors import RATE_LIMIT_REASONS, DriveError
+from shared.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger("drive")  # under drivepipe: JSON lines in the cloud, like every module
 T = TypeVar("T")
 Timeout = tuple[float, float]
 
@@ -204,12 +205,19 @@ class DriveHttp:
         url = f"{self.base_url}/{path}"
         sent_at = self.limiter.acquire() if self.limiter is not None else 0.0
         self.stats.add_request()
+        began = time.monotonic()
         try:
             response = self.session.get(
                 url, params=query, headers=headers, timeout=self.timeout, stream=stream
             )
         except requests.RequestException as exc:
             raise _AttemptFailed(_transport_error(exc, f"GET {path}")) from None
+        if log.isEnabledFor(logging.DEBUG):  # the path only: keys live in the query string
+            took_ms = round((time.monotonic() - began) * 1000, 1)
+            log.debug(
+                "drive request",
+                extra={"path": path, "status": response.status_code, "ms": took_ms},
+            )
         try:
             if response.status_code >= 400:
                 try:

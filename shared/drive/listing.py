@@ -13,7 +13,6 @@ look empty too, so incremental walks save fewer queries by batching.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,8 +25,9 @@ from shared.drive.http import DriveHttp
 from shared.drive.models import FOLDER_MIME, NATIVE_PREFIX, SHEET_MIME, SHORTCUT_MIME, DriveFile
 from shared.drive.naming import unique_names
 from shared.errors import DriveError
+from shared.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger("drive")  # under drivepipe: JSON lines in the cloud, like every module
 
 ITEM_FIELDS = (
     "id,name,mimeType,md5Checksum,sha256Checksum,size,modifiedTime,parents,shortcutDetails,"

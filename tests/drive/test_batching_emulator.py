@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from shared.drive import ApiKeyAuth, DriveClient
+from shared.log import configure
 from tests.drive.conftest import write_tree
 
 FOLDERS = 12
@@ -57,3 +60,29 @@ def test_partial_batched_answers_are_repaired(
         assert listing["incomplete_batches"] == listing["batched_queries"] <= 2
     else:
         assert "incomplete_batches" not in listing
+
+
+def test_listing_warnings_and_request_debug_lines_reach_the_json_log(
+    emulator_api, client_for, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Drive's warnings go through the drivepipe logger (JSON in the cloud), not Python's
+    last-resort handler; at DEBUG each request is one line with path, status and time."""
+    _tree(tmp_path)
+    configure("DEBUG", json_lines=True)
+    try:
+        faults = emulator_api.FaultConfig(incomplete_batches="flagged")
+        with emulator_api.DriveEmulator(tmp_path, faults=faults) as emu:
+            # concurrency 1: 2 walk workers, so folders share (partially answered) queries
+            auth = ApiKeyAuth("k3y-that-must-not-leak")
+            with DriveClient(auth, base_url=emu.url, concurrency=1) as client:
+                list(client.walk(emu.root_id))
+    finally:
+        configure("INFO", json_lines=False)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    drive = [line for line in lines if line["logger"] == "drivepipe.drive"]
+    warnings = [line for line in drive if line["severity"] == "WARNING"]
+    assert any("incomplete" in line["message"] for line in warnings)
+    requests = [line for line in drive if line["message"] == "drive request"]
+    assert requests and all(line["status"] == 200 and line["ms"] >= 0 for line in requests)
+    assert {line["path"] for line in requests} >= {"files", f"files/{emu.root_id}"}
+    assert "k3y-that-must-not-leak" not in json.dumps(lines)
