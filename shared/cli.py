@@ -320,7 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DriveAuthError) as exc:
         print(f"drivepipe: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (RetryableError, StorageError, DriveError) as exc:
+    except DriveError as exc:
+        if exc.retryable:
+            print(f"drivepipe: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        # Drive answered, and will answer the same again (no such folder, not shared, not a
+        # folder): that is the configuration to fix, not a service to wait for.
+        print(f"drivepipe: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RetryableError, StorageError) as exc:
         print(f"drivepipe: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except DrivepipeError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shared.cli import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
+from shared.cli import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, main
 from tests.core.conftest import SALES_Q1, DriveTree
 
 CONFIG = """
@@ -160,7 +160,7 @@ def test_wrong_folder_id_names_the_setting_to_fix(
     drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["sync", "--folder", "1NoSuchFolder", "--dest", str(tmp_path / "o")])
-    assert code == EXIT_UNREACHABLE
+    assert code == EXIT_USAGE  # the folder id to fix, not a service to wait for
     err = capsys.readouterr().err
     assert "Drive folder 1NoSuchFolder not found" in err and "--folder" in err
     assert not list((tmp_path / "o").rglob("_runs/*"))
