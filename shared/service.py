@@ -343,7 +343,7 @@ def fanout_accepted_response(started: FanoutStarted) -> Response:
 
 def fanout_progress(destination: str, run_id: str) -> dict[str, Any] | None:
     """Progress of a fanned-out run that has not finished yet, or ``None``."""
-    from shared.fanout.runs import progress
+    from shared.fanout.progress import progress
 
     return progress(open_storage(destination), run_id)
 

@@ -5,7 +5,8 @@
 - :mod:`.queues`   ``send_batch(items)`` over SQS (boto3) or Pub/Sub (REST)
 - :mod:`.planner`  list + compare with state, write the plan, enqueue the items
 - :mod:`.worker`   process one item (fetch + ``process_input``), record its result
-- :mod:`.runs`     progress, and the one finalizer that assembles the manifest and state
+- :mod:`.runs`     the one finalizer that assembles the manifest and state
+- :mod:`.progress` ``GET /runs/<run_id>`` while a run is in flight (reads only new results)
 
 Nothing here imports pandas at import time (the worker imports the pipeline lazily).
 """

@@ -2,9 +2,11 @@
 
 A run that fans out keeps its bookkeeping beside the manifest, under ``_runs/<run_id>/``:
 ``plan.json`` (written by the planner before any item is sent), ``items/<item_id>.json`` (one
-result per item, created once) and ``errors/<item_id>.json`` (the last crash of an item, for
-the dead-letter reason). The finalizer is elected by the lease ``_locks/finalize/<run_id>/``;
-``final.lock``, which elected it before (with no expiry), is only read, for runs in flight.
+result per item, created once), ``errors/<item_id>.json`` (the last crash of an item, for
+the dead-letter reason) and ``progress.json`` (what progress polls have read of the results so
+far; a cache, never read by the finalizer). The finalizer is elected by the lease
+``_locks/finalize/<run_id>/``; ``final.lock``, which elected it before (with no expiry), is
+only read, for runs in flight.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def results_prefix(run_id: str) -> str:
 def result_key(run_id: str, item_id: str) -> str:
     """The result of one item."""
     return f"{results_prefix(run_id)}{item_id}.json"
+
+
+def progress_key(run_id: str) -> str:
+    """The progress aggregate: what polls have read of the item results so far."""
+    return f"{run_dir(run_id)}progress.json"
 
 
 def error_key(run_id: str, item_id: str) -> str:

@@ -1,4 +1,4 @@
-"""A fanned-out run's progress, and its one finalizer.
+"""A fanned-out run's one finalizer (its progress is :mod:`shared.fanout.progress`).
 
 Every worker, after recording its item, calls :func:`maybe_finalize`. When the results
 under ``_runs/<run_id>/items/`` number as many as the plan's items, the caller that takes the
@@ -28,7 +28,7 @@ from shared.fanout.items import (
 from shared.fanout.options import DEFAULT_FINALIZE_SECONDS
 from shared.lease import Lease, LeaseLost
 from shared.log import get_logger
-from shared.manifest import STATUSES, InputRecord, RunManifest, run_key, utc_now
+from shared.manifest import InputRecord, RunManifest, run_key, utc_now
 from shared.state import InputState, SyncState
 from shared.storage import StorageNotFound, open_storage
 
@@ -65,38 +65,6 @@ def read_results(dest: Storage, run_id: str, ids: set[str]) -> list[ItemResult]:
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         raws = list(pool.map(lambda i: dest.read(result_key(run_id, i)), sorted(ids)))
     return [ItemResult.from_json(raw) for raw in raws]
-
-
-def progress(dest: Storage, run_id: str) -> dict[str, Any] | None:
-    """Items done / failed / pending and file counts so far; ``None`` if not fanned out."""
-    plan = load_plan(dest, run_id)
-    if plan is None:
-        return None
-    results = read_results(dest, run_id, result_ids(dest, run_id))
-    planned = len(plan["item_ids"])
-    failed_items = sum(1 for r in results if r.status == "failed")
-    files: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    for record in _merged_records(plan, results):
-        files[record.status] += 1
-    return {
-        "run_id": run_id,
-        "pipeline": plan["pipeline"],
-        "status": "finalizing" if len(results) >= planned else "running",
-        "started_at": plan["started_at"],
-        "items": {
-            "total": planned,
-            "done": len(results) - failed_items,
-            "failed": failed_items,
-            "pending": planned - len(results),
-        },
-        "files": files,
-        "failed": [
-            {"path": r.path, "error": r.error}
-            for result in results
-            for r in result.records
-            if r.status == "failed"
-        ],
-    }
 
 
 def _merged_records(plan: dict[str, Any], results: list[ItemResult]) -> list[InputRecord]:

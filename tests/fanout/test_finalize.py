@@ -27,7 +27,8 @@ from shared.fanout import runs
 from shared.fanout.items import final_lock_key
 from shared.fanout.options import DEFAULT_FINALIZE_SECONDS
 from shared.fanout.planner import start_fanout
-from shared.fanout.runs import finalize_lease, maybe_finalize, progress, run_lease
+from shared.fanout.progress import progress
+from shared.fanout.runs import finalize_lease, maybe_finalize, run_lease
 from shared.fanout.worker import handle_item
 from shared.lease import Lease
 from shared.manifest import run_key, utc_now

@@ -19,7 +19,7 @@ from shared.drive import DriveClient
 from shared.errors import ConfigError
 from shared.fanout.items import BadWorkItem, WorkItem, error_key, plan_key, result_key
 from shared.fanout.planner import start_fanout
-from shared.fanout.runs import progress
+from shared.fanout.progress import progress
 from shared.fanout.worker import ItemCrashed, dead_letter, handle_item
 from shared.lease import LeaseHeld
 from shared.manifest import run_key
