@@ -148,18 +148,26 @@ def http_get_run(run_id: str, pipeline: str | None = None) -> Response:
         return error_response(
             ApiError("run_id is malformed", status=400, code="invalid_field", field="run_id")
         )
-    pipelines = [_pipeline(pipeline)] if pipeline else list(config().pipelines.values())
-    for destination in sorted({p.output.url for p in pipelines}):
-        try:
-            return Response(200, json.loads(open_storage(destination).read(run_key(run_id))))
-        except StorageNotFound:
-            running = fanout_progress(destination, run_id)
-            if running is not None:
-                return Response(200, running)
-            continue
-        except StorageError as exc:
-            return error_response(ApiError(str(exc), status=503, code="unavailable"))
+    try:
+        pipelines = [_pipeline(pipeline)] if pipeline else list(config().pipelines.values())
+        for destination in sorted({p.output.url for p in pipelines}):
+            found = _stored_run(destination, run_id)
+            if found is not None:
+                return Response(200, found)
+    except ApiError as exc:
+        return error_response(exc)
+    except StorageError as exc:  # the manifest's read, or a fanned-out run's progress
+        return error_response(ApiError(str(exc), status=503, code="unavailable"))
     return error_response(ApiError(f"no run '{run_id}'", status=404, code="unknown_run"))
+
+
+def _stored_run(destination: str, run_id: str) -> dict[str, Any] | None:
+    """The run's manifest in ``destination``, else its fan-out progress, else ``None``."""
+    try:
+        manifest: dict[str, Any] = json.loads(open_storage(destination).read(run_key(run_id)))
+    except StorageNotFound:
+        return fanout_progress(destination, run_id)
+    return manifest
 
 
 def _outcome(

@@ -14,7 +14,7 @@ from shared import service
 from shared.cli import EXIT_UNREACHABLE, EXIT_USAGE
 from shared.cli import main as cli_main
 from shared.config import parse_config
-from shared.errors import ConfigError, DriveError, is_transient
+from shared.errors import ConfigError, DriveError, StorageError, is_transient
 from shared.events import EventError, ObjectEvent, from_gcs_cloudevent, from_s3_event
 from tests.reliability.conftest import Deploy
 
@@ -331,3 +331,32 @@ def test_an_unknown_pipeline_lists_the_configured_ones(deploy: Deploy, tmp_path:
     response = service.http_sync(b'{"pipeline": "sale"}')
     assert response.status == 404
     assert "configured: sales, stock" in response.body["error"]["message"]
+
+
+def test_a_storage_failure_while_reading_progress_is_503_not_a_crash(
+    deploy: Deploy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /runs/<id>: no manifest yet, and listing the run's results fails (unit test: the
+    real local storage, with its ``list`` made to fail)."""
+    out = tmp_path / "out"
+    deploy({"pipelines": {"rel": {"output": {"url": str(out)}}}})
+    run_id = "20260101T000000Z-abcdef12"
+    plan = {"run_id": run_id, "inputs": [], "item_ids": ["i00000"]}
+    (out / "_runs" / run_id).mkdir(parents=True)
+    (out / "_runs" / run_id / "plan.json").write_text(json.dumps(plan))
+    real_open = service.open_storage
+
+    def failing_list(url: str) -> Any:
+        storage = real_open(url)
+
+        def refuse(prefix: str = "") -> Any:
+            raise StorageError(f"cannot list {prefix}: connection reset")
+
+        storage.list = refuse  # type: ignore[method-assign]
+        return storage
+
+    monkeypatch.setattr(service, "open_storage", failing_list)
+    response = service.http_get_run(run_id)
+    assert response.status == 503, response.body
+    assert "connection reset" in response.body["error"]["message"]
+    assert service.http_get_run(run_id, pipeline="nope").status == 404  # unknown pipeline
