@@ -261,12 +261,8 @@ def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dic
 def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
     try:
         return _after_stalled_run(request, lambda: run_sync(request))
-    except DriveAuthError:
-        raise
-    except DriveError as exc:
-        if not exc.retryable:
-            raise  # a folder that is gone stays gone: report it, don't redeliver
-        raise RetryableError(str(exc)) from exc
+    except DriveError:
+        raise  # errors.is_transient redelivers only a retryable one: a missing folder stays gone
     except (StorageError, LeaseHeld) as exc:
         raise RetryableError(str(exc)) from exc  # a running sync: redeliver once it is done
 
