@@ -244,8 +244,10 @@ def enable_partial_batch_responses(tf_path: Path) -> int:
 def sqs_commands(stage: str, region: str = "us-east-1") -> list[str]:
     """The shell commands that create the stage's work queue + DLQ and, after ``chalice
     deploy``, turn on partial batch responses for the worker (see serverless-README.md)."""
+    from shared.fanout.queues import DLQ_ENV, QUEUE_ENV
+
     env = dict(stage_config(stage).get("environment_variables") or {})  # type: ignore[call-overload]
-    queue, dlq = env.get("DRIVEPIPE_FANOUT_QUEUE"), env.get("DRIVEPIPE_FANOUT_DLQ")
+    queue, dlq = env.get(QUEUE_ENV), env.get(DLQ_ENV)
     if not queue or not dlq:
         return [f"# stage {stage!r} sets no DRIVEPIPE_FANOUT_QUEUE/DLQ: fan-out is off"]
     redrive = {

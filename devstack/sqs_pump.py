@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.fanout.queues import QUEUE_ENV
+from shared.fanout.queues import DLQ_ENV, QUEUE_ENV
 
 Invoke = Callable[[dict[str, Any]], Any]
 Invoker = Callable[[str, str], Invoke]  # (function, queue name) -> what the pump calls
 DEFAULT_REGION = "us-east-1"
-DLQ_ENV = "DRIVEPIPE_FANOUT_DLQ"  # the Chalice app registers fanout_dead_letter on this queue
 
 
 def queue_arn(sqs: Any, queue_url: str) -> str:

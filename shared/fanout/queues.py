@@ -18,6 +18,7 @@ from shared.errors import ConfigError, RetryableError
 from shared.fanout.items import WorkItem
 
 QUEUE_ENV = "DRIVEPIPE_FANOUT_QUEUE"
+DLQ_ENV = "DRIVEPIPE_FANOUT_DLQ"  # AWS: the work queue's dead-letter queue (fanout_dead_letter)
 TOPIC_ENV = "DRIVEPIPE_FANOUT_TOPIC"
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
 PUBSUB_BATCH = 500  # publish takes at most 1,000 messages / 10 MB per request
