@@ -21,7 +21,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check shared devstack tests bench chalice_app/app.py gcp_functions/main.py
+	$(VENV)/bin/ruff format --check shared devstack deploy tests bench chalice_app/app.py gcp_functions/main.py
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -52,12 +52,12 @@ bench: setup
 
 # Vendor shared/ into chalice_app/, run `chalice package` and check Lambda's size limits.
 package-aws: setup
-	$(PY) -m devstack.package_aws
+	$(PY) -m deploy.package_aws
 
 # Print the gcloud setup and deploy commands for review (placeholder project; see
 # serverless-README.md for the flags; --run vendors shared/ into gcp_functions/ and runs them).
 package-gcp: setup
-	$(PY) -m devstack.package_gcp
+	$(PY) -m deploy.package_gcp
 
 clean:
 	rm -rf $(VENV) $(LAMBDA_VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devstack import package_aws
+from deploy import package_aws
 
 IMPORT_TARGET_SECONDS = 1.0
 HEAVY = (

@@ -31,10 +31,9 @@ from devstack.servers import MotoServer
 from shared.config import Pipeline, load_config_from_env, parse_config
 from shared.drive import DriveClient
 from shared.drive.retry import RetryPolicy
-from shared.errors import RetryableError, StorageError
-from shared.lease import LeaseHeld
-from shared.manifest import InputRecord
-from shared.pipeline import SyncRequest, run_sync
+from shared.errors import LeaseHeld, RetryableError, StorageError
+from shared.run.manifest import InputRecord
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import Storage, open_storage
 from tests.reliability.cases import CASES, build_corpus, corpus_pipeline_body
 from tests.reliability.helpers import data_keys, missing_outputs, state_entries, toml_dumps
@@ -231,8 +230,8 @@ def _events(moto: MotoServer, bucket: str, count: int) -> list[dict[str, Any]]:
 
 def _deliver(records: list[dict[str, Any]], copies: Callable[[], int], workers: int) -> Outcome:
     from devstack.aws_events import s3_event
-    from shared import service
-    from shared.events import from_s3_event
+    from shared.triggers import service
+    from shared.triggers.events import from_s3_event
 
     deliveries = [r for r in records for _ in range(copies())]
     random.Random(4).shuffle(deliveries)
@@ -323,7 +322,7 @@ def many_files(sizes: Sizes, work: Path) -> Outcome:
 
 
 def big_csv(sizes: Sizes, work: Path) -> Outcome:
-    """One big CSV (streams when shared.streaming is present and it is over the threshold)."""
+    """One big CSV (it streams when shared.transform.streaming is present and it is big enough)."""
     with drive_folder() as (root, emulator):
         path = root / "big.csv"
         rows = _write_big_csv(path, sizes.big_csv_mb * 1_000_000)

@@ -5,7 +5,7 @@
 For ``chalice_app/app.py`` (AWS Lambda) and ``gcp_functions/main.py`` (Cloud Functions) it
 starts --runs fresh interpreters and reports medians of: process start to ready (interpreter
 start + import of the entry module), the import alone, and the imports a first sync or
-upload then pays (``shared.process`` + pandas + pyarrow + the cloud's storage SDK), which the
+upload then pays (``shared.run.process`` + pandas + pyarrow + the cloud's storage SDK), which the
 handlers load lazily. It also checks that no heavy package is loaded by the import and
 names the largest direct imports (from ``python -X importtime``). Exits 1 if an entry
 module loads a heavy package (pandas, numpy, pyarrow, openpyxl, boto3, google.cloud.storage).
@@ -41,7 +41,7 @@ t0 = time.perf_counter()
 import {module}
 t1 = time.perf_counter()
 loaded = [name for name in {heavy!r} if name in sys.modules]
-import shared.process, pandas, pyarrow, {storage}
+import shared.run.process, pandas, pyarrow, {storage}
 t2 = time.perf_counter()
 print(json.dumps({{"import": t1 - t0, "first_run": t2 - t1, "heavy": loaded}}))
 """
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  import {entry.module:<21}{imported:7.0f}")
         print(
             f"  first run's lazy imports    {first:7.0f}   "
-            f"(shared.process, pandas, pyarrow, {entry.storage})"
+            f"(shared.run.process, pandas, pyarrow, {entry.storage})"
         )
         print(f"  heavy packages loaded by the import: {', '.join(heavy) or 'none'}")
         eager += [f"{entry.label.split()[1]}: {name}" for name in heavy]

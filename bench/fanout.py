@@ -75,7 +75,12 @@ def worker_process(env: dict[str, str], queue_url: str, ready: Any, stop: Any) -
 
     import boto3
 
-    for module in ("shared.readers", "shared.transforms", "shared.formats", "pyarrow.parquet"):
+    for module in (
+        "shared.transform.readers",
+        "shared.transform.steps",
+        "shared.transform.writers",
+        "pyarrow.parquet",
+    ):
         importlib.import_module(module)  # a warm instance: imported before the clock starts
     sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"])
     pump = SqsPump(sqs, queue_url, chalice_invoker(app, "fanout_worker"), batch_size=1)
@@ -87,7 +92,7 @@ def worker_process(env: dict[str, str], queue_url: str, ready: Any, stop: Any) -
 
 def run_inline(env: dict[str, str]) -> float:
     from shared.config import load_config_from_env
-    from shared.pipeline import SyncRequest, run_sync
+    from shared.run.sync import SyncRequest, run_sync
 
     os.environ.update(env)
     load_config_from_env.cache_clear()
@@ -102,9 +107,9 @@ def run_inline(env: dict[str, str]) -> float:
 def run_fanout(env: dict[str, str], moto: MotoServer, workers: int) -> tuple[float, int]:
     from devstack.sqs_pump import create_work_queues
     from shared.config import load_config_from_env
-    from shared.fanout.planner import start_fanout
-    from shared.fanout.queues import SqsQueue
-    from shared.pipeline import SyncRequest
+    from shared.run.fanout.planner import start_fanout
+    from shared.run.fanout.queues import SqsQueue
+    from shared.run.sync import SyncRequest
 
     name = f"bench-{uuid.uuid4().hex[:8]}"
     queue_url, _ = create_work_queues(moto.client("sqs"), name, visibility_timeout=300)

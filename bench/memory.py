@@ -3,7 +3,7 @@
     python -m bench.memory [--sizes 100,500,2000] [--in-memory-mb 100] [--steps rows|groupby]
 
 For each size it generates (and caches, like bench/transform.py) a sales CSV, then runs
-``shared.process.process_input`` on it in a fresh subprocess with a local destination,
+``shared.run.process.process_input`` on it in a fresh subprocess with a local destination,
 forcing the streaming path, and prints the child's peak RSS, MB/s and CPU seconds. The
 in-memory path runs once at ``--in-memory-mb`` for comparison. Target: peak RSS roughly flat
 and under 600 MB at 2 GB, so the job fits a 1 GB function.
@@ -50,8 +50,8 @@ def child_main(source: Path, out_dir: Path, stream: bool, steps: str) -> None:
     import pyarrow.parquet  # noqa: F401
 
     from shared.config import parse_config
-    from shared.manifest import InputRecord
-    from shared.process import process_input
+    from shared.run.manifest import InputRecord
+    from shared.run.process import process_input
     from shared.storage import open_storage
 
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -45,9 +45,10 @@ class Clock:
 
 
 def ours(source: Path, dest: Path, mark: Callable[[str], None]) -> None:
-    from shared.formats import write_table
-    from shared.readers import read_table
-    from shared.transforms import apply_steps, validate_steps
+    from shared.transform.readers import read_table
+    from shared.transform.steps.runner import apply_steps
+    from shared.transform.steps.specs import validate_steps
+    from shared.transform.writers import write_table
 
     steps = validate_steps(
         [

@@ -88,9 +88,10 @@ def generate_csv(mb: float, rows: int | None, seed: int) -> Path:
 
 
 def run_ours(source: Path, dest: Path, scenario: str) -> int:
-    from shared.formats import write_table
-    from shared.readers import read_table
-    from shared.transforms import apply_steps, validate_steps
+    from shared.transform.readers import read_table
+    from shared.transform.steps.runner import apply_steps
+    from shared.transform.steps.specs import validate_steps
+    from shared.transform.writers import write_table
 
     raw: list[dict[str, Any]] = [
         {"op": "filter", "expr": FILTER_EXPR},

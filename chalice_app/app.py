@@ -1,6 +1,6 @@
 """drivepipe on AWS Lambda (Chalice): HTTP API, S3-upload trigger and schedule trigger.
 
-The handlers are thin: each parses its event, calls :mod:`shared.service` and shapes the
+The handlers are thin: each parses its event, calls :mod:`shared.triggers.service` and shapes the
 response. Settings come from environment variables set per stage in ``.chalice/config.json``:
 
 - ``DRIVEPIPE_HTTP_AUTH``: ``iam`` (SigV4, ``IAMAuthorizer``), ``api_key`` (``x-api-key``
@@ -22,10 +22,11 @@ from typing import Any
 from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent, S3Event, SQSEvent
 
-from shared import log, service
-from shared.api import Response as CoreResponse
-from shared.errors import DrivepipeError, is_transient
-from shared.events import EventError, from_s3_event, parse_pipeline_list
+from shared import log
+from shared.errors import DrivepipeError, EventError, is_transient
+from shared.triggers import service
+from shared.triggers.events import from_s3_event, parse_pipeline_list
+from shared.triggers.http import Response as CoreResponse
 
 # Set before the config is first read (schedule_expression, below). A relative path, as in
 # config.json, is relative to this file, so chalicelib/drivepipe.toml is found from any cwd.
@@ -181,7 +182,7 @@ def work_records(event: SQSEvent) -> dict[str, Any]:
 
     Lambda honours ``batchItemFailures`` only when the event source mapping has
     ``FunctionResponseTypes=["ReportBatchItemFailures"]``, which Chalice does not set:
-    ``devstack/package_aws.py`` prints the ``aws lambda update-event-source-mapping`` command.
+    ``deploy/package_aws.py`` prints the ``aws lambda update-event-source-mapping`` command.
     """
     failures: list[dict[str, str]] = []
     for record in event.to_dict().get("Records") or []:

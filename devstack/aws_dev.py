@@ -47,8 +47,8 @@ from devstack.sqs_pump import (
 )
 from shared.config import CONFIG_ENV, PipelineFile, load_config
 from shared.errors import ConfigError
-from shared.fanout.options import FanoutOptions
-from shared.fanout.queues import QUEUE_ENV
+from shared.run.fanout.options import FanoutOptions
+from shared.run.fanout.queues import QUEUE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = REPO_ROOT / "chalice_app"

@@ -85,7 +85,7 @@ def run_demo(config_path: Path) -> int:
     """Run every pipeline in the demo config twice; 0 when only the expected samples failed."""
     from shared.cli import Reporter, print_summary
     from shared.config import load_config
-    from shared.pipeline import SyncRequest, run_sync
+    from shared.run.sync import SyncRequest, run_sync
 
     cfg = load_config(config_path)
     unexpected: list[str] = []

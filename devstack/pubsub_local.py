@@ -1,7 +1,7 @@
 """A LOCAL STAND-IN for Pub/Sub push delivery to Cloud Functions: not the Pub/Sub emulator.
 
 The official emulator needs Java and gcloud. This small server accepts the REST ``publish``
-call (``POST /v1/projects/P/topics/T:publish``, as :class:`shared.fanout.queues.PubSubTopic`
+call (``POST /v1/projects/P/topics/T:publish``, as :class:`shared.run.fanout.queues.PubSubTopic`
 sends it with ``PUBSUB_EMULATOR_HOST``) and delivers each message to the function subscribed
 to the topic as the CloudEvent Eventarc sends (``google.cloud.pubsub.topic.v1.messagePublished``,
 binary mode), through a pool of ``max_instances`` concurrent deliveries. A delivery answered

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.fanout.queues import DLQ_ENV, QUEUE_ENV
+from shared.run.fanout.queues import DLQ_ENV, QUEUE_ENV
 
 Invoke = Callable[[dict[str, Any]], Any]
 Invoker = Callable[[str, str], Invoke]  # (function, queue name) -> what the pump calls

@@ -1,6 +1,6 @@
 """Cloud Functions (gen2) entry points: thin adapters from GCP requests and events to the core.
 
-Three functions deploy from this one source directory (see ``devstack/package_gcp.py``):
+Three functions deploy from this one source directory (see ``deploy/package_gcp.py``):
 
 - ``sync_http``   HTTP: ``POST /sync``, ``GET /runs/<id>``, ``GET /health`` (and ``GET /``).
 - ``on_upload``   CloudEvent ``google.cloud.storage.object.v1.finalized`` from the input bucket.
@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import functions_framework
 
-from shared import log, service
-from shared.api import Response
-from shared.errors import DrivepipeError, RetryableError, StorageError, is_transient
-from shared.events import EventError, from_gcs_cloudevent, pipelines_from_pubsub
+from shared import log
+from shared.errors import DrivepipeError, EventError, RetryableError, StorageError, is_transient
+from shared.triggers import service
+from shared.triggers.events import from_gcs_cloudevent, pipelines_from_pubsub
+from shared.triggers.http import Response
 
 if TYPE_CHECKING:
     import flask

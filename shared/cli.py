@@ -1,7 +1,11 @@
-"""The drivepipe command line: sync, transform, validate, and the local dev tools.
+"""The drivepipe command line: sync, transform and validate.
 
 Exit codes: 0 success, 1 some input failed, 2 bad usage or configuration, 3 a source or
 destination could not be reached.
+
+The local tools (``drivepipe emulator``, ``demo``, ``dev``) are not part of the core: the
+``drivepipe`` console script is ``devstack.cli:main``, which hands them to :func:`main` as
+*delegates*, commands that parse everything after their own name.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +29,17 @@ from shared.log import LOG_LEVELS, configure
 
 if TYPE_CHECKING:
     from shared.config import Output, Pipeline
-    from shared.manifest import InputRecord, RunManifest
+    from shared.run.manifest import InputRecord, RunManifest
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-# Commands whose own tools parse everything after the command word.
-DELEGATED_COMMANDS = ("emulator", "demo", "dev")
-DEV_USAGE = "usage: drivepipe dev {aws,gcp} [options]"
+
+
+class Delegate:
+    """A command whose own tool parses everything after the command word."""
+
+    def __init__(self, help: str, run: Callable[[list[str]], int]) -> None:
+        self.help = help
+        self.run = run
 
 
 def _timestamp(value: str) -> datetime:
@@ -55,8 +65,8 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
+def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs); ``delegates`` are listed in its help."""
     parser = argparse.ArgumentParser(prog="drivepipe", description=__doc__.splitlines()[0])
     _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,10 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="load and validate a pipeline file")
     validate.add_argument("config", help="pipeline TOML file")
 
-    sub.add_parser("emulator", help="serve a local Drive API v3 emulator", add_help=False)
-    sub.add_parser("demo", help="run the bundled demo on the local stack", add_help=False)
-    dev = sub.add_parser("dev", help="simulate a cloud locally (aws or gcp)", add_help=False)
-    dev.add_argument("cloud", choices=["aws", "gcp"])
+    for name, delegate in (delegates or {}).items():
+        sub.add_parser(name, help=delegate.help, add_help=False)
     return parser
 
 
@@ -187,7 +195,7 @@ def print_summary(manifest: RunManifest, as_json: bool) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from shared.pipeline import SyncRequest, run_sync
+    from shared.run.sync import SyncRequest, run_sync
 
     pipeline = resolve_pipeline(args)
     if args.concurrency:
@@ -233,7 +241,7 @@ def split_source(source: str) -> tuple[str, str]:
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
-    from shared.pipeline import ObjectRequest, run_object
+    from shared.run.sync import ObjectRequest, run_object
 
     pipeline = resolve_pipeline(args)
     source_url, relpath = split_source(args.source)
@@ -252,31 +260,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         steps = len(pipeline.steps)
         print(f"{name}: {steps} steps → {pipeline.output.url} ({pipeline.output.format})")
     return EXIT_OK
-
-
-def _delegate(command: str, rest: list[str]) -> int:
-    if command == "emulator":
-        from devstack.drive_emulator import main as emulator_main
-
-        return emulator_main(rest)
-    if command == "demo":
-        from devstack.demo import main as demo_main
-
-        return demo_main(rest)
-    cloud, rest = rest[0] if rest else "", rest[1:]
-    if cloud in ("-h", "--help"):
-        print(f"{DEV_USAGE}\n  drivepipe dev aws --help, drivepipe dev gcp --help: the options")
-        return EXIT_OK
-    if cloud == "aws":
-        from devstack.aws_dev import main as aws_main
-
-        return aws_main(rest)
-    if cloud == "gcp":
-        from devstack.gcp_dev import main as gcp_main
-
-        return gcp_main(rest)
-    print(DEV_USAGE, file=sys.stderr)
-    return EXIT_USAGE
 
 
 def _command_index(argv: list[str]) -> int | None:
@@ -299,19 +282,20 @@ def _configure_logging(level: str | None) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``drivepipe`` console script."""
+def main(argv: list[str] | None = None, *, delegates: Mapping[str, Delegate] | None = None) -> int:
+    """Run one command; ``delegates`` adds commands that parse their own arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    delegates = delegates or {}
     index = _command_index(argv)
-    if index is not None and argv[index] in DELEGATED_COMMANDS:
+    if index is not None and argv[index] in delegates:
         # The dev tools own their flags; hand them everything after the command word.
         global_parser = argparse.ArgumentParser(prog="drivepipe", add_help=False)
         _add_global_options(global_parser)
         level = global_parser.parse_args(argv[:index]).log_level
         if not _configure_logging(level):
             return EXIT_USAGE
-        return _delegate(argv[index], argv[index + 1 :])
-    args = build_parser().parse_args(argv)
+        return delegates[argv[index]].run(argv[index + 1 :])
+    args = build_parser(delegates).parse_args(argv)
     if not _configure_logging(args.log_level):
         return EXIT_USAGE
     handlers = {"sync": cmd_sync, "transform": cmd_transform, "validate": cmd_validate}

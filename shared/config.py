@@ -17,10 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import ConfigError
-from shared.fanout.options import FanoutOptions
-from shared.readers.options import ReadOptions
-from shared.streaming_options import StreamingOptions
-from shared.transforms.specs import Step
+from shared.run.fanout.options import FanoutOptions
+from shared.transform.readers.options import ReadOptions
+from shared.transform.steps.specs import Step
+from shared.transform.streaming.options import StreamingOptions
 
 CONFIG_ENV = "DRIVEPIPE_CONFIG"
 SourceFormat = Literal["csv", "tsv", "xlsx", "json", "jsonl", "parquet", "gsheet"]
@@ -35,7 +35,7 @@ SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     "parquet",
     "gsheet",
 )
-# Mirrors shared.formats (which imports pandas, so config can't); a test keeps them equal.
+# Mirrors shared.transform.writers (which imports pandas, so config can't); a test keeps them equal.
 COMPRESSIONS: dict[str, tuple[str, ...]] = {
     "parquet": ("zstd", "snappy", "gzip", "brotli", "lz4", "none"),
     "csv": ("gzip", "none"),

@@ -1,6 +1,33 @@
-"""Exception classes shared by every drivepipe module (see docs/contracts.md)."""
+"""Every exception drivepipe raises on purpose, in one tree (see docs/contracts.md)::
+
+    DrivepipeError
+    ├── ConfigError            a pipeline file or setting is missing or invalid (names the field)
+    ├── DriveError             a Drive API call failed (status, reason, message; .retryable)
+    │   └── DriveAuthError     credentials missing, invalid or refused (never retried)
+    ├── ReadError              an input file could not be parsed
+    ├── TransformError         a transform step failed
+    ├── StorageError           reading or writing a store failed (transient)
+    │   └── StorageNotFound    no object at that key (the bucket or root exists)
+    ├── ApiError               an HTTP request was rejected (status, code, field)
+    ├── EventError             a cloud event without the shape its cloud sends
+    ├── BadWorkItem            a queue message that is not a work item (dropped, never retried)
+    ├── LeaseHeld              someone else holds a live lease (who, which run, until when)
+    ├── LeaseLost              our lease expired and was taken over: stop without saving
+    └── RetryableError         transient: redeliver later
+        ├── EventInProgress    another delivery is processing this event
+        └── ItemCrashed        a worker could not finish an item: the queue redelivers it
+
+:func:`is_transient` is the one rule for "raise so the platform redelivers" versus "report and
+acknowledge".
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.run.lease import LeaseInfo
 
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 # Reasons we assign ourselves to transport-level failures; all are transient.
@@ -62,6 +89,10 @@ class StorageError(DrivepipeError):
     """Reading or writing an output store failed."""
 
 
+class StorageNotFound(StorageError):
+    """The object does not exist at the key (the bucket/root itself does)."""
+
+
 class ApiError(DrivepipeError):
     """An HTTP API request was rejected; ``status``, machine ``code`` and offending ``field``."""
 
@@ -80,8 +111,39 @@ class ApiError(DrivepipeError):
         self.field = field
 
 
+class EventError(DrivepipeError, ValueError):
+    """An event that does not have the shape its cloud sends."""
+
+
+class BadWorkItem(DrivepipeError, ValueError):
+    """A queue message that is not a work item: it can never succeed, so it is dropped."""
+
+
+class LeaseHeld(DrivepipeError):
+    """Someone else holds a live lease: who, for which run, and until when."""
+
+    def __init__(self, name: str, holder: LeaseInfo) -> None:
+        self.name = name
+        self.holder = holder
+        until = datetime.fromtimestamp(holder.expires_at, UTC).isoformat(timespec="seconds")
+        what = f"run {holder.run_id}" if holder.run_id else f"holder {holder.holder}"
+        super().__init__(f"{name} is held by {what} until {until.replace('+00:00', 'Z')}")
+
+
+class LeaseLost(DrivepipeError):
+    """Our lease expired and another holder took it over; stop without saving shared state."""
+
+
 class RetryableError(DrivepipeError):
     """A transient failure (destination unreachable, Drive retries exhausted): redeliver later."""
+
+
+class EventInProgress(RetryableError):
+    """Another delivery holds a live claim on this event and did not finish within the wait."""
+
+
+class ItemCrashed(RetryableError):
+    """The worker could not finish a work item; the queue should deliver it again."""
 
 
 def is_transient(exc: BaseException) -> bool:

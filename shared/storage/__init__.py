@@ -9,22 +9,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from shared.storage.base import (
-    ObjectInfo,
-    Storage,
-    StorageError,
-    StorageNotFound,
-    guess_content_type,
-    safe_key,
-)
+from shared.errors import StorageError
+from shared.storage.base import ObjectInfo, Storage, guess_content_type, safe_key
 from shared.storage.local import LocalStorage
 
 __all__ = [
     "LocalStorage",
     "ObjectInfo",
     "Storage",
-    "StorageError",
-    "StorageNotFound",
     "guess_content_type",
     "open_storage",
     "safe_key",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 from typing import BinaryIO
 
-from shared.storage.base import MAX_KEY_BYTES, StorageError, check_key, check_prefix, stream_size
+from shared.errors import StorageError
+from shared.storage.base import MAX_KEY_BYTES, check_key, check_prefix, stream_size
 
 
 class BucketLayout:

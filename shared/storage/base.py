@@ -22,8 +22,6 @@ __all__ = [
     "MAX_KEY_BYTES",
     "ObjectInfo",
     "Storage",
-    "StorageError",
-    "StorageNotFound",
     "check_key",
     "check_prefix",
     "guess_content_type",
@@ -49,10 +47,6 @@ _CONTENT_TYPES = {
     ".txt": "text/plain",
     ".gz": "application/gzip",
 }
-
-
-class StorageNotFound(StorageError):
-    """The object does not exist at the key (the bucket/root itself does)."""
 
 
 @dataclass(frozen=True)

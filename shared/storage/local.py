@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.storage.base import ObjectInfo, StorageError, StorageNotFound, check_key, check_prefix
+from shared.errors import StorageError, StorageNotFound
+from shared.storage.base import ObjectInfo, check_key, check_prefix
 
 # Temp files live next to their final file (same filesystem, so os.replace is atomic) and are
 # hidden from list(); keys may not use this prefix for a file name.

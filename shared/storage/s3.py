@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from shared.errors import StorageError, StorageNotFound
 from shared.storage._bucket import BucketLayout, as_stream
-from shared.storage.base import ObjectInfo, StorageError, StorageNotFound, guess_content_type
+from shared.storage.base import ObjectInfo, guess_content_type
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient

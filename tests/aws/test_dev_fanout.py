@@ -25,7 +25,7 @@ from devstack.aws_dev import (
     prepare_fanout,
 )
 from shared.config import PipelineFile, load_config, parse_config
-from shared.fanout.queues import QUEUE_ENV
+from shared.run.fanout.queues import QUEUE_ENV
 from tests.aws.conftest import SALES_CSV, AppLoader, Stack, dev_command, wait_for
 from tests.conftest import unique_bucket_name
 
@@ -144,7 +144,7 @@ def test_drivepipe_dev_aws_finishes_a_fanned_out_http_sync(
     stack, config, paths = fanout_stack
     queue = unique_bucket_name("work")
     options = [*stack.dev_options(), "--config", str(config), "--fanout-queue", queue]
-    with dev_command("-m", "shared.cli", "dev", "aws", *options) as dev:
+    with dev_command("-m", "devstack.cli", "dev", "aws", *options) as dev:
         url = dev.next_line_with("http ").split()[1]
         assert f"{queue} -> fanout_worker" in dev.next_line_with("sqs pump")
         assert f"{queue}-dlq -> fanout_dead_letter" in dev.next_line_with("sqs pump")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack import package_aws
-from devstack.package_aws import (
+from deploy import package_aws
+from deploy.package_aws import (
     LAMBDA_UNZIPPED_LIMIT,
     LAYER_UNZIPPED_BYTES,
     MIB,
@@ -59,15 +59,15 @@ def test_package_holds_the_app_the_core_and_only_what_the_layer_lacks(
     for needed in (
         "app.py",
         "chalicelib/drivepipe.toml",
-        "shared/service.py",
-        "shared/events.py",
+        "shared/triggers/service.py",
+        "shared/triggers/events.py",
         "pydantic/__init__.py",
         "google/auth/__init__.py",
     ):
         assert needed in names, needed
     for top in ("pandas", "numpy", "pyarrow", "boto3", "botocore", "devstack", "tests"):
         assert not any(n.startswith(f"{top}/") for n in names), top
-    assert "shared/cli.py" not in names
+    assert "shared/cli.py" in names  # the core CLI imports no local tooling, so it ships
     assert not any("__pycache__" in n for n in names)
 
 
@@ -178,7 +178,11 @@ def test_vendoring_copies_shared_without_caches_or_the_cli(tmp_path: Path) -> No
     target = package_aws.vendor_shared(app, shared)
     copied = sorted(str(p.relative_to(app)) for p in app.rglob("*") if p.is_file())
     assert target == app / "vendor" / "shared"
-    assert copied == ["vendor/shared/__init__.py", "vendor/shared/pkg/client.py"]
+    assert copied == [
+        "vendor/shared/__init__.py",
+        "vendor/shared/cli.py",
+        "vendor/shared/pkg/client.py",
+    ]
 
 
 @pytest.mark.slow

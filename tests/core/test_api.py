@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shared.api import MAX_BODY_BYTES, error_response, parse_sync_body
 from shared.errors import ApiError
+from shared.triggers.http import MAX_BODY_BYTES, error_response, parse_sync_body
 
 
 def test_valid_body_keeps_only_the_overrides_that_were_set() -> None:

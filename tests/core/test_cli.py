@@ -129,6 +129,8 @@ def test_log_level_is_case_insensitive_and_a_bad_one_is_named(
 
 
 def test_global_options_before_a_dev_tool_reach_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from devstack.cli import main  # the console script: the core's commands plus local tools
+
     with pytest.raises(SystemExit) as exited:
         main(["--log-level", "WARNING", "emulator", "--help"])
     assert exited.value.code == EXIT_OK
@@ -164,3 +166,10 @@ def test_wrong_folder_id_names_the_setting_to_fix(
     err = capsys.readouterr().err
     assert "Drive folder 1NoSuchFolder not found" in err and "--folder" in err
     assert not list((tmp_path / "o").rglob("_runs/*"))
+
+
+def test_the_core_cli_knows_no_local_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator"])
+    assert exited.value.code == EXIT_USAGE
+    assert "invalid choice: 'emulator'" in capsys.readouterr().err

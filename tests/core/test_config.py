@@ -150,8 +150,8 @@ def test_adhoc_pipeline_converts_unchanged() -> None:
 
 
 def test_config_compressions_match_what_the_writers_support() -> None:
-    from shared import formats
     from shared.config import COMPRESSIONS
+    from shared.transform import writers as formats
 
     assert set(COMPRESSIONS) == set(formats.OUTPUT_FORMATS)
     assert set(COMPRESSIONS["parquet"]) == set(formats.PARQUET_COMPRESSIONS)

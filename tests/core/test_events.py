@@ -8,8 +8,8 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from shared.events import (
-    EventError,
+from shared.errors import EventError
+from shared.triggers.events import (
     from_gcs_cloudevent,
     from_s3_event,
     key_problem,

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import keys
 from shared.config import adhoc_pipeline, parse_config
-from shared.manifest import RUN_ID_PATTERN, InputRecord, RunManifest, new_run_id
-from shared.state import InputState, SyncState, definition_hash, event_seen, mark_event
-from shared.storage import open_storage
+from shared.run.manifest import RUN_ID_PATTERN, InputRecord, RunManifest, new_run_id
+from shared.run.state import InputState, SyncState, definition_hash, event_seen, mark_event
+from shared.storage import layout, open_storage
 
 
 @pytest.mark.parametrize(
@@ -35,16 +34,16 @@ from shared.storage import open_storage
 def test_output_keys_are_deterministic_and_stay_inside(
     relpath: str, ext: str, sheet: str | None, partition: tuple, expected: str
 ) -> None:
-    key = keys.output_key(relpath, ext, sheet=sheet, partition=partition)
+    key = layout.output_key(relpath, ext, sheet=sheet, partition=partition)
     assert key == expected
     assert ".." not in key.split("/") and not key.startswith("/")
 
 
 def test_reserved_prefixes() -> None:
-    assert keys.is_reserved("_runs/x.json")
-    assert keys.is_reserved("sales/_state/x.json")
-    assert not keys.is_reserved("incoming/_runs.csv")
-    assert keys.quarantine_key("r1", "bad/../x.csv").startswith("_quarantine/r1/")
+    assert layout.is_reserved("_runs/x.json")
+    assert layout.is_reserved("sales/_state/x.json")
+    assert not layout.is_reserved("incoming/_runs.csv")
+    assert layout.quarantine_key("r1", "bad/../x.csv").startswith("_quarantine/r1/")
 
 
 def test_manifest_counts_and_summary() -> None:

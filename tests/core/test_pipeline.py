@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from shared.config import Pipeline, parse_config
-from shared.manifest import RunManifest
-from shared.pipeline import ObjectRequest, SyncRequest, run_object, run_sync
+from shared.run.manifest import RunManifest
+from shared.run.sync import ObjectRequest, SyncRequest, run_object, run_sync
 from shared.storage import open_storage
 from tests.core.conftest import SALES_Q1, DriveTree
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import service
 from shared.config import load_config_from_env
 from shared.errors import RetryableError, is_transient
+from shared.triggers import service
 from tests.core.conftest import DriveTree
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.drive_emulator.generate import generate_tree
-from shared.fanout.items import WorkItem
+from shared.run.fanout.items import WorkItem
 
 GOOD_FILES = 290
 MALFORMED = [f"broken/bad_{n}.json" for n in range(5)]

@@ -6,8 +6,8 @@ import json
 import shlex
 from pathlib import Path
 
-from devstack import package_aws
-from devstack.package_gcp import (
+from deploy import package_aws
+from deploy.package_gcp import (
     PUBSUB_AGENT,
     WORK_SUBSCRIPTION,
     DeployConfig,

@@ -19,22 +19,22 @@ from typing import Any
 import pytest
 
 from devstack.drive_emulator.emulator import DriveEmulator
-from shared import service
 from shared.config import Pipeline, load_config_from_env, parse_config
 from shared.drive import DriveClient
 from shared.errors import ConfigError
-from shared.fanout import runs
-from shared.fanout.items import final_lock_key
-from shared.fanout.options import DEFAULT_FINALIZE_SECONDS
-from shared.fanout.planner import start_fanout
-from shared.fanout.progress import progress
-from shared.fanout.runs import finalize_lease, maybe_finalize, run_lease
-from shared.fanout.worker import handle_item
-from shared.lease import Lease
-from shared.manifest import run_key, utc_now
-from shared.pipeline import SyncRequest, sync_lease
-from shared.state import SyncState
+from shared.run.fanout import runs
+from shared.run.fanout.items import final_lock_key
+from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
+from shared.run.fanout.planner import start_fanout
+from shared.run.fanout.progress import progress
+from shared.run.fanout.runs import finalize_lease, maybe_finalize, run_lease
+from shared.run.fanout.worker import handle_item
+from shared.run.lease import Lease
+from shared.run.manifest import run_key, utc_now
+from shared.run.state import SyncState
+from shared.run.sync import SyncRequest, sync_lease
 from shared.storage import Storage, open_storage
+from shared.triggers import service
 from tests.fanout.conftest import ListQueue
 from tests.fanout.poison import SimulatedCrash
 

@@ -15,8 +15,8 @@ from devstack.servers import MotoServer, free_port
 from devstack.sqs_pump import SqsPump, create_work_queues
 from shared.drive import DriveFile
 from shared.errors import ConfigError
-from shared.fanout.items import PlannedFile, WorkItem
-from shared.fanout.queues import PubSubTopic, SqsQueue, pubsub_topic_path, queue_from_env
+from shared.run.fanout.items import PlannedFile, WorkItem
+from shared.run.fanout.queues import PubSubTopic, SqsQueue, pubsub_topic_path, queue_from_env
 from tests.conftest import unique_bucket_name
 
 RUN_ID = "20261122T000000Z-0123abcd"

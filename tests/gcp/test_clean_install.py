@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from deploy.package_gcp import stage_source
 from devstack.gcp_cloudevents import deliver, gcs_finalize_event, object_resource
 from devstack.gcp_dev import FunctionServer
-from devstack.package_gcp import stage_source
 from tests.gcp.conftest import logs_for_event
 
 pytestmark = pytest.mark.slow

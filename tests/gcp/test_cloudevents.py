@@ -15,7 +15,7 @@ from devstack.gcp_cloudevents import (
     object_resource,
     scheduler_event,
 )
-from shared.events import from_gcs_cloudevent, pipelines_from_pubsub
+from shared.triggers.events import from_gcs_cloudevent, pipelines_from_pubsub
 
 NAME = "incoming/sales/q 1 été+東京.csv"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack import package_gcp
-from devstack.package_gcp import (
+from deploy import package_gcp
+from deploy.package_gcp import (
     GCS_AGENT,
     Command,
     DeployConfig,
@@ -166,8 +166,8 @@ def test_stage_source_vendors_the_core(tmp_path: Path):
         "requirements.txt",
         "drivepipe.toml",
         ".gcloudignore",
-        "shared/service.py",
-        "shared/events.py",
+        "shared/triggers/service.py",
+        "shared/triggers/events.py",
         "shared/storage/gcs.py",
     ):
         assert (src / name).is_file(), name

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from devstack.gcp_dev import GcpDevStack
-from shared.api import MAX_BODY_BYTES
+from shared.triggers.http import MAX_BODY_BYTES
 
 
 def call(stack: GcpDevStack, method: str, path: str, body: bytes | str | None = None):

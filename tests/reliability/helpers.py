@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.manifest import RUNS_PREFIX
-from shared.state import SyncState
-from shared.storage import Storage, StorageNotFound
+from shared.errors import StorageNotFound
+from shared.run.manifest import RUNS_PREFIX
+from shared.run.state import SyncState
+from shared.storage import Storage
 
 
 def toml_dumps(data: dict[str, Any]) -> str:

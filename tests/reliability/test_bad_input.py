@@ -8,8 +8,8 @@ import pytest
 
 from devstack.drive_emulator import DriveEmulator, path_id
 from shared.config import parse_config
-from shared.manifest import RunManifest
-from shared.pipeline import SyncRequest, run_sync
+from shared.run.manifest import RunManifest
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from shared.storage.base import check_key
 from tests.reliability.cases import (

@@ -10,12 +10,12 @@ import pytest
 
 from devstack.drive_emulator import DriveEmulator
 from devstack.servers import MotoServer, free_port
-from shared import service
 from shared.cli import EXIT_UNREACHABLE, EXIT_USAGE
 from shared.cli import main as cli_main
 from shared.config import parse_config
-from shared.errors import ConfigError, DriveError, StorageError, is_transient
-from shared.events import EventError, ObjectEvent, from_gcs_cloudevent, from_s3_event
+from shared.errors import ConfigError, DriveError, EventError, StorageError, is_transient
+from shared.triggers import service
+from shared.triggers.events import ObjectEvent, from_gcs_cloudevent, from_s3_event
 from tests.reliability.conftest import Deploy
 
 # ---- events ---------------------------------------------------------------------------------

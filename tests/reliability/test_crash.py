@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from devstack.drive_emulator import DriveEmulator, FaultConfig
-from shared.pipeline import SyncRequest, run_sync
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from tests.reliability.conftest import make_pipeline
 from tests.reliability.helpers import missing_outputs, state_entries, toml_dumps

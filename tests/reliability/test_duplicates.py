@@ -16,13 +16,13 @@ import pytest
 
 from devstack.aws_events import s3_event, s3_put_record
 from devstack.servers import MotoServer
-from shared import service
 from shared.config import load_config_from_env
-from shared.errors import RetryableError
-from shared.events import from_s3_event
-from shared.pipeline import ObjectRequest, run_object
-from shared.state import EventInProgress, event_claim
+from shared.errors import EventInProgress, RetryableError
+from shared.run.state import event_claim
+from shared.run.sync import ObjectRequest, run_object
 from shared.storage import open_storage
+from shared.triggers import service
+from shared.triggers.events import from_s3_event
 from tests.reliability.conftest import Deploy
 from tests.reliability.helpers import data_keys, manifests
 

@@ -19,8 +19,8 @@ from devstack.servers import MotoServer
 from shared.drive import DriveClient
 from shared.drive.retry import RetryPolicy
 from shared.errors import StorageError
-from shared.manifest import InputRecord
-from shared.pipeline import SyncRequest, run_sync
+from shared.run.manifest import InputRecord
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from tests.reliability.conftest import make_pipeline
 from tests.reliability.helpers import data_keys, missing_outputs, state_entries

@@ -1,4 +1,4 @@
-"""The lease in shared/lease.py: exclusive, expiring, safe to take over, fenced on renewal."""
+"""The lease in shared/run/lease.py: exclusive, expiring, safe to take over, fenced on renewal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from shared.lease import Lease, LeaseHeld, LeaseLost
+from shared.errors import LeaseHeld, LeaseLost
+from shared.run.lease import Lease
 from shared.storage import open_storage
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.package_gcp import DeployConfig, deploy_commands, setup_commands
+from deploy.package_gcp import DeployConfig, deploy_commands, setup_commands
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = sorted((REPO / "chalice_app" / ".chalice").glob("policy-*.json"))

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from devstack.drive_emulator import DriveEmulator, FaultConfig
-from shared import service
-from shared.lease import LeaseHeld, LeaseInfo, LeaseLost
-from shared.manifest import InputRecord
-from shared.pipeline import SyncRequest, run_sync, sync_lease
+from shared.errors import LeaseHeld, LeaseLost
+from shared.run.lease import LeaseInfo
+from shared.run.manifest import InputRecord
+from shared.run.sync import SyncRequest, run_sync, sync_lease
 from shared.storage import open_storage
+from shared.triggers import service
 from tests.reliability.conftest import Deploy, make_pipeline
 from tests.reliability.helpers import missing_outputs, state_entries
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from devstack.servers import GcsEmulator, MotoServer
-from shared.storage import Storage, StorageError
+from shared.errors import StorageError
+from shared.storage import Storage
 from shared.storage.local import TEMP_PREFIX, LocalStorage
 from tests.storage.helpers import LARGE_SIZE, MIB, FailingStream, open_small_threshold
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from devstack.servers import GcsEmulator, MotoServer, free_port
-from shared.storage import ObjectInfo, Storage, StorageError, StorageNotFound, open_storage
+from shared.errors import StorageError, StorageNotFound
+from shared.storage import ObjectInfo, Storage, open_storage
 from tests.storage.helpers import LARGE_SIZE, open_small_threshold
 
 HOSTILE_KEYS = [

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage import StorageError, guess_content_type, open_storage, safe_key
+from shared.errors import StorageError
+from shared.storage import guess_content_type, open_storage, safe_key
 from shared.storage.base import MAX_KEY_BYTES, check_key, check_prefix
 from shared.storage.gcs import GcsStorage
 from shared.storage.local import LocalStorage

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage import StorageError
+from shared.errors import StorageError
 from shared.storage.local import LocalStorage
 
 

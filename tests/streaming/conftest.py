@@ -1,6 +1,6 @@
 """Fixtures for streaming tests: small inputs, a tiny threshold and tiny batches.
 
-Every helper runs one input twice through ``shared.process.render``: once with a threshold
+Every helper runs one input twice through ``shared.transform.render.render``: once with a threshold
 above its size (the in-memory path) and once with ``threshold_mb=0`` and small blocks and
 batches, so that even a few-KB file streams in many batches.
 """
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from shared.config import Pipeline, parse_config
-from shared.manifest import InputRecord
-from shared.process import render
+from shared.run.manifest import InputRecord
+from shared.transform.render import render
 
 BATCH_ROWS = 7
 BLOCK_MB = 0.004  # 4 KB blocks: a 20 KB file is read in several blocks

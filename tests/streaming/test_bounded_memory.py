@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import shared.streaming.engine as engine
-from shared.streaming.sinks import Sink
+import shared.transform.streaming.engine as engine
+from shared.transform.streaming.sinks import Sink
 from tests.streaming.conftest import BATCH_ROWS, make_pipeline, run_render, sales_csv
 
 STEPS = [
@@ -58,7 +58,7 @@ def test_no_stage_holds_more_than_batch_rows_whatever_the_input_size(
 def test_the_in_memory_path_by_contrast_holds_the_whole_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import shared.transforms.runner as runner
+    import shared.transform.steps.runner as runner
 
     seen: list[int] = []
     real = runner.apply_step
@@ -84,7 +84,7 @@ def test_partitioned_sinks_flush_together_once_batch_rows_are_buffered(
 
 
 def test_streamed_groupby_holds_partials_not_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.transforms.incremental import IncrementalGroupby
+    from shared.transform.steps.incremental import IncrementalGroupby
 
     held: list[int] = []
     real_add = IncrementalGroupby.add

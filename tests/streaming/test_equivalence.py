@@ -115,7 +115,7 @@ def test_header_only_file_gives_the_same_empty_output() -> None:
 def test_small_inputs_below_the_threshold_do_not_stream(
     sales: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shared.streaming.engine as engine
+    import shared.transform.streaming.engine as engine
 
     calls: list[str] = []
     real = engine.stream_render

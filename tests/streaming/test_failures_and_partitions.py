@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from shared.errors import DrivepipeError
-from shared.manifest import InputRecord
-from shared.process import process_input
+from shared.run.manifest import InputRecord
+from shared.run.process import process_input
 from shared.storage import open_storage
 from tests.streaming.conftest import both_ways, make_pipeline, run_render, sales_csv
 
@@ -80,7 +80,7 @@ def test_missing_partition_column_is_a_clear_error() -> None:
 def test_reader_never_moves_the_callers_file_position(holder: str, tmp_path: Path) -> None:
     import tempfile
 
-    from shared.streaming.batches import arrow_input
+    from shared.transform.streaming.batches import arrow_input
 
     data = sales_csv(300)
     if holder == "disk file":

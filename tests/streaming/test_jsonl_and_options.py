@@ -9,7 +9,7 @@ import pytest
 
 from shared.config import parse_config
 from shared.errors import ConfigError, ReadError
-from shared.streaming_options import StreamingOptions
+from shared.transform.streaming.options import StreamingOptions
 from tests.streaming.conftest import both_ways, make_pipeline, run_render
 
 
@@ -79,7 +79,7 @@ def test_options_module_stays_free_of_pandas() -> None:
     import sys
 
     code = (
-        "import sys, shared.config, shared.streaming; "
+        "import sys, shared.config, shared.transform.streaming; "
         "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

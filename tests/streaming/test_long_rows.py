@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import shared.streaming.engine as engine
+import shared.transform.streaming.engine as engine
 from shared.errors import ReadError
-from shared.manifest import InputRecord
-from shared.process import process_input
+from shared.run.manifest import InputRecord
+from shared.run.process import process_input
 from shared.storage import open_storage
 from tests.streaming.conftest import both_ways, make_pipeline, run_render
 

@@ -114,7 +114,7 @@ def test_cp1252_head_with_a_byte_cp1252_lacks_later_reads_as_latin1_both_ways() 
 def test_types_inferred_from_a_bigger_head_avoid_the_restart(
     infer_mb: float, restarts: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shared.streaming.csv_source as csv_source
+    import shared.transform.streaming.csv_source as csv_source
 
     drifts: list[str] = []
     real = csv_source._csv_problem

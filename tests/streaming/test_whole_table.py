@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from shared.errors import TransformError
-from shared.transforms.incremental import IncrementalGroupby
-from shared.transforms.rows import groupby
+from shared.transform.steps.incremental import IncrementalGroupby
+from shared.transform.steps.rows import groupby
 from tests.streaming.conftest import both_ways, make_pipeline, run_render, sales_csv
 
 NORMALIZE = {"op": "normalize_columns"}

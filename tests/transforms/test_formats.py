@@ -14,14 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from shared.errors import TransformError
-from shared.formats import (
+from shared.transform.readers import read_table
+from shared.transform.writers import (
     HIVE_NULL,
     extension,
     hive_escape,
     split_partitions,
     write_table,
 )
-from shared.readers import read_table
 from tests.transforms.helpers import records
 
 
@@ -130,7 +130,7 @@ def test_jsonl_values_and_iso_dates(typed: pd.DataFrame) -> None:
 
 
 def test_jsonl_chunks_and_empty(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shared.formats.JSONL_CHUNK_ROWS", 2)
+    monkeypatch.setattr("shared.transform.writers.JSONL_CHUNK_ROWS", 2)
     df = pd.DataFrame({"n": range(5)})
     lines = write(df, "jsonl").decode().splitlines()
     assert [json.loads(line)["n"] for line in lines] == [0, 1, 2, 3, 4]

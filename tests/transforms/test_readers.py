@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shared.errors import ReadError
-from shared.readers import (
+from shared.transform.readers import (
     CsvOptions,
     ExcelOptions,
     JsonOptions,
@@ -23,7 +23,7 @@ from shared.readers import (
     detect_format,
     read_table,
 )
-from shared.readers.sniff import sniff_delimiter, sniff_encoding
+from shared.transform.readers.sniff import sniff_delimiter, sniff_encoding
 from tests.transforms.helpers import records
 
 

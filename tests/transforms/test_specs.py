@@ -8,8 +8,8 @@ import sys
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from shared.readers.options import CsvOptions, ReadOptions
-from shared.transforms.specs import CastStep, GroupbyStep, Step, validate_steps
+from shared.transform.readers.options import CsvOptions, ReadOptions
+from shared.transform.steps.specs import CastStep, GroupbyStep, Step, validate_steps
 
 
 def error_locations(raw: list[dict]) -> list[tuple[tuple, str]]:
@@ -111,7 +111,7 @@ def test_steps_embed_in_a_config_model() -> None:
 
 def test_specs_and_options_do_not_import_pandas() -> None:
     code = (
-        "import sys, shared.transforms.specs, shared.readers.options; "
+        "import sys, shared.transform.steps.specs, shared.transform.readers.options; "
         "print('pandas' in sys.modules, 'pyarrow' in sys.modules)"
     )
     result = subprocess.run(

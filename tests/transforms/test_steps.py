@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from shared.errors import TransformError
-from shared.transforms import apply_steps, load_custom, needs_whole_table, validate_steps
+from shared.transform.steps.custom import load_custom
+from shared.transform.steps.runner import apply_steps, needs_whole_table
+from shared.transform.steps.specs import validate_steps
 from tests.transforms import custom_steps
 from tests.transforms.helpers import records, snapshot
 

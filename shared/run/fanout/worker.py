@@ -1,0 +1,190 @@
+"""Process one work item: fetch its files, run each through the pipeline, record the result.
+
+A result is created once (``create_if_absent``), so a duplicate delivery of a finished item is
+a no-op. A crash (anything but a bad input, which is quarantined as in an inline run) is noted
+under ``errors/`` and re-raised so the queue redelivers the item; on the last delivery the item
+is recorded as failed first. Items that reach the dead-letter queue are recorded by
+:func:`dead_letter` with the last noted error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+from shared.errors import DriveError, ItemCrashed, RetryableError, StorageError, StorageNotFound
+from shared.log import get_logger
+from shared.run.fanout.items import (
+    ItemResult,
+    WorkItem,
+    error_key,
+    plan_key,
+    result_key,
+)
+from shared.run.fanout.runs import maybe_finalize
+from shared.run.manifest import InputRecord, input_record, utc_now
+from shared.run.state import InputState
+from shared.storage import open_storage
+
+if TYPE_CHECKING:
+    from shared.config import Pipeline
+    from shared.drive import DriveClient
+    from shared.storage import Storage
+
+Outcome = Literal["done", "duplicate", "failed", "orphan"]
+log = get_logger("fanout")
+_drives: dict[tuple[str, ...], DriveClient] = {}
+_DRIVE_ENV = (
+    "DRIVE_API_URL",
+    "DRIVE_API_KEY",
+    "DRIVE_ACCESS_TOKEN",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "DRIVE_SERVICE_ACCOUNT_JSON",
+)
+
+
+def drive_client() -> DriveClient:
+    """One Drive client per process and Drive settings (warm invocations reuse connections)."""
+    from shared.drive import DriveClient
+    from shared.secrets import load_into_env
+
+    load_into_env()
+    settings = tuple(os.environ.get(name, "") for name in _DRIVE_ENV)
+    if settings not in _drives:
+        _drives[settings] = DriveClient.from_env()
+    return _drives[settings]
+
+
+def _destination(item: WorkItem) -> Storage:
+    try:
+        return open_storage(item.destination)
+    except StorageError as exc:
+        raise RetryableError(f"destination {item.destination} is not reachable: {exc}") from exc
+
+
+def handle_item(
+    item: WorkItem,
+    pipeline: Pipeline | None,
+    *,
+    attempt: int = 1,
+    max_attempts: int | None = None,
+    drive: DriveClient | None = None,
+) -> Outcome:
+    """Process ``item`` (delivery number ``attempt``) unless it already has a result."""
+    dest = _destination(item)
+    key = result_key(item.run_id, item.item_id)
+    if dest.exists(key):
+        # The first delivery may have died between its result and the finalizer.
+        maybe_finalize(dest, item.run_id, item.items_total)
+        return "duplicate"
+    if not dest.exists(plan_key(item.run_id)):
+        log.warning("work item without a plan", extra={"run_id": item.run_id})
+        return "orphan"
+    if pipeline is None:
+        reason = f"pipeline {item.pipeline!r} is not in the deployed configuration"
+        return _record_failure(dest, item, attempt, reason)
+    try:
+        records, states = _process_files(pipeline, dest, item, drive or drive_client())
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        _note_error(dest, item, attempt, reason)
+        if max_attempts is not None and attempt >= max_attempts:
+            _record_failure(dest, item, attempt, f"gave up after {attempt} deliveries: {reason}")
+        log.error("work item crashed", extra={"item": item.item_id, "attempt": attempt})
+        raise ItemCrashed(f"item {item.item_id} of run {item.run_id}: {reason}") from exc
+    result = ItemResult(item.run_id, item.item_id, "done", records, states, attempt)
+    created = dest.create_if_absent(key, result.to_json())
+    maybe_finalize(dest, item.run_id, item.items_total)
+    return "done" if created else "duplicate"
+
+
+def dead_letter(item: WorkItem, *, deliveries: int | None = None) -> Outcome:
+    """A dead-lettered item: record it as failed with the last error a worker noted."""
+    dest = _destination(item)
+    if dest.exists(result_key(item.run_id, item.item_id)):
+        maybe_finalize(dest, item.run_id, item.items_total)
+        return "duplicate"
+    try:
+        last = json.loads(dest.read(error_key(item.run_id, item.item_id)))
+        cause = f"last error (delivery {last['attempt']}): {last['error']}"
+    except StorageNotFound:
+        cause = "no error was recorded (timeout or out of memory?)"
+    count = f" after {deliveries} deliveries" if deliveries else ""
+    return _record_failure(dest, item, deliveries or 0, f"dead-lettered{count}; {cause}")
+
+
+def _note_error(dest: Storage, item: WorkItem, attempt: int, reason: str) -> None:
+    body = json.dumps({"attempt": attempt, "error": reason, "at": utc_now()}).encode()
+    try:
+        dest.write(error_key(item.run_id, item.item_id), body)
+    except StorageError:
+        log.warning("could not note a work item's error", extra={"item": item.item_id})
+
+
+def _record_failure(dest: Storage, item: WorkItem, attempt: int, reason: str) -> Outcome:
+    """Every file of the item failed with ``reason``; they are retried on the next run."""
+    records = []
+    for planned in item.files:
+        record = input_record(planned.file)
+        record.status, record.error = "failed", reason
+        records.append(record)
+    states: dict[str, dict[str, Any] | None] = {_state_key(p.file): None for p in item.files}
+    result = ItemResult(item.run_id, item.item_id, "failed", records, states, attempt, reason)
+    created = dest.create_if_absent(result_key(item.run_id, item.item_id), result.to_json())
+    maybe_finalize(dest, item.run_id, item.items_total)
+    return "failed" if created else "duplicate"
+
+
+def _state_key(file: Any) -> str:
+    from shared.run.sync import state_key
+
+    return state_key(file)
+
+
+def _process_files(
+    pipeline: Pipeline, dest: Storage, item: WorkItem, drive: DriveClient
+) -> tuple[list[InputRecord], dict[str, dict[str, Any] | None]]:
+    """Fetch the item's files in parallel and process each as it arrives."""
+    from shared.run.process import process_input
+
+    formats = {p.file: p.format for p in item.files}
+    records: dict[Any, InputRecord] = {}
+    states: dict[str, dict[str, Any] | None] = {}
+    with tempfile.TemporaryDirectory(prefix="drivepipe-item-") as scratch:
+        paths = {p.file: os.path.join(scratch, f"{n}") for n, p in enumerate(item.files)}
+
+        def open_dest(file: Any) -> BinaryIO:
+            return open(paths[file], "w+b")
+
+        fetched = drive.fetch_many(
+            list(formats),
+            open_dest,
+            concurrency=min(pipeline.concurrency, len(formats)),
+            sheet_format=pipeline.read.sheets_export,
+        )
+        for file, outcome in fetched:
+            record = records[file] = input_record(file)
+            if isinstance(outcome, DriveError):  # not the content's fault: retry next run
+                record.status, record.error = "failed", f"download failed: {outcome}"
+                states[_state_key(file)] = None
+                continue
+            with open(paths[file], "rb") as data:
+                process_input(pipeline, dest, data, formats[file], record, item.run_id)
+            os.remove(paths[file])
+            states[_state_key(file)] = vars(
+                InputState(
+                    md5=file.md5,
+                    modified_time=file.modified_time,
+                    size=file.size,
+                    path=file.path,
+                    output_keys=list(record.output_keys),
+                    run_id=item.run_id,
+                    error=record.error,
+                    quarantine_key=record.quarantine_key,
+                )
+            )
+    return [records[p.file] for p in item.files if p.file in records], states

@@ -1,0 +1,187 @@
+"""Incremental state kept in the destination, since function disks are ephemeral.
+
+``_state/<pipeline>.json`` remembers, per input, what was last written successfully. It is
+saved only after the outputs it claims are durable, so it never claims an input whose
+output is missing. ``_state/events/`` holds one marker per processed storage event, which
+makes at-least-once deliveries idempotent; a delivery *claims* its event first (a lease under
+``_locks/events/``), so two concurrent deliveries never both process it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import EventInProgress, StorageNotFound
+from shared.run.lease import Lease, ttl_from_env
+
+if TYPE_CHECKING:
+    from shared.config import Pipeline
+    from shared.storage import Storage
+
+STATE_VERSION = 1
+
+
+def definition_hash(pipeline: Pipeline) -> str:
+    """A hash of everything that shapes a pipeline's outputs; a change re-processes all inputs."""
+    shaping = pipeline.model_dump(mode="json", include={"read", "steps"})
+    shaping["output"] = pipeline.output.model_dump(
+        mode="json", include={"format", "compression", "partition_by", "keep_raw"}
+    )
+    shaping["formats"] = list(pipeline.source.formats)
+    canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass
+class InputState:
+    """What the last run that processed an input made of it.
+
+    ``error`` is set when the input's content failed (it was quarantined): an unchanged input
+    that failed is reported again without being re-fetched or quarantined twice.
+    """
+
+    md5: str | None
+    modified_time: str | None
+    size: int | None
+    path: str
+    output_keys: list[str]
+    run_id: str
+    error: str | None = None
+    quarantine_key: str | None = None
+
+
+@dataclass
+class SyncState:
+    """The per-pipeline state document."""
+
+    pipeline: str
+    definition: str
+    inputs: dict[str, InputState] = field(default_factory=dict)
+    dirty: bool = field(default=True, compare=False)  # a fresh state has never been saved
+
+    @staticmethod
+    def key(pipeline: str) -> str:
+        """Where a pipeline's state lives in its destination."""
+        return f"_state/{pipeline}.json"
+
+    @classmethod
+    def load(cls, storage: Storage, pipeline: str, definition: str) -> SyncState:
+        """The stored state; a missing or changed-definition state starts empty."""
+        try:
+            raw = json.loads(storage.read(cls.key(pipeline)))
+        except StorageNotFound:
+            return cls(pipeline, definition)
+        if raw.get("version") != STATE_VERSION or raw.get("definition") != definition:
+            return cls(pipeline, definition)
+        inputs = {k: InputState(**v) for k, v in raw.get("inputs", {}).items()}
+        return cls(pipeline, definition, inputs, dirty=False)
+
+    def is_unchanged(
+        self, source_id: str, *, md5: str | None, modified_time: str | None, size: int | None
+    ) -> bool:
+        """True when this input was written before and has not changed since.
+
+        Binary files compare by md5 (and size); native files, which have no md5, by modifiedTime.
+        """
+        seen = self.inputs.get(source_id)
+        if seen is None:
+            return False
+        if md5 is not None:
+            return seen.md5 == md5 and (size is None or seen.size == size)
+        return modified_time is not None and seen.modified_time == modified_time
+
+    def record(self, source_id: str, entry: InputState) -> None:
+        """Remember an outcome (call only once its outputs or quarantine copy are durable)."""
+        if self.inputs.get(source_id) != entry:
+            self.inputs[source_id] = entry
+            self.dirty = True
+
+    def forget(self, source_id: str) -> None:
+        """Drop an input, so the next run tries it again."""
+        if self.inputs.pop(source_id, None) is not None:
+            self.dirty = True
+
+    def to_json(self) -> bytes:
+        """The state document as UTF-8 JSON."""
+        data: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "pipeline": self.pipeline,
+            "definition": self.definition,
+            "inputs": {k: vars(v) for k, v in sorted(self.inputs.items())},
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def save(self, storage: Storage) -> None:
+        """Write the state atomically, if anything changed since it was loaded or saved."""
+        if self.dirty:
+            storage.write(self.key(self.pipeline), self.to_json(), content_type="application/json")
+            self.dirty = False
+
+
+def event_marker_key(dedupe_id: str) -> str:
+    """The marker recording that one storage event was processed."""
+    return f"_state/events/{hashlib.sha256(dedupe_id.encode()).hexdigest()}.json"
+
+
+def event_seen(storage: Storage, dedupe_id: str) -> bool:
+    """True when this exact event (object + version) was already processed."""
+    return storage.exists(event_marker_key(dedupe_id))
+
+
+def mark_event(storage: Storage, dedupe_id: str, run_id: str) -> bool:
+    """Record a processed event; False when another delivery recorded it first."""
+    body = json.dumps({"event": dedupe_id, "run_id": run_id}).encode()
+    return storage.create_if_absent(event_marker_key(dedupe_id), body)
+
+
+EVENT_CLAIM_SECONDS_ENV = "DRIVEPIPE_EVENT_CLAIM_SECONDS"
+EVENT_WAIT_SECONDS_ENV = "DRIVEPIPE_EVENT_WAIT_SECONDS"
+
+
+def event_claim(storage: Storage, dedupe_id: str) -> Lease:
+    """The lease that one delivery of an event holds while it processes the event.
+
+    Its TTL (``DRIVEPIPE_EVENT_CLAIM_SECONDS``, default 900 s) bounds how long a crashed
+    claimant blocks the event: after it, a redelivery takes the claim over and processes it.
+    """
+    digest = hashlib.sha256(dedupe_id.encode()).hexdigest()
+    return Lease(storage, f"events/{digest}", ttl=ttl_from_env(EVENT_CLAIM_SECONDS_ENV, 900.0))
+
+
+def claim_event(
+    storage: Storage, dedupe_id: str, *, wait: float | None = None, poll: float = 0.1
+) -> Lease | None:
+    """Claim an event for processing; ``None`` when it was already processed.
+
+    A delivery that finds a live claim waits up to ``wait`` seconds
+    (``DRIVEPIPE_EVENT_WAIT_SECONDS``, default 10) for it to complete, then raises
+    :class:`EventInProgress` so the cloud redelivers later. The completion marker is checked
+    again once claimed, since the previous claimant may have finished just before.
+    """
+    if wait is None:
+        wait = ttl_from_env(EVENT_WAIT_SECONDS_ENV, 10.0)
+    lease = event_claim(storage, dedupe_id)
+    deadline = time.monotonic() + wait
+    while True:
+        if event_seen(storage, dedupe_id):
+            return None
+        if lease.try_acquire() is not None:
+            if event_seen(storage, dedupe_id):  # finished just before we took the claim
+                lease.discard()
+                return None
+            return lease
+        if time.monotonic() >= deadline:
+            holder = lease.latest()
+            until = holder.to_json().decode() if holder else "unknown"
+            raise EventInProgress(f"{dedupe_id} is being processed by another delivery ({until})")
+        time.sleep(poll)
+
+
+def complete_event(storage: Storage, dedupe_id: str, run_id: str, claim: Lease) -> None:
+    """Record the event as processed (outputs are durable by now), then drop its claim."""
+    mark_event(storage, dedupe_id, run_id)
+    claim.discard()

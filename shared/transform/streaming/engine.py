@@ -1,0 +1,206 @@
+"""The streaming render: batches → row-wise steps → sinks (or an incremental groupby).
+
+Everything is written to temporary files owned by one attempt; only a complete attempt hands
+its files to the caller, so a failure in a late batch leaves no output behind. A schema drift
+restarts the input with the wider types, and a row longer than the block with bigger blocks
+(see ``batches``); an abandoned attempt's files are discarded with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, BinaryIO
+
+import pandas as pd
+
+from shared.errors import ReadError, TransformError
+from shared.log import get_logger
+from shared.storage import layout
+from shared.transform.outputs import RenderedOutput, compression, render_frame
+from shared.transform.steps.incremental import IncrementalGroupby
+from shared.transform.steps.runner import apply_step
+from shared.transform.streaming import input_size
+from shared.transform.streaming.batches import LongRow, SchemaDrift, StreamHints
+from shared.transform.streaming.csv_source import CsvLayout, csv_frames, head_types, sniff_layout
+from shared.transform.streaming.jsonl_source import jsonl_frames
+from shared.transform.streaming.plan import StreamPlan, describe_size, plan_steps
+from shared.transform.streaming.sinks import PartitionedSinks, Sink, make_sink
+from shared.transform.writers import extension
+
+if TYPE_CHECKING:
+    from shared.config import Pipeline
+    from shared.run.manifest import InputRecord
+
+MAX_ATTEMPTS = 12  # type/encoding restarts; bigger-block restarts end at max_row_bytes
+log = get_logger("streaming")
+
+
+def stream_render(
+    pipeline: Pipeline,
+    data: BinaryIO,
+    fmt: str,
+    relpath: str,
+    record: InputRecord,
+    stack: ExitStack,
+) -> list[RenderedOutput]:
+    """Like ``render.render`` for one big CSV/TSV/JSON Lines input, in bounded memory."""
+    size = input_size(data)
+    plan = plan_steps(pipeline.steps, size, pipeline.streaming)
+    log.info("streaming input", extra={"path": relpath, "size": describe_size(size)})
+    layout = None
+    hints = StreamHints()
+    if fmt in ("csv", "tsv"):
+        options = pipeline.read.csv
+        layout = sniff_layout(data, options, "\t" if fmt == "tsv" else None)
+        types = head_types(data, options, layout, pipeline.streaming.infer_bytes)
+        hints = StreamHints(column_types=types)
+    drifts = 0
+    while drifts < MAX_ATTEMPTS:
+        with ExitStack() as attempt:  # files of an attempt that restarts are discarded with it
+            run = _Run(pipeline, plan, relpath, attempt)
+            frames = _frames(pipeline, data, layout, hints)
+            try:
+                outputs = run.execute(frames)
+            except LongRow as long_row:
+                why = {"path": relpath, "why": str(long_row)}
+                log.info("restarting with bigger blocks", extra=why)
+                hints = long_row.hints
+                continue
+            except SchemaDrift as drift:
+                log.info("restarting with wider types", extra={"path": relpath, "why": str(drift)})
+                hints = drift.hints
+                drifts += 1
+                continue
+            finally:
+                frames.close()  # stops the reader now, not whenever it is garbage-collected
+            stack.enter_context(attempt.pop_all())
+        record.rows_in, record.rows_out = run.rows_in, run.rows_out
+        record.steps.extend(run.step_stats())
+        return outputs
+    raise ReadError(f"column types kept changing after {MAX_ATTEMPTS} re-reads; cast at the source")
+
+
+def _frames(
+    pipeline: Pipeline, data: BinaryIO, layout: CsvLayout | None, hints: StreamHints
+) -> Generator[pd.DataFrame, None, None]:
+    options = pipeline.streaming
+    sizes = {
+        "block_bytes": options.block_bytes,
+        "max_row_bytes": options.max_row_bytes,
+        "batch_rows": options.batch_rows,
+    }
+    if layout is not None:
+        return csv_frames(data, pipeline.read.csv, layout, hints, **sizes)
+    return jsonl_frames(data, pipeline.read.json, hints, **sizes)
+
+
+class _Run:
+    """One attempt at one input: counts rows per step and owns the output sinks."""
+
+    def __init__(self, pipeline: Pipeline, plan: StreamPlan, relpath: str, stack: ExitStack):
+        self.pipeline = pipeline
+        self.plan = plan
+        self.relpath = relpath
+        self.stack = stack
+        self.rows_in = self.rows_out = 0
+        self._stats: dict[int, list[int]] = {}  # step index → [rows in, rows out]
+        self._left = {i: s.n for i, s in plan.row_steps if s.op == "limit"}  # type: ignore[union-attr]
+
+    def execute(self, frames: Iterator[pd.DataFrame]) -> list[RenderedOutput]:
+        """Drive every batch through the plan; returns the finished outputs."""
+        if self.plan.groupby is not None:
+            return self._aggregate(frames)
+        output = self.pipeline.output
+        codec = compression(output.compression)
+        options = self.pipeline.streaming
+
+        def new_sink() -> Sink:
+            return make_sink(output.format, codec, self.stack, buffer_rows=options.batch_rows)
+
+        columns = list(output.partition_by)
+        target: Sink | PartitionedSinks = (
+            PartitionedSinks(
+                columns,
+                new_sink,
+                max_partitions=options.max_partitions,
+                buffer_rows=options.batch_rows,
+            )
+            if columns
+            else new_sink()
+        )
+        for frame in frames:
+            result = self._row_steps(frame)
+            self.rows_out += len(result)
+            target.write(result)
+        ext = extension(output.format, codec)
+        if isinstance(target, Sink):
+            key = layout.output_key(self.relpath, ext)
+            return [RenderedOutput(key=key, body=target.body, size=target.close())]
+        rendered = [
+            RenderedOutput(
+                key=layout.output_key(self.relpath, ext, partition=list(labels)),
+                body=sink.body,
+                size=sink.close(),
+            )
+            for labels, sink in target.sinks.items()
+        ]
+        return sorted(rendered, key=lambda out: out.key)
+
+    def _aggregate(self, frames: Iterator[pd.DataFrame]) -> list[RenderedOutput]:
+        assert self.plan.groupby is not None
+        index, step = self.plan.groupby
+        with _step_errors(index, step.op):
+            aggregator = IncrementalGroupby(
+                list(step.by), dict(step.aggs), compact_rows=self.pipeline.streaming.batch_rows
+            )
+        for frame in frames:
+            result = self._row_steps(frame)
+            with _step_errors(index, step.op):
+                aggregator.add(result)
+        with _step_errors(index, step.op):
+            grouped = aggregator.result()
+        self._count(index, aggregator.rows_in, len(grouped))
+        for after_index, after in self.plan.after:
+            rows = len(grouped)
+            grouped, _ = apply_step(grouped, after, after_index)
+            self._count(after_index, rows, len(grouped))
+        self.rows_out = len(grouped)
+        return render_frame(self.pipeline, grouped, self.relpath, None, self.stack)
+
+    def _row_steps(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self.rows_in += len(frame)
+        for index, step in self.plan.row_steps:
+            rows = len(frame)
+            if index in self._left:  # a limit counts rows across batches
+                frame, _ = apply_step(
+                    frame, step.model_copy(update={"n": self._left[index]}), index
+                )
+                self._left[index] -= len(frame)
+            else:
+                frame, _ = apply_step(frame, step, index)
+            self._count(index, rows, len(frame))
+        return frame
+
+    def _count(self, index: int, rows_in: int, rows_out: int) -> None:
+        counts = self._stats.setdefault(index, [0, 0])
+        counts[0] += rows_in
+        counts[1] += rows_out
+
+    def step_stats(self) -> list[dict[str, object]]:
+        """Per-step row counts summed over batches, in the manifest's shape."""
+        steps = self.pipeline.steps
+        return [
+            {"op": steps[i].op, "rows_in": n_in, "rows_out": n_out, "table": None}
+            for i, (n_in, n_out) in sorted(self._stats.items())
+        ]
+
+
+@contextlib.contextmanager
+def _step_errors(index: int, op: str) -> Iterator[None]:
+    """Prefix a ``TransformError`` with the step, as ``apply_step`` does."""
+    try:
+        yield
+    except TransformError as exc:
+        raise TransformError(f"step {index} ({op}): {exc}") from exc
