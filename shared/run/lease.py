@@ -29,6 +29,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,12 @@ def ttl_from_env(name: str, default: float) -> float:
 
 
 class Lease:
-    """A named lease in ``storage``; use :meth:`acquire`, :meth:`renew`, :meth:`release`."""
+    """A named lease in ``storage``; use :meth:`acquire`, :meth:`renew`, :meth:`release`.
+
+    Time comes from seams tests replace: ``clock`` (expiries and :meth:`acquire`'s bounded
+    wait), ``sleep`` (between :meth:`acquire`'s polls) and ``stop_event``, whose timed
+    ``wait`` paces the background renewals and whose ``set`` stops them.
+    """
 
     def __init__(
         self,
@@ -115,7 +121,9 @@ class Lease:
         ttl: float = DEFAULT_TTL_SECONDS,
         holder: str | None = None,
         run_id: str | None = None,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.storage = storage
         self.name = name
@@ -123,9 +131,10 @@ class Lease:
         self.holder = holder or new_holder_id()
         self.run_id = run_id
         self._clock = clock
+        self._sleep = sleep
         self.info: LeaseInfo | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = stop_event if stop_event is not None else threading.Event()
         self._renewer: threading.Thread | None = None
         self.lost: str | None = None  # why the lease was lost, once it was
 
@@ -183,16 +192,16 @@ class Lease:
         return info
 
     def acquire(self, *, wait: float = 0.0, poll: float = 0.2) -> LeaseInfo:
-        """Take the lease, waiting up to ``wait`` seconds; raise :class:`LeaseHeld` otherwise."""
-        deadline = time.monotonic() + wait
+        """Take the lease, waiting up to ``wait`` seconds of its clock, else raise LeaseHeld."""
+        deadline = self._clock() + wait
         while True:
             info = self.try_acquire()
             if info is not None:
                 return info
             current = self.latest()
-            if time.monotonic() >= deadline and current is not None:
+            if self._clock() >= deadline and current is not None:
                 raise LeaseHeld(self.name, current)
-            time.sleep(poll)
+            self._sleep(poll)
 
     def renew(self) -> None:
         """Push the expiry out by one TTL; raise :class:`LeaseLost` if it was taken over."""

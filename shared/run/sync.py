@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from shared.drive import DriveClient, DriveFile
     from shared.storage import Storage
 
-GSHEET = "application/vnd.google-apps.spreadsheet"
 CHECKPOINT_SECONDS = 10.0
 CHECKPOINT_SECONDS_ENV = "DRIVEPIPE_CHECKPOINT_SECONDS"
 CHECKPOINT_EVERY_ENV = "DRIVEPIPE_CHECKPOINT_EVERY"
@@ -99,7 +98,7 @@ def input_format(file: DriveFile, pipeline: Pipeline) -> str | None:
     from shared.transform.readers import detect_format
 
     formats = pipeline.source.formats
-    if file.mime_type == GSHEET:
+    if file.is_sheet:
         return pipeline.read.sheets_export if "gsheet" in formats else None
     fmt = detect_format(file.name, file.mime_type)
     return fmt if fmt in formats else None

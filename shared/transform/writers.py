@@ -31,7 +31,6 @@ DEFAULT_PARQUET_COMPRESSION = "snappy"
 PARQUET_ROW_GROUP_ROWS = 1 << 20
 JSONL_CHUNK_ROWS = 100_000
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_RE = r"^[=+\-@\t\r]"
 # Characters Hive escapes in partition values (FileUtils.escapePathName), plus controls.
 _HIVE_ESCAPE = frozenset("\"#%'*/:=?\\\x7f{[]^") | frozenset(chr(c) for c in range(1, 32))

@@ -158,7 +158,10 @@ def test_read_timeout_is_retried_then_reported(emulator_api, client_for, tmp_pat
 def test_fetch_many_keeps_to_its_concurrency(emulator_api, client_for, tmp_path) -> None:
     write_tree(tmp_path, {f"f{i}.csv": f"{i}\n" for i in range(10)})
     lock = threading.Lock()
-    open_now = peak = 0
+    open_now = peak = opened = 0
+    # The first three downloads meet before any goes on, so three are open at once however the
+    # threads are scheduled; the 0.1 s latency keeps them open long enough to see a fourth.
+    first_three = threading.Barrier(3, timeout=30)
 
     class CountingDest(io.BytesIO):
         def close(self) -> None:
@@ -168,10 +171,14 @@ def test_fetch_many_keeps_to_its_concurrency(emulator_api, client_for, tmp_path)
             super().close()
 
     def open_dest(file: DriveFile) -> io.BytesIO:
-        nonlocal open_now, peak
+        nonlocal open_now, peak, opened
         with lock:
             open_now += 1
+            opened += 1
             peak = max(peak, open_now)
+            meet = opened <= 3
+        if meet:
+            first_three.wait()
         return CountingDest()
 
     with emulator_api.DriveEmulator(

@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from devstack.drive_emulator import DriveEmulator, FaultConfig
+import pytest
+
+from devstack.drive_emulator import DriveEmulator
 from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from tests.reliability.conftest import make_pipeline
@@ -17,10 +20,12 @@ from tests.reliability.helpers import missing_outputs, state_entries, toml_dumps
 from tests.reliability.test_faults import check_outputs, fill
 
 REPO = Path(__file__).resolve().parents[2]
+ALLOWED_DOWNLOADS = 8  # files the killed sync may fetch: more than the 6 it must checkpoint
+GATE_TIMEOUT = 60.0  # a cap for a hung test, not a margin: the kill releases the gate
 
 
 def test_sigkill_mid_sync_then_rerun_completes_without_redoing_work(
-    emulator: DriveEmulator, drive_root: Path, tmp_path: Path
+    emulator: DriveEmulator, drive_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill(drive_root, 40)
     dest_url = str(tmp_path / "dest")
@@ -31,7 +36,17 @@ def test_sigkill_mid_sync_then_rerun_completes_without_redoing_work(
         "concurrency": 1,
     }
     config.write_text(toml_dumps({"pipelines": {"rel": body}}))
-    emulator.set_faults(FaultConfig(latency_s=0.05))  # slow enough to be caught mid-way
+    # The sync is caught mid-way by construction: the emulator holds every download after the
+    # first ALLOWED_DOWNLOADS until the process is killed, so it cannot finish first.
+    downloads_open = threading.Event()
+    answer_latency = emulator.faults.latency
+
+    def hold_later_downloads() -> float:
+        if emulator.stats.requests["media"] > ALLOWED_DOWNLOADS:
+            downloads_open.wait(GATE_TIMEOUT)
+        return answer_latency()
+
+    monkeypatch.setattr(emulator.faults, "latency", hold_later_downloads)
     env = {
         **os.environ,
         "DRIVEPIPE_CHECKPOINT_EVERY": "1",
@@ -55,6 +70,7 @@ def test_sigkill_mid_sync_then_rerun_completes_without_redoing_work(
     finally:
         proc.kill()
         proc.wait(timeout=10)
+        downloads_open.set()
     assert proc.returncode == -signal.SIGKILL
 
     checkpointed = state_entries(dest, "rel")
@@ -63,7 +79,6 @@ def test_sigkill_mid_sync_then_rerun_completes_without_redoing_work(
     check_outputs(dest_url)  # whatever sits at a final key is complete
     assert not list(dest.list("_runs/"))  # the killed run never got to write its manifest
 
-    emulator.set_faults(FaultConfig())
     pipeline = make_pipeline(dest_url, emulator.root_id)
     # The dead process' lease (2 s TTL) blocks until it expires, then is taken over.
     rerun = run_sync(SyncRequest(pipeline=pipeline, lock_wait_seconds=15))

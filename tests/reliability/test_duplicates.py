@@ -26,6 +26,9 @@ from shared.triggers.events import from_s3_event
 from tests.reliability.conftest import Deploy
 from tests.reliability.helpers import data_keys, manifests
 
+# How long one delivery keeps being redelivered: a time cap for a stuck claim, not a count of
+# tries. Twenty tries 0.2 s apart lasted as little as 4 s when the retryable errors came fast.
+REDELIVER_FOR = 120.0
 STEPS = [{"op": "normalize_columns"}, {"op": "derive", "column": "total", "expr": "a * b"}]
 
 
@@ -50,12 +53,14 @@ def deliver_all(records: list[dict[str, Any]], seed: int) -> dict[str, list[str]
 
     def one(record: dict[str, Any]) -> tuple[str, str]:
         event = from_s3_event(s3_event([record]))[0]
-        for _ in range(20):  # like the cloud: a retryable error means "deliver again later"
+        deadline = time.monotonic() + REDELIVER_FOR
+        while True:  # like the cloud: a retryable error means "deliver again later"
             try:
                 return event.dedupe_id, service.on_object(event, trigger="test")["outcome"]
             except RetryableError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{event.dedupe_id} was never accepted") from None
                 time.sleep(0.2)
-        raise AssertionError(f"{event.dedupe_id} was never accepted")
 
     with ThreadPoolExecutor(8) as pool:
         for dedupe_id, outcome in pool.map(one, deliveries):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.drive_emulator import DriveEmulator, FaultConfig
+from devstack.drive_emulator import DriveEmulator
 from shared.errors import LeaseHeld, LeaseLost
 from shared.run.lease import LeaseInfo
 from shared.run.manifest import InputRecord
@@ -17,6 +17,8 @@ from shared.storage import open_storage
 from shared.triggers import service
 from tests.reliability.conftest import Deploy, make_pipeline
 from tests.reliability.helpers import missing_outputs, state_entries
+
+GATE_TIMEOUT = 60.0  # a cap for a hung sync, not a margin: nothing waits it out
 
 
 def fill(root: Path, count: int) -> None:
@@ -37,23 +39,31 @@ def test_overlapping_sync_is_refused_and_state_stays_whole(
         }
     )
     pipeline = make_pipeline(dest_url, emulator.root_id, concurrency=2)
-    emulator.set_faults(FaultConfig(latency_s=0.08))
     dest = open_storage(dest_url)
     first: dict[str, object] = {}
+    # The first sync stops after its first file, holding the lease, until the overlapping
+    # attempts are done: it is mid-run for them however fast or slow the machine is.
+    mid_run, overlap_done = threading.Event(), threading.Event()
+
+    def hold_after_first_file(record: InputRecord, done: int, total: int) -> None:
+        if done == 1:
+            mid_run.set()
+            assert overlap_done.wait(GATE_TIMEOUT), "the overlapping attempts never finished"
 
     def long_sync() -> None:
-        first["manifest"] = run_sync(SyncRequest(pipeline=pipeline, checkpoint_every=1))
+        request = SyncRequest(pipeline=pipeline, checkpoint_every=1)
+        first["manifest"] = run_sync(request, progress=hold_after_first_file)
 
     runner = threading.Thread(target=long_sync)
     runner.start()
-    deadline = time.monotonic() + 10
-    while not list(dest.list("_locks/")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-    with pytest.raises(LeaseHeld) as refused:
-        run_sync(SyncRequest(pipeline=pipeline))
-    response = service.http_sync(b'{"pipeline": "rel"}')
-    runner.join()
+    try:
+        assert mid_run.wait(GATE_TIMEOUT), "the first sync never processed a file"
+        with pytest.raises(LeaseHeld) as refused:
+            run_sync(SyncRequest(pipeline=pipeline))
+        response = service.http_sync(b'{"pipeline": "rel"}')
+    finally:
+        overlap_done.set()
+        runner.join()
 
     first_run = first["manifest"].run_id  # type: ignore[attr-defined]
     assert refused.value.holder.run_id == first_run
@@ -64,7 +74,6 @@ def test_overlapping_sync_is_refused_and_state_stays_whole(
     assert first["manifest"].counts()["written"] == 24  # type: ignore[attr-defined]
     assert missing_outputs(dest, "rel") == [] and len(state_entries(dest, "rel")) == 24
 
-    emulator.set_faults(FaultConfig())
     again = run_sync(SyncRequest(pipeline=pipeline))  # the lease was released: free at once
     assert again.counts()["skipped_unchanged"] == 24
 

@@ -48,10 +48,19 @@ class _SilentServer(LocalServer):
         return [sys.executable, "-c", script]
 
 
-def test_free_port_is_bindable() -> None:
+def test_free_port_is_bindable_and_not_handed_out_again_while_held() -> None:
     port = free_port()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+    assert 1024 <= port <= 65535
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", port))  # free: binding it succeeds
+        held.listen()
+        assert held.getsockname() == ("127.0.0.1", port)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # and it is the port a client reaches
+        second = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with second, pytest.raises(OSError):
+            second.bind(("127.0.0.1", port))  # held now: a second bind is refused
+        assert free_port() != port  # so a second launcher gets another port
 
 
 def test_wait_for_port_times_out_on_a_closed_port() -> None:

@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 FORMATS = ("csv", "tsv", "xlsx", "json", "jsonl", "parquet")
-GOOGLE_SHEET_MIME = "application/vnd.google-apps.spreadsheet"
 
 _BY_MIME = {
     "text/csv": "csv",

@@ -20,7 +20,6 @@ from pydantic import (
     model_validator,
 )
 
-AGGREGATIONS = ("sum", "mean", "min", "max", "count", "nunique", "first", "last", "median", "std")
 CAST_TYPES = ("int64", "float64", "string", "bool", "datetime", "date")
 _DECIMAL_RE = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
 _IDENT = r"[A-Za-z_]\w*"
