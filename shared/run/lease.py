@@ -94,16 +94,6 @@ def new_holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def ttl_from_env(name: str, default: float) -> float:
-    """A positive number of seconds from the environment, else ``default``."""
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 class Lease:
     """A named lease in ``storage``; use :meth:`acquire`, :meth:`renew`, :meth:`release`."""
 

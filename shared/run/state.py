@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import EventInProgress, StorageNotFound
-from shared.run.lease import Lease, ttl_from_env
+from shared.run.lease import Lease
+from shared.settings import runtime_settings
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
@@ -138,10 +139,6 @@ def mark_event(storage: Storage, dedupe_id: str, run_id: str) -> bool:
     return storage.create_if_absent(event_marker_key(dedupe_id), body)
 
 
-EVENT_CLAIM_SECONDS_ENV = "DRIVEPIPE_EVENT_CLAIM_SECONDS"
-EVENT_WAIT_SECONDS_ENV = "DRIVEPIPE_EVENT_WAIT_SECONDS"
-
-
 def event_claim(storage: Storage, dedupe_id: str) -> Lease:
     """The lease that one delivery of an event holds while it processes the event.
 
@@ -149,7 +146,7 @@ def event_claim(storage: Storage, dedupe_id: str) -> Lease:
     claimant blocks the event: after it, a redelivery takes the claim over and processes it.
     """
     digest = hashlib.sha256(dedupe_id.encode()).hexdigest()
-    return Lease(storage, f"events/{digest}", ttl=ttl_from_env(EVENT_CLAIM_SECONDS_ENV, 900.0))
+    return Lease(storage, f"events/{digest}", ttl=runtime_settings().event_claim_seconds)
 
 
 def claim_event(
@@ -163,7 +160,7 @@ def claim_event(
     again once claimed, since the previous claimant may have finished just before.
     """
     if wait is None:
-        wait = ttl_from_env(EVENT_WAIT_SECONDS_ENV, 10.0)
+        wait = runtime_settings().event_wait_seconds
     lease = event_claim(storage, dedupe_id)
     deadline = time.monotonic() + wait
     while True:

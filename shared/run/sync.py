@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from shared.errors import DriveError, RetryableError, StorageError
 from shared.log import get_logger
-from shared.run.lease import DEFAULT_TTL_SECONDS, Lease, ttl_from_env
+from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, run_key, utc_now
 from shared.run.process import copy_to_temp, process_input
 from shared.run.state import InputState, SyncState, definition_hash
 from shared.secrets import load_into_env as load_secrets_into_env
+from shared.settings import runtime_settings
 from shared.storage import layout, open_storage
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from shared.storage import Storage
 
 GSHEET = "application/vnd.google-apps.spreadsheet"
-CHECKPOINT_SECONDS = 10.0
-CHECKPOINT_SECONDS_ENV = "DRIVEPIPE_CHECKPOINT_SECONDS"
-CHECKPOINT_EVERY_ENV = "DRIVEPIPE_CHECKPOINT_EVERY"
-LEASE_SECONDS_ENV = "DRIVEPIPE_LEASE_SECONDS"
 log = get_logger("pipeline")
 Progress = Callable[[InputRecord, int, int], None]
 
@@ -49,8 +46,8 @@ class SyncRequest:
     since: datetime | None = None
     full_refresh: bool = False
     dry_run: bool = False
-    # Save the state after this many processed inputs and/or seconds (None: from the env,
-    # DRIVEPIPE_CHECKPOINT_EVERY / DRIVEPIPE_CHECKPOINT_SECONDS, else every 10 s).
+    # Save the state after this many processed inputs and/or seconds (None: the runtime
+    # settings, DRIVEPIPE_CHECKPOINT_EVERY / DRIVEPIPE_CHECKPOINT_SECONDS, else every 10 s).
     checkpoint_every: int | None = None
     checkpoint_seconds: float | None = None
     # Wait this long for another sync of the pipeline to finish before refusing (LeaseHeld).
@@ -67,13 +64,13 @@ class Checkpoints:
     @classmethod
     def for_request(cls, request: SyncRequest) -> Checkpoints:
         """The request's settings, else the environment's, else every 10 seconds."""
+        settings = runtime_settings()
         every = request.checkpoint_every
         if every is None:
-            raw = os.environ.get(CHECKPOINT_EVERY_ENV, "")
-            every = int(raw) if raw.isdigit() and int(raw) > 0 else None
+            every = settings.checkpoint_every
         seconds = request.checkpoint_seconds
         if seconds is None:
-            seconds = ttl_from_env(CHECKPOINT_SECONDS_ENV, CHECKPOINT_SECONDS)
+            seconds = settings.checkpoint_seconds
         return cls(every, seconds)
 
     def due(self, since_save: int, last_save: float) -> bool:
@@ -212,7 +209,7 @@ def sync_lease(
     return Lease(
         dest,
         f"sync/{pipeline}",
-        ttl=ttl or ttl_from_env(LEASE_SECONDS_ENV, DEFAULT_TTL_SECONDS),
+        ttl=ttl or runtime_settings().lease_seconds,
         holder=holder,
         run_id=run_id,
     )
