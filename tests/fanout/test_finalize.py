@@ -23,14 +23,13 @@ from shared.config import Pipeline, load_config_from_env, parse_config
 from shared.drive import DriveClient
 from shared.errors import ConfigError
 from shared.run.fanout import runs
-from shared.run.fanout.items import final_lock_key
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
 from shared.run.fanout.planner import start_fanout
 from shared.run.fanout.progress import progress
 from shared.run.fanout.runs import finalize_lease, maybe_finalize, run_lease
 from shared.run.fanout.worker import handle_item
 from shared.run.lease import Lease
-from shared.run.manifest import run_key, utc_now
+from shared.run.manifest import run_key
 from shared.run.state import SyncState
 from shared.run.sync import SyncRequest, sync_lease
 from shared.storage import Storage, open_storage
@@ -277,15 +276,6 @@ def test_a_finalizer_that_lost_its_lease_writes_nothing(
     assert not setup.dest.exists(run_key(run_id))
     latest = sync_lease(setup.dest, "p").latest()
     assert latest is not None and latest.run_id == run_id and not latest.released
-
-
-def test_a_legacy_final_lock_counts_as_live_for_the_finalize_ttl(setup: Setup) -> None:
-    run_id, queue = setup.plan()
-    setup.dest.write(final_lock_key(run_id), utc_now().encode())  # an older finalizer's lock
-    setup.deliver(queue)
-    assert not setup.dest.exists(run_key(run_id))
-    assert maybe_finalize(setup.dest, run_id, clock=after_expiry) is not None
-    setup.assert_finished(run_id)
 
 
 def test_finalize_seconds_must_fit_in_the_run_lease() -> None:

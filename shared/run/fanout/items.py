@@ -5,8 +5,7 @@ A run that fans out keeps its bookkeeping beside the manifest, under ``_runs/<ru
 result per item, created once), ``errors/<item_id>.json`` (the last crash of an item, for
 the dead-letter reason) and ``progress.json`` (what progress polls have read of the results so
 far; a cache, never read by the finalizer). The finalizer is elected by the lease
-``_locks/finalize/<run_id>/``; ``final.lock``, which elected it before (with no expiry), is
-only read, for runs in flight.
+``_locks/finalize/<run_id>/``.
 """
 
 from __future__ import annotations
@@ -53,12 +52,6 @@ def progress_key(run_id: str) -> str:
 def error_key(run_id: str, item_id: str) -> str:
     """The last crash of one item (read when it is dead-lettered)."""
     return f"{run_dir(run_id)}errors/{item_id}.json"
-
-
-def final_lock_key(run_id: str) -> str:
-    """Legacy: created by finalizers before the finalize lease; now only read (live for the
-    finalize lease's TTL after it was made)."""
-    return f"{run_dir(run_id)}final.lock"
 
 
 def item_id(index: int) -> str:

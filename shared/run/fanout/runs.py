@@ -15,14 +15,12 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import LeaseLost, StorageNotFound
 from shared.log import get_logger
 from shared.run.fanout.items import (
     ItemResult,
-    final_lock_key,
     plan_key,
     result_key,
     results_prefix,
@@ -113,8 +111,6 @@ def maybe_finalize(
     if len(ids) < len(plan["item_ids"]) or dest.exists(run_key(run_id)):
         return None
     ttl = float(plan.get("finalize_seconds") or DEFAULT_FINALIZE_SECONDS)
-    if _legacy_lock_live(dest, run_id, ttl, clock()):
-        return None
     lease = finalize_lease(dest, run_id, ttl, clock)
     if lease.try_acquire() is None:
         return None  # a live finalizer is at work; if it dies, its lease expires
@@ -154,18 +150,6 @@ def finish_stalled_run(pipeline: Pipeline, holder: LeaseInfo) -> bool:
     lease.release()
     log.info("released the sync lease of a finished fan-out run", extra={"run_id": run_id})
     return True
-
-
-def _legacy_lock_live(dest: Storage, run_id: str, ttl: float, now: float) -> bool:
-    """A ``final.lock`` made before the finalize lease existed counts as live for ``ttl``."""
-    try:
-        raw = dest.read(final_lock_key(run_id))
-        made = datetime.fromisoformat(raw.decode().strip()).timestamp()
-    except StorageNotFound:
-        return False
-    except (ValueError, UnicodeDecodeError):
-        return False  # unreadable: treat it as expired
-    return now < made + ttl
 
 
 def _finalize(dest: Storage, plan: dict[str, Any], ids: set[str], lease: Lease) -> RunManifest:
