@@ -34,13 +34,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import LeaseHeld, LeaseLost, StorageError, StorageNotFound
+from shared.storage import layout
 
 if TYPE_CHECKING:
     from shared.storage import Storage
 
-LOCKS_PREFIX = "_locks/"
 DEFAULT_TTL_SECONDS = 900.0  # Lambda's longest run; renewed at a third of it while held
-_EPOCH_DIGITS = 12
 
 
 @dataclass(frozen=True)
@@ -122,10 +121,10 @@ class Lease:
     @property
     def prefix(self) -> str:
         """Where this lease's epoch objects live."""
-        return f"{LOCKS_PREFIX}{self.name}/"
+        return layout.lock_prefix(self.name)
 
     def _key(self, epoch: int) -> str:
-        return f"{self.prefix}{epoch:0{_EPOCH_DIGITS}d}.json"
+        return layout.lock_epoch_key(self.name, epoch)
 
     def latest(self) -> LeaseInfo | None:
         """The newest epoch object, or ``None`` when the lease was never taken."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from shared.errors import DriveError, RetryableError, StorageError
 from shared.log import get_logger
 from shared.run.lease import Lease
-from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, run_key, utc_now
+from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, utc_now
 from shared.run.process import copy_to_temp, process_input
 from shared.run.state import InputState, SyncState, definition_hash
 from shared.secrets import load_into_env as load_secrets_into_env
@@ -119,7 +119,9 @@ def _load_state(dest: Storage, pipeline: Pipeline) -> SyncState:
 def _save_manifest(dest: Storage, manifest: RunManifest) -> None:
     manifest.ended_at = utc_now()
     if not manifest.dry_run:
-        dest.write(run_key(manifest.run_id), manifest.to_json(), content_type="application/json")
+        dest.write(
+            layout.run_key(manifest.run_id), manifest.to_json(), content_type="application/json"
+        )
 
 
 def plan_sync(
@@ -208,7 +210,7 @@ def sync_lease(
     """
     return Lease(
         dest,
-        f"sync/{pipeline}",
+        layout.sync_lock(pipeline),
         ttl=ttl or runtime_settings().lease_seconds,
         holder=holder,
         run_id=run_id,

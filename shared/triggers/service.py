@@ -24,11 +24,11 @@ from shared.errors import (
     is_transient,
 )
 from shared.log import get_logger
-from shared.run.manifest import RUN_ID_PATTERN, RunManifest, run_key
+from shared.run.manifest import RUN_ID_PATTERN, RunManifest
 from shared.run.state import claim_event, complete_event
 from shared.run.sync import ObjectRequest, SyncRequest, relative_to_prefix, run_object, run_sync
 from shared.storage import open_storage
-from shared.storage.layout import is_reserved
+from shared.storage.layout import is_reserved, run_key
 from shared.triggers.events import ObjectEvent, key_problem
 from shared.triggers.http import Response, error_response, parse_json_object, parse_sync_body
 

@@ -29,10 +29,10 @@ from shared.run.fanout.progress import progress
 from shared.run.fanout.runs import finalize_lease, maybe_finalize, run_lease
 from shared.run.fanout.worker import handle_item
 from shared.run.lease import Lease
-from shared.run.manifest import run_key
 from shared.run.state import SyncState
 from shared.run.sync import SyncRequest, sync_lease
 from shared.storage import Storage, open_storage
+from shared.storage.layout import run_key, sync_state_key
 from shared.triggers import service
 from tests.fanout.conftest import ListQueue
 from tests.fanout.poison import SimulatedCrash
@@ -78,7 +78,7 @@ class Setup:
 
     def state(self) -> dict[str, Any]:
         """The state's entries by input path."""
-        inputs = json.loads(self.dest.read(SyncState.key("p")))["inputs"]
+        inputs = json.loads(self.dest.read(sync_state_key("p")))["inputs"]
         return {entry["path"]: entry for entry in inputs.values()}
 
     def assert_finished(self, run_id: str) -> None:
@@ -152,7 +152,7 @@ def test_a_live_finalize_lease_blocks_a_second_finalizer_until_it_expires(setup:
     running = progress(setup.dest, run_id)
     assert running is not None and running["status"] == "finalizing"
     assert maybe_finalize(setup.dest, run_id) is None
-    assert not setup.dest.exists(SyncState.key("p"))  # nothing merged meanwhile
+    assert not setup.dest.exists(sync_state_key("p"))  # nothing merged meanwhile
 
     manifest = maybe_finalize(setup.dest, run_id, clock=after_expiry)
     assert manifest is not None and manifest.run_id == run_id
@@ -181,7 +181,7 @@ def test_the_next_trigger_finishes_a_run_whose_finalizer_died(setup: Setup, trig
     if trigger != "redelivery":
         assert not ran  # 409 / skipped: the run still holds the pipeline's sync lease
     assert service.http_get_run(run_id).body["status"] == "finalizing"
-    assert not setup.dest.exists(SyncState.key("p"))
+    assert not setup.dest.exists(sync_state_key("p"))
 
     expire()
     assert fire()
@@ -272,7 +272,7 @@ def test_a_finalizer_that_lost_its_lease_writes_nothing(
 
     monkeypatch.setattr(runs, "read_results", read_then_stall)
     setup.deliver(queue)
-    assert not setup.dest.exists(SyncState.key("p"))
+    assert not setup.dest.exists(sync_state_key("p"))
     assert not setup.dest.exists(run_key(run_id))
     latest = sync_lease(setup.dest, "p").latest()
     assert latest is not None and latest.run_id == run_id and not latest.released

@@ -17,13 +17,13 @@ from devstack.drive_emulator.emulator import DriveEmulator
 from shared.config import Pipeline, parse_config
 from shared.drive import DriveClient
 from shared.errors import BadWorkItem, ConfigError, ItemCrashed, LeaseHeld
-from shared.run.fanout.items import WorkItem, error_key, plan_key, result_key
+from shared.run.fanout.items import WorkItem
 from shared.run.fanout.planner import start_fanout
 from shared.run.fanout.progress import progress
 from shared.run.fanout.worker import dead_letter, handle_item
-from shared.run.manifest import run_key
 from shared.run.sync import SyncRequest, run_sync, sync_lease
 from shared.storage import open_storage
+from shared.storage.layout import error_key, plan_key, result_key, run_key
 from tests.fanout.conftest import ListQueue
 
 FILES = {

@@ -12,18 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import ConfigError, RetryableError, StorageError
 from shared.log import get_logger
-from shared.run.fanout.items import (
-    ItemResult,
-    PlannedFile,
-    WorkItem,
-    item_id,
-    plan_key,
-    result_key,
-)
+from shared.run.fanout.items import ItemResult, PlannedFile, WorkItem, item_id
 from shared.run.fanout.runs import maybe_finalize, run_lease
-from shared.run.manifest import RunManifest, input_record, new_run_id, run_key
+from shared.run.manifest import RunManifest, input_record, new_run_id
 from shared.run.state import SyncState, definition_hash
 from shared.storage import open_storage
+from shared.storage.layout import plan_key, result_key, run_key
 
 if TYPE_CHECKING:
     from shared.drive import DriveClient

@@ -19,17 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import LeaseLost, StorageNotFound
 from shared.log import get_logger
-from shared.run.fanout.items import (
-    ItemResult,
-    plan_key,
-    result_key,
-    results_prefix,
-)
+from shared.run.fanout.items import ItemResult
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
 from shared.run.lease import Lease
-from shared.run.manifest import InputRecord, RunManifest, run_key, utc_now
+from shared.run.manifest import InputRecord, RunManifest, utc_now
 from shared.run.state import InputState, SyncState
 from shared.storage import open_storage
+from shared.storage.layout import finalize_lock, plan_key, result_key, results_prefix, run_key
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
@@ -90,7 +86,7 @@ def finalize_lease(
     clock: Callable[[], float] = time.time,
 ) -> Lease:
     """The lease that elects a run's one live finalizer (``_locks/finalize/<run_id>/``)."""
-    return Lease(dest, f"finalize/{run_id}", ttl=ttl, run_id=run_id, clock=clock)
+    return Lease(dest, finalize_lock(run_id), ttl=ttl, run_id=run_id, clock=clock)
 
 
 def maybe_finalize(

@@ -16,17 +16,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from shared.errors import DriveError, ItemCrashed, RetryableError, StorageError, StorageNotFound
 from shared.log import get_logger
-from shared.run.fanout.items import (
-    ItemResult,
-    WorkItem,
-    error_key,
-    plan_key,
-    result_key,
-)
+from shared.run.fanout.items import ItemResult, WorkItem
 from shared.run.fanout.runs import maybe_finalize
 from shared.run.manifest import InputRecord, input_record, utc_now
 from shared.run.state import InputState
 from shared.storage import open_storage
+from shared.storage.layout import error_key, plan_key, result_key
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
