@@ -25,8 +25,9 @@ from shared.errors import (
 )
 from shared.log import get_logger
 from shared.run.manifest import RUN_ID_PATTERN, RunManifest
+from shared.run.single import ObjectRequest, relative_to_prefix, run_object
 from shared.run.state import claim_event, complete_event
-from shared.run.sync import ObjectRequest, SyncRequest, relative_to_prefix, run_object, run_sync
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from shared.storage.layout import is_reserved, run_key
 from shared.triggers.events import ObjectEvent, key_problem
@@ -321,9 +322,7 @@ def _run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
 
     queue = queue_from_env() if request.pipeline.fanout and not request.dry_run else None
     if queue is not None:
-        started = start_fanout(request, queue)
-        if started is not None:
-            return started
+        return start_fanout(request, queue)  # runs inline, on its own plan, when small
     return run_sync(request)
 
 

@@ -22,15 +22,15 @@ from devstack.drive_emulator.emulator import DriveEmulator
 from shared.config import Pipeline, load_config_from_env, parse_config
 from shared.drive import DriveClient
 from shared.errors import ConfigError
+from shared.run.engine import SyncRequest, sync_lease
 from shared.run.fanout import runs
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
-from shared.run.fanout.planner import start_fanout
+from shared.run.fanout.planner import FanoutStarted, start_fanout
 from shared.run.fanout.progress import progress
 from shared.run.fanout.runs import finalize_lease, maybe_finalize, run_lease
 from shared.run.fanout.worker import handle_item
 from shared.run.lease import Lease
 from shared.run.state import SyncState
-from shared.run.sync import SyncRequest, sync_lease
 from shared.storage import Storage, open_storage
 from shared.storage.layout import run_key, sync_state_key
 from shared.triggers import service
@@ -69,7 +69,7 @@ class Setup:
         queue = ListQueue()
         request = SyncRequest(pipeline=self.pipeline, trigger="test")
         started = start_fanout(request, queue, drive=self.drive)
-        assert started is not None
+        assert isinstance(started, FanoutStarted)
         return started.run_id, queue
 
     def deliver(self, queue: ListQueue) -> None:

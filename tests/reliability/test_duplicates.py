@@ -18,8 +18,8 @@ from devstack.aws_events import s3_event, s3_put_record
 from devstack.servers import MotoServer
 from shared.config import load_config_from_env
 from shared.errors import EventInProgress, RetryableError
+from shared.run.single import ObjectRequest, run_object
 from shared.run.state import event_claim
-from shared.run.sync import ObjectRequest, run_object
 from shared.storage import open_storage
 from shared.triggers import service
 from shared.triggers.events import from_s3_event

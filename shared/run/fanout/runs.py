@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import LeaseLost, StorageNotFound
 from shared.log import get_logger
+from shared.run.engine import stale_outputs, sync_lease
 from shared.run.fanout.items import ItemResult
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
 from shared.run.lease import Lease
@@ -74,8 +75,6 @@ def _merged_records(plan: dict[str, Any], results: list[ItemResult]) -> list[Inp
 
 def run_lease(dest: Storage, pipeline: str, run_id: str, ttl: float | None = None) -> Lease:
     """The pipeline's sync lease as held by a fanned-out run (planner takes, finalizer frees)."""
-    from shared.run.sync import sync_lease
-
     return sync_lease(dest, pipeline, run_id, ttl=ttl, holder=f"fanout-{run_id}")
 
 
@@ -222,8 +221,7 @@ def _merge_state(
                 state.forget(key)
                 continue
             fresh = InputState(**entry)
-            if not fresh.error:  # outputs this input no longer produces
-                stale |= old - set(fresh.output_keys)
+            stale |= stale_outputs(old, fresh)  # outputs this input no longer produces
             state.record(key, fresh)
     kept.update(k for entry in state.inputs.values() for k in entry.output_keys)
     return state, stale - kept
