@@ -31,7 +31,7 @@ from devstack.servers import MotoServer
 from shared.config import Pipeline, load_config_from_env, parse_config
 from shared.drive import DriveClient
 from shared.drive.retry import RetryPolicy
-from shared.errors import LeaseHeld, RetryableError, StorageError
+from shared.errors import DrivepipeError, LeaseHeld, StorageError, is_transient
 from shared.run.manifest import InputRecord
 from shared.run.sync import SyncRequest, run_sync
 from shared.storage import Storage, open_storage
@@ -242,7 +242,9 @@ def _deliver(records: list[dict[str, Any]], copies: Callable[[], int], workers: 
         for _ in range(50):  # like the cloud: a retryable error means "deliver again later"
             try:
                 return event.dedupe_id, service.on_object(event, trigger="campaign")["outcome"]
-            except RetryableError:
+            except DrivepipeError as exc:  # storage failures and claims held elsewhere
+                if not is_transient(exc):
+                    raise
                 time.sleep(0.2)
         return event.dedupe_id, "never accepted"
 

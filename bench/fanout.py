@@ -107,7 +107,7 @@ def run_inline(env: dict[str, str]) -> float:
 def run_fanout(env: dict[str, str], moto: MotoServer, workers: int) -> tuple[float, int]:
     from devstack.sqs_pump import create_work_queues
     from shared.config import load_config_from_env
-    from shared.run.fanout.planner import start_fanout
+    from shared.run.fanout.planner import FanoutStarted, start_fanout
     from shared.run.fanout.queues import SqsQueue
     from shared.run.sync import SyncRequest
 
@@ -132,7 +132,7 @@ def run_fanout(env: dict[str, str], moto: MotoServer, workers: int) -> tuple[flo
         s3 = moto.client("s3")
         began = time.perf_counter()
         started = start_fanout(SyncRequest(pipeline=pipeline, trigger="bench"), SqsQueue(name))
-        assert started is not None
+        assert isinstance(started, FanoutStarted)
         key = f"bench/_runs/{started.run_id}.json"
         while True:
             try:

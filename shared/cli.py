@@ -241,7 +241,7 @@ def split_source(source: str) -> tuple[str, str]:
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
-    from shared.run.sync import ObjectRequest, run_object
+    from shared.run.single import ObjectRequest, run_object
 
     pipeline = resolve_pipeline(args)
     source_url, relpath = split_source(args.source)

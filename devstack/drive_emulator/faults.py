@@ -57,6 +57,8 @@ class EmulatorStats:
     """Counters shared by the server threads; read them through `snapshot()` or the fields."""
 
     requests: Counter[str] = field(default_factory=Counter)
+    # Folder id -> how many times a files.list query asked for its children (first pages only).
+    listed_folders: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     bytes_sent: int = 0
@@ -67,6 +69,11 @@ class EmulatorStats:
     def count_request(self, endpoint: str) -> None:
         with self._lock:
             self.requests[endpoint] += 1
+
+    def count_listed(self, folder_ids: list[str]) -> None:
+        """A files.list request began listing these folders (``'<id>' in parents`` in ``q``)."""
+        with self._lock:
+            self.listed_folders.update(folder_ids)
 
     def enter(self) -> None:
         """A request started; tracks the highest number served at once."""
@@ -95,6 +102,7 @@ class EmulatorStats:
         with self._lock:
             return {
                 "requests": dict(self.requests),
+                "listed_folders": dict(self.listed_folders),
                 "faults": dict(self.faults),
                 "statuses": dict(self.statuses),
                 "bytes_sent": self.bytes_sent,
@@ -104,6 +112,7 @@ class EmulatorStats:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.listed_folders.clear()
             self.faults.clear()
             self.statuses.clear()
             self.bytes_sent = 0

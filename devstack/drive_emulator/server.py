@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SERVICE_PREFIX = "/drive/v3/"
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_PARENTS_TERM = re.compile(r"'((?:[^'\\]|\\.)*)'\s+in\s+parents")
 _INVALID_CREDENTIALS = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
     "cookie or other valid authentication credential. See "
@@ -72,6 +73,8 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
         method, file_id = _route(url.path)
         endpoint = _endpoint_name(method, query)
         emu.stats.count_request(endpoint)
+        if endpoint == "list" and not query.get("pageToken"):
+            emu.stats.count_listed(_parents_in(query.get("q", "")))
         emu.stats.enter()
         try:
             self._answer(method, file_id, query, endpoint)
@@ -282,6 +285,11 @@ def _route(path: str) -> tuple[str | None, str]:
     if len(parts) == 3 and parts[0] == "files" and parts[1] and parts[2] == "export":
         return "drive.files.export", unquote(parts[1])
     return None, ""
+
+
+def _parents_in(q: str) -> list[str]:
+    """The folder ids a query lists children of: each ``'<id>' in parents`` term."""
+    return [m.group(1).replace("\\'", "'") for m in _PARENTS_TERM.finditer(q)]
 
 
 def _endpoint_name(method: str | None, query: dict[str, str]) -> str:

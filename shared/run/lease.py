@@ -35,13 +35,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import LeaseHeld, LeaseLost, StorageError, StorageNotFound
+from shared.storage import layout
 
 if TYPE_CHECKING:
     from shared.storage import Storage
 
-LOCKS_PREFIX = "_locks/"
 DEFAULT_TTL_SECONDS = 900.0  # Lambda's longest run; renewed at a third of it while held
-_EPOCH_DIGITS = 12
 
 
 @dataclass(frozen=True)
@@ -95,16 +94,6 @@ def new_holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def ttl_from_env(name: str, default: float) -> float:
-    """A positive number of seconds from the environment, else ``default``."""
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 class Lease:
     """A named lease in ``storage``; use :meth:`acquire`, :meth:`renew`, :meth:`release`.
 
@@ -141,10 +130,10 @@ class Lease:
     @property
     def prefix(self) -> str:
         """Where this lease's epoch objects live."""
-        return f"{LOCKS_PREFIX}{self.name}/"
+        return layout.lock_prefix(self.name)
 
     def _key(self, epoch: int) -> str:
-        return f"{self.prefix}{epoch:0{_EPOCH_DIGITS}d}.json"
+        return layout.lock_epoch_key(self.name, epoch)
 
     def latest(self) -> LeaseInfo | None:
         """The newest epoch object, or ``None`` when the lease was never taken."""

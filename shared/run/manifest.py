@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.storage.layout import run_key
+
 if TYPE_CHECKING:
     from shared.drive import DriveFile
 
@@ -20,7 +22,6 @@ STATUSES: tuple[Status, ...] = (
     "failed",
     "planned",
 )
-RUNS_PREFIX = "_runs/"
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
@@ -32,11 +33,6 @@ def utc_now() -> str:
 def new_run_id() -> str:
     """A sortable, unique run id such as ``20261122T001530Z-1a2b3c4d``."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
-
-
-def run_key(run_id: str) -> str:
-    """Where a run's manifest lives, relative to the destination."""
-    return f"{RUNS_PREFIX}{run_id}.json"
 
 
 @dataclass

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import EventInProgress, StorageNotFound
-from shared.run.lease import Lease, ttl_from_env
+from shared.run.lease import Lease
+from shared.settings import runtime_settings
+from shared.storage import layout
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
@@ -63,16 +65,11 @@ class SyncState:
     inputs: dict[str, InputState] = field(default_factory=dict)
     dirty: bool = field(default=True, compare=False)  # a fresh state has never been saved
 
-    @staticmethod
-    def key(pipeline: str) -> str:
-        """Where a pipeline's state lives in its destination."""
-        return f"_state/{pipeline}.json"
-
     @classmethod
     def load(cls, storage: Storage, pipeline: str, definition: str) -> SyncState:
         """The stored state; a missing or changed-definition state starts empty."""
         try:
-            raw = json.loads(storage.read(cls.key(pipeline)))
+            raw = json.loads(storage.read(layout.sync_state_key(pipeline)))
         except StorageNotFound:
             return cls(pipeline, definition)
         if raw.get("version") != STATE_VERSION or raw.get("definition") != definition:
@@ -118,28 +115,23 @@ class SyncState:
     def save(self, storage: Storage) -> None:
         """Write the state atomically, if anything changed since it was loaded or saved."""
         if self.dirty:
-            storage.write(self.key(self.pipeline), self.to_json(), content_type="application/json")
+            storage.write(
+                layout.sync_state_key(self.pipeline),
+                self.to_json(),
+                content_type="application/json",
+            )
             self.dirty = False
-
-
-def event_marker_key(dedupe_id: str) -> str:
-    """The marker recording that one storage event was processed."""
-    return f"_state/events/{hashlib.sha256(dedupe_id.encode()).hexdigest()}.json"
 
 
 def event_seen(storage: Storage, dedupe_id: str) -> bool:
     """True when this exact event (object + version) was already processed."""
-    return storage.exists(event_marker_key(dedupe_id))
+    return storage.exists(layout.event_marker_key(dedupe_id))
 
 
 def mark_event(storage: Storage, dedupe_id: str, run_id: str) -> bool:
     """Record a processed event; False when another delivery recorded it first."""
     body = json.dumps({"event": dedupe_id, "run_id": run_id}).encode()
-    return storage.create_if_absent(event_marker_key(dedupe_id), body)
-
-
-EVENT_CLAIM_SECONDS_ENV = "DRIVEPIPE_EVENT_CLAIM_SECONDS"
-EVENT_WAIT_SECONDS_ENV = "DRIVEPIPE_EVENT_WAIT_SECONDS"
+    return storage.create_if_absent(layout.event_marker_key(dedupe_id), body)
 
 
 def event_claim(storage: Storage, dedupe_id: str) -> Lease:
@@ -148,8 +140,7 @@ def event_claim(storage: Storage, dedupe_id: str) -> Lease:
     Its TTL (``DRIVEPIPE_EVENT_CLAIM_SECONDS``, default 900 s) bounds how long a crashed
     claimant blocks the event: after it, a redelivery takes the claim over and processes it.
     """
-    digest = hashlib.sha256(dedupe_id.encode()).hexdigest()
-    return Lease(storage, f"events/{digest}", ttl=ttl_from_env(EVENT_CLAIM_SECONDS_ENV, 900.0))
+    return Lease(storage, layout.event_lock(dedupe_id), ttl=runtime_settings().event_claim_seconds)
 
 
 def claim_event(
@@ -163,7 +154,7 @@ def claim_event(
     again once claimed, since the previous claimant may have finished just before.
     """
     if wait is None:
-        wait = ttl_from_env(EVENT_WAIT_SECONDS_ENV, 10.0)
+        wait = runtime_settings().event_wait_seconds
     lease = event_claim(storage, dedupe_id)
     deadline = time.monotonic() + wait
     while True:

@@ -24,11 +24,12 @@ from shared.errors import (
     is_transient,
 )
 from shared.log import get_logger
-from shared.run.manifest import RUN_ID_PATTERN, RunManifest, run_key
+from shared.run.manifest import RUN_ID_PATTERN, RunManifest
+from shared.run.single import ObjectRequest, relative_to_prefix, run_object
 from shared.run.state import claim_event, complete_event
-from shared.run.sync import ObjectRequest, SyncRequest, relative_to_prefix, run_object, run_sync
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
-from shared.storage.layout import is_reserved
+from shared.storage.layout import is_reserved, run_key
 from shared.triggers.events import ObjectEvent, key_problem
 from shared.triggers.http import Response, error_response, parse_json_object, parse_sync_body
 
@@ -218,7 +219,7 @@ def _once(
         dest = open_storage(dest_url)
         claim = claim_event(dest, event.dedupe_id)
     except StorageError as exc:
-        raise RetryableError(f"cannot claim event in {dest_url}: {exc}") from exc
+        raise StorageError(f"cannot claim event in {dest_url}: {exc}") from exc
     if claim is None:
         return _outcome("duplicate", f"{event.dedupe_id} was already processed")
     claim.start_renewing()
@@ -249,7 +250,7 @@ def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dic
     except StorageNotFound:
         return _outcome("ignored", "request file no longer exists")
     except StorageError as exc:
-        raise RetryableError(f"cannot read request file {event.url}: {exc}") from exc
+        raise StorageError(f"cannot read request file {event.url}: {exc}") from exc
     try:
         body = parse_json_object(raw, max_bytes=MAX_REQUEST_FILE_BYTES)
         request = sync_request_from_body(body, trigger=f"{trigger}:request")
@@ -260,11 +261,11 @@ def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dic
 
 
 def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
+    """Run a request file's sync; errors.is_transient decides about the others (storage
+    failures and retryable Drive errors redeliver, a missing folder stays gone)."""
     try:
         return _after_stalled_run(request, lambda: run_sync(request))
-    except DriveError:
-        raise  # errors.is_transient redelivers only a retryable one: a missing folder stays gone
-    except (StorageError, LeaseHeld) as exc:
+    except LeaseHeld as exc:
         raise RetryableError(str(exc)) from exc  # a running sync: redeliver once it is done
 
 
@@ -321,9 +322,7 @@ def _run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
 
     queue = queue_from_env() if request.pipeline.fanout and not request.dry_run else None
     if queue is not None:
-        started = start_fanout(request, queue)
-        if started is not None:
-            return started
+        return start_fanout(request, queue)  # runs inline, on its own plan, when small
     return run_sync(request)
 
 

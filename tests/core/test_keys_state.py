@@ -46,6 +46,29 @@ def test_reserved_prefixes() -> None:
     assert layout.quarantine_key("r1", "bad/../x.csv").startswith("_quarantine/r1/")
 
 
+def test_every_bookkeeping_key_is_reserved() -> None:
+    run, item = "20260101T000000Z-0123abcd", "i00001"
+    keys = {
+        layout.run_key(run): f"_runs/{run}.json",
+        layout.plan_key(run): f"_runs/{run}/plan.json",
+        layout.result_key(run, item): f"_runs/{run}/items/{item}.json",
+        layout.error_key(run, item): f"_runs/{run}/errors/{item}.json",
+        layout.progress_key(run): f"_runs/{run}/progress.json",
+        layout.sync_state_key("p"): "_state/p.json",
+        layout.lock_epoch_key(layout.sync_lock("p"), 2): "_locks/sync/p/000000000002.json",
+        layout.lock_epoch_key(layout.finalize_lock(run), 1): f"_locks/finalize/{run}/"
+        "000000000001.json",
+        layout.raw_key("a/b.csv"): "_raw/a/b.csv",
+    }
+    for built, expected in keys.items():
+        assert built == expected
+        assert layout.is_reserved(built)
+    marker = layout.event_marker_key("s3:b/k#1")
+    assert marker.startswith("_state/events/") and layout.is_reserved(marker)
+    claim = layout.lock_prefix(layout.event_lock("s3:b/k#1"))
+    assert claim == f"_locks/events/{marker.removeprefix('_state/events/')[:-5]}/"
+
+
 def test_manifest_counts_and_summary() -> None:
     run_id = new_run_id()
     assert RUN_ID_PATTERN.match(run_id)

@@ -107,10 +107,40 @@ def test_the_checker_sees_a_circle_and_function_level_imports() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     # A function-level import counts; a TYPE_CHECKING one does not.
-    names = imported_names(CORE / "run" / "sync.py")
-    assert "shared.drive" in names  # imported inside run_sync
+    names = imported_names(CORE / "run" / "engine.py")
+    assert "shared.drive" in names  # imported inside open_sync
 
 
 @pytest.mark.parametrize("folder", ["triggers", "run", "drive", "transform", "storage"])
 def test_the_flow_folders_exist(folder: str) -> None:
     assert (CORE / folder / "__init__.py").is_file()
+
+
+def _string_parts(tree: ast.AST) -> list[str]:
+    """String literals and f-string pieces, docstrings (bare expression statements) aside."""
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_bucket_keys_are_built_only_in_storage_layout() -> None:
+    from shared.storage.layout import RESERVED_PREFIXES
+
+    offenders = [
+        f"{name}: {part!r}"
+        for name, path in core_modules().items()
+        if name != "shared.storage.layout"
+        for part in _string_parts(ast.parse(path.read_text()))
+        if any(prefix in part for prefix in (*RESERVED_PREFIXES, "sync/", "finalize/", "events/"))
+    ]
+    assert offenders == []
+    assert not [n for n in imported_names(CORE / "storage" / "layout.py") if "shared.run" in n]

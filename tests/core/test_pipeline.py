@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from shared.config import Pipeline, parse_config
+from shared.errors import StorageError, is_transient
 from shared.run.manifest import RunManifest
-from shared.run.sync import ObjectRequest, SyncRequest, run_object, run_sync
+from shared.run.single import ObjectRequest, run_object
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from tests.core.conftest import SALES_Q1, DriveTree
 
@@ -213,6 +216,20 @@ def test_run_object_quarantines_a_malformed_upload(s3_bucket: str, tmp_path: Pat
     )
     [record] = manifest.failed
     assert open_storage(out).read(record.quarantine_key or "") == b"\x00\x01\x02binary\xff\xfe"
+
+
+def test_run_object_names_the_store_it_cannot_reach(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    request = ObjectRequest(pipeline=make_pipeline(out), source_url="ftp://h/in", relpath="a.csv")
+    with pytest.raises(StorageError, match=r"^source ftp://h/in is not reachable: ") as info:
+        run_object(request)
+    assert is_transient(info.value)  # StorageError: the one rule redelivers it
+    pipeline = make_pipeline(out)  # a URL the config would refuse, to reach open_storage
+    broken = pipeline.model_copy(
+        update={"output": pipeline.output.model_copy(update={"url": "ftp://h/out"})}
+    )
+    with pytest.raises(StorageError, match=r"^destination ftp://h/out is not reachable: "):
+        run_object(ObjectRequest(pipeline=broken, source_url=out, relpath="a.csv"))
 
 
 def test_unchanged_bad_file_is_reported_again_but_quarantined_once(

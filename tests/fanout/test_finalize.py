@@ -22,18 +22,17 @@ from devstack.drive_emulator.emulator import DriveEmulator
 from shared.config import Pipeline, load_config_from_env, parse_config
 from shared.drive import DriveClient
 from shared.errors import ConfigError
+from shared.run.engine import SyncRequest, sync_lease
 from shared.run.fanout import runs
-from shared.run.fanout.items import final_lock_key
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
-from shared.run.fanout.planner import start_fanout
+from shared.run.fanout.planner import FanoutStarted, start_fanout
 from shared.run.fanout.progress import progress
 from shared.run.fanout.runs import finalize_lease, maybe_finalize, run_lease
 from shared.run.fanout.worker import handle_item
 from shared.run.lease import Lease
-from shared.run.manifest import run_key, utc_now
 from shared.run.state import SyncState
-from shared.run.sync import SyncRequest, sync_lease
 from shared.storage import Storage, open_storage
+from shared.storage.layout import run_key, sync_state_key
 from shared.triggers import service
 from tests.fanout.conftest import ListQueue
 from tests.fanout.poison import SimulatedCrash
@@ -70,7 +69,7 @@ class Setup:
         queue = ListQueue()
         request = SyncRequest(pipeline=self.pipeline, trigger="test")
         started = start_fanout(request, queue, drive=self.drive)
-        assert started is not None
+        assert isinstance(started, FanoutStarted)
         return started.run_id, queue
 
     def deliver(self, queue: ListQueue) -> None:
@@ -79,7 +78,7 @@ class Setup:
 
     def state(self) -> dict[str, Any]:
         """The state's entries by input path."""
-        inputs = json.loads(self.dest.read(SyncState.key("p")))["inputs"]
+        inputs = json.loads(self.dest.read(sync_state_key("p")))["inputs"]
         return {entry["path"]: entry for entry in inputs.values()}
 
     def assert_finished(self, run_id: str) -> None:
@@ -153,7 +152,7 @@ def test_a_live_finalize_lease_blocks_a_second_finalizer_until_it_expires(setup:
     running = progress(setup.dest, run_id)
     assert running is not None and running["status"] == "finalizing"
     assert maybe_finalize(setup.dest, run_id) is None
-    assert not setup.dest.exists(SyncState.key("p"))  # nothing merged meanwhile
+    assert not setup.dest.exists(sync_state_key("p"))  # nothing merged meanwhile
 
     manifest = maybe_finalize(setup.dest, run_id, clock=after_expiry)
     assert manifest is not None and manifest.run_id == run_id
@@ -182,7 +181,7 @@ def test_the_next_trigger_finishes_a_run_whose_finalizer_died(setup: Setup, trig
     if trigger != "redelivery":
         assert not ran  # 409 / skipped: the run still holds the pipeline's sync lease
     assert service.http_get_run(run_id).body["status"] == "finalizing"
-    assert not setup.dest.exists(SyncState.key("p"))
+    assert not setup.dest.exists(sync_state_key("p"))
 
     expire()
     assert fire()
@@ -273,19 +272,10 @@ def test_a_finalizer_that_lost_its_lease_writes_nothing(
 
     monkeypatch.setattr(runs, "read_results", read_then_stall)
     setup.deliver(queue)
-    assert not setup.dest.exists(SyncState.key("p"))
+    assert not setup.dest.exists(sync_state_key("p"))
     assert not setup.dest.exists(run_key(run_id))
     latest = sync_lease(setup.dest, "p").latest()
     assert latest is not None and latest.run_id == run_id and not latest.released
-
-
-def test_a_legacy_final_lock_counts_as_live_for_the_finalize_ttl(setup: Setup) -> None:
-    run_id, queue = setup.plan()
-    setup.dest.write(final_lock_key(run_id), utc_now().encode())  # an older finalizer's lock
-    setup.deliver(queue)
-    assert not setup.dest.exists(run_key(run_id))
-    assert maybe_finalize(setup.dest, run_id, clock=after_expiry) is not None
-    setup.assert_finished(run_id)
 
 
 def test_finalize_seconds_must_fit_in_the_run_lease() -> None:

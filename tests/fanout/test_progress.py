@@ -19,11 +19,12 @@ from typing import Any, cast
 import pytest
 
 from shared.errors import StorageError
-from shared.run.fanout.items import ItemResult, item_id, plan_key, progress_key, result_key
+from shared.run.fanout.items import ItemResult, item_id
 from shared.run.fanout.progress import load_aggregate, progress
 from shared.run.fanout.runs import maybe_finalize, run_lease
-from shared.run.manifest import STATUSES, InputRecord, run_key
+from shared.run.manifest import STATUSES, InputRecord
 from shared.storage import ObjectInfo, Storage, open_storage
+from shared.storage.layout import plan_key, progress_key, result_key, run_key
 
 RUN_ID = "20260101T000000Z-0123abcd"
 PIPELINE = "p"

@@ -17,14 +17,17 @@ from devstack.drive_emulator.emulator import DriveEmulator
 from shared.config import Pipeline, parse_config
 from shared.drive import DriveClient
 from shared.errors import BadWorkItem, ConfigError, ItemCrashed, LeaseHeld
-from shared.run.fanout.items import WorkItem, error_key, plan_key, result_key
-from shared.run.fanout.planner import start_fanout
+from shared.run.engine import sync_lease
+from shared.run.fanout.items import WorkItem
+from shared.run.fanout.planner import FanoutStarted, start_fanout
 from shared.run.fanout.progress import progress
 from shared.run.fanout.worker import dead_letter, handle_item
-from shared.run.manifest import run_key
-from shared.run.sync import SyncRequest, run_sync, sync_lease
+from shared.run.manifest import RunManifest
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
+from shared.storage.layout import error_key, plan_key, result_key, run_key
 from tests.fanout.conftest import ListQueue
+from tests.fanout.poison import SimulatedCrash
 
 FILES = {
     "a/one.csv": "units\n1\n",
@@ -36,16 +39,21 @@ FILES = {
 
 
 @pytest.fixture
-def drive(tmp_path: Path) -> Iterator[DriveClient]:
+def emulator(tmp_path: Path) -> Iterator[DriveEmulator]:
     root = tmp_path / "drive"
     for relpath, text in FILES.items():
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
         (root / relpath).write_text(text)
-    with DriveEmulator(root) as emulator:
-        env = {"DRIVE_API_URL": emulator.url, "DRIVE_ACCESS_TOKEN": "t"}
-        client = DriveClient.from_env(env)
-        client.root_id = emulator.root_id  # type: ignore[attr-defined]
-        yield client
+    with DriveEmulator(root) as running:
+        yield running
+
+
+@pytest.fixture
+def drive(emulator: DriveEmulator) -> DriveClient:
+    env = {"DRIVE_API_URL": emulator.url, "DRIVE_ACCESS_TOKEN": "t"}
+    client = DriveClient.from_env(env)
+    client.root_id = emulator.root_id  # type: ignore[attr-defined]
+    return client
 
 
 def make_pipeline(tmp_path: Path, folder_id: str, *, batch_size: int = 1) -> Pipeline:
@@ -66,7 +74,7 @@ def make_pipeline(tmp_path: Path, folder_id: str, *, batch_size: int = 1) -> Pip
 def plan(tmp_path: Path, drive: DriveClient, queue: ListQueue) -> tuple[Pipeline, str]:
     pipeline = make_pipeline(tmp_path, drive.root_id)  # type: ignore[attr-defined]
     started = start_fanout(SyncRequest(pipeline=pipeline, trigger="test"), queue, drive=drive)
-    assert started is not None
+    assert isinstance(started, FanoutStarted)
     return pipeline, started.run_id
 
 
@@ -116,8 +124,14 @@ def test_last_delivery_records_the_crash_and_the_run_completes(
     # A repeated delivery after the end changes nothing; the next sync has too little to fan out.
     first = next(i for i in queue.items if i is not poison)
     assert handle_item(first, pipeline, drive=drive) == "duplicate"
-    again = start_fanout(SyncRequest(pipeline=pipeline), ListQueue(), drive=drive)
-    assert again is None  # only the crashed file is left to fetch (1 < min_files 2)
+    # Only the crashed file is left to fetch (1 < min_files 2): it runs inline, and crashes.
+    inline = ListQueue()
+    with pytest.raises(SimulatedCrash):
+        start_fanout(SyncRequest(pipeline=pipeline), inline, drive=drive)
+    assert inline.items == []
+    latest = sync_lease(dest, pipeline.name).latest()
+    assert latest is not None and latest.released and latest.run_id != run_id
+    assert dest.exists(run_key(latest.run_id))  # the inline run still wrote its manifest
 
 
 def test_a_fanned_out_run_holds_the_sync_lease_until_it_is_finalized(
@@ -178,9 +192,52 @@ def test_small_and_dry_run_syncs_do_not_fan_out(tmp_path: Path, drive: DriveClie
     small = pipeline.model_copy(
         update={"source": pipeline.source.model_copy(update={"include": ("a/one.csv",)})}
     )
-    assert start_fanout(SyncRequest(pipeline=small), ListQueue(), drive=drive) is None
-    dry = SyncRequest(pipeline=pipeline, dry_run=True)
-    assert start_fanout(dry, ListQueue(), drive=drive) is None
+    queue = ListQueue()
+    ran = start_fanout(SyncRequest(pipeline=small), queue, drive=drive)
+    assert isinstance(ran, RunManifest) and ran.counts()["written"] == 1
+    dry = start_fanout(SyncRequest(pipeline=pipeline, dry_run=True), queue, drive=drive)
+    assert isinstance(dry, RunManifest) and dry.dry_run
+    assert dry.counts()["planned"] == len(FILES) - 1  # a/one.csv is unchanged since
+    assert queue.items == []
+
+
+def test_a_small_fan_out_enabled_sync_lists_the_folder_once(
+    tmp_path: Path, emulator: DriveEmulator, drive: DriveClient
+) -> None:
+    """Planned once, run inline on that plan: one walk of Drive, one lease epoch."""
+    root_id = drive.root_id  # type: ignore[attr-defined]
+    emulator.reset_stats()
+    assert len(list(drive.walk(root_id))) == len(FILES)
+    one_walk = emulator.stats.snapshot()
+    assert sorted(one_walk["listed_folders"].values()) == [1, 1, 1, 1]  # root, a, b, c
+
+    pipeline = parse_config(
+        {
+            "pipelines": {
+                "p": {
+                    "source": {"folder_id": root_id},
+                    "output": {"url": str(tmp_path / "out"), "format": "csv"},
+                    "fanout": {"min_files": 50},
+                }
+            }
+        }
+    ).pipelines["p"]
+    emulator.reset_stats()
+    queue = ListQueue()
+    manifest = start_fanout(SyncRequest(pipeline=pipeline, trigger="test"), queue, drive=drive)
+    stats = emulator.stats.snapshot()
+
+    assert isinstance(manifest, RunManifest) and queue.items == []
+    assert stats["listed_folders"] == one_walk["listed_folders"]  # each folder listed once
+    assert stats["requests"]["list"] == one_walk["requests"]["list"]
+    assert stats["requests"]["media"] == len(FILES)  # and each file fetched once
+    assert manifest.counts()["written"] == 4 and manifest.counts()["failed"] == 1
+    dest = open_storage(pipeline.output.url)
+    assert not dest.exists(plan_key(manifest.run_id)) and dest.exists(run_key(manifest.run_id))
+    latest = sync_lease(dest, pipeline.name).latest()
+    assert latest is not None and latest.released  # held by the inline run, then let go
+    assert (latest.epoch, latest.run_id) == (1, manifest.run_id)  # never released and retaken
+    assert latest.expires_at - latest.acquired_at < 3600  # an inline run's TTL, not 6 hours
 
 
 @pytest.mark.parametrize(

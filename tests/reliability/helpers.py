@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 from shared.errors import StorageNotFound
-from shared.run.manifest import RUNS_PREFIX
-from shared.run.state import SyncState
 from shared.storage import Storage
+from shared.storage.layout import RUNS_PREFIX, sync_state_key
 
 
 def toml_dumps(data: dict[str, Any]) -> str:
@@ -44,7 +43,7 @@ def toml_dumps(data: dict[str, Any]) -> str:
 def state_entries(dest: Storage, pipeline: str) -> dict[str, Any]:
     """The raw ``inputs`` of a pipeline's state document ({} when there is none)."""
     try:
-        return json.loads(dest.read(SyncState.key(pipeline)))["inputs"]
+        return json.loads(dest.read(sync_state_key(pipeline)))["inputs"]
     except StorageNotFound:
         return {}
 

@@ -13,7 +13,17 @@ from devstack.servers import MotoServer, free_port
 from shared.cli import EXIT_UNREACHABLE, EXIT_USAGE
 from shared.cli import main as cli_main
 from shared.config import parse_config
-from shared.errors import ConfigError, DriveError, EventError, StorageError, is_transient
+from shared.errors import (
+    ConfigError,
+    DriveError,
+    EventError,
+    RetryableError,
+    StorageError,
+    is_transient,
+)
+from shared.run.engine import sync_lease
+from shared.run.state import SyncState
+from shared.storage import open_storage
 from shared.triggers import service
 from shared.triggers.events import ObjectEvent, from_gcs_cloudevent, from_s3_event
 from tests.reliability.conftest import Deploy
@@ -323,6 +333,55 @@ def test_a_request_file_for_a_missing_folder_is_reported_not_redelivered(
         service.on_object(event, trigger="s3")
     assert raised.value.status == 404
     assert not is_transient(raised.value)  # handlers report and acknowledge it
+
+
+def _request_file(
+    moto_server: MotoServer, s3_bucket: str, emulator: DriveEmulator, out: Path, deploy: Deploy
+) -> ObjectEvent:
+    deploy(
+        {
+            "settings": {"requests_url": f"s3://{s3_bucket}/requests/"},
+            "pipelines": {
+                "rel": {"source": {"folder_id": emulator.root_id}, "output": {"url": str(out)}}
+            },
+        }
+    )
+    moto_server.client().put_object(
+        Bucket=s3_bucket, Key="requests/r.json", Body=b'{"pipeline": "rel"}'
+    )
+    return ObjectEvent("s3", s3_bucket, "requests/r.json", "v1")
+
+
+def test_a_request_file_whose_state_cannot_be_read_is_a_storage_error(
+    moto_server: MotoServer,
+    s3_bucket: str,
+    emulator: DriveEmulator,
+    tmp_path: Path,
+    deploy: Deploy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not re-wrapped: StorageError itself is transient, and keeps the context it adds."""
+    event = _request_file(moto_server, s3_bucket, emulator, tmp_path / "out", deploy)
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("read timed out")
+
+    monkeypatch.setattr(SyncState, "load", unreadable)
+    with pytest.raises(StorageError, match=r"cannot read state from .*: read timed out") as raised:
+        service.on_object(event, trigger="s3")
+    assert type(raised.value) is StorageError and is_transient(raised.value)
+
+
+def test_a_request_file_while_a_sync_runs_is_redelivered(
+    moto_server: MotoServer, s3_bucket: str, emulator: DriveEmulator, tmp_path: Path, deploy: Deploy
+) -> None:
+    event = _request_file(moto_server, s3_bucket, emulator, tmp_path / "out", deploy)
+    running = sync_lease(open_storage(str(tmp_path / "out")), "rel", "other-run")
+    running.acquire()
+    with pytest.raises(RetryableError, match="held by run other-run"):
+        service.on_object(event, trigger="s3")
+    running.release()
+    assert service.on_object(event, trigger="s3")["outcome"] == "sync"
 
 
 def test_an_unknown_pipeline_lists_the_configured_ones(deploy: Deploy, tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ import pytest
 from devstack.aws_events import s3_event, s3_put_record
 from devstack.servers import MotoServer
 from shared.config import load_config_from_env
-from shared.errors import EventInProgress, RetryableError
+from shared.errors import DrivepipeError, EventInProgress, is_transient
+from shared.run.single import ObjectRequest, run_object
 from shared.run.state import event_claim
-from shared.run.sync import ObjectRequest, run_object
 from shared.storage import open_storage
 from shared.triggers import service
 from shared.triggers.events import from_s3_event
@@ -57,7 +57,9 @@ def deliver_all(records: list[dict[str, Any]], seed: int) -> dict[str, list[str]
         while True:  # like the cloud: a retryable error means "deliver again later"
             try:
                 return event.dedupe_id, service.on_object(event, trigger="test")["outcome"]
-            except RetryableError:
+            except DrivepipeError as exc:  # storage failures and claims held elsewhere
+                if not is_transient(exc):
+                    raise
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{event.dedupe_id} was never accepted") from None
                 time.sleep(0.2)

@@ -10,9 +10,10 @@ import pytest
 
 from devstack.drive_emulator import DriveEmulator
 from shared.errors import LeaseHeld, LeaseLost
+from shared.run.engine import sync_lease
 from shared.run.lease import LeaseInfo
 from shared.run.manifest import InputRecord
-from shared.run.sync import SyncRequest, run_sync, sync_lease
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from shared.triggers import service
 from tests.reliability.conftest import Deploy, make_pipeline

@@ -5,8 +5,7 @@ A run that fans out keeps its bookkeeping beside the manifest, under ``_runs/<ru
 result per item, created once), ``errors/<item_id>.json`` (the last crash of an item, for
 the dead-letter reason) and ``progress.json`` (what progress polls have read of the results so
 far; a cache, never read by the finalizer). The finalizer is elected by the lease
-``_locks/finalize/<run_id>/``; ``final.lock``, which elected it before (with no expiry), is
-only read, for runs in flight.
+``_locks/finalize/<run_id>/``. The keys are built in :mod:`shared.storage.layout`.
 """
 
 from __future__ import annotations
@@ -23,42 +22,6 @@ from shared.run.manifest import RUN_ID_PATTERN, InputRecord, utc_now
 ITEM_VERSION = 1
 ITEM_ID_PATTERN = re.compile(r"^i\d{5,}$")
 ItemStatus = Literal["done", "failed"]
-
-
-def run_dir(run_id: str) -> str:
-    """The bookkeeping prefix of a fanned-out run."""
-    return f"_runs/{run_id}/"
-
-
-def plan_key(run_id: str) -> str:
-    """Where the planner records what it enqueued."""
-    return f"{run_dir(run_id)}plan.json"
-
-
-def results_prefix(run_id: str) -> str:
-    """Where item results are created."""
-    return f"{run_dir(run_id)}items/"
-
-
-def result_key(run_id: str, item_id: str) -> str:
-    """The result of one item."""
-    return f"{results_prefix(run_id)}{item_id}.json"
-
-
-def progress_key(run_id: str) -> str:
-    """The progress aggregate: what polls have read of the item results so far."""
-    return f"{run_dir(run_id)}progress.json"
-
-
-def error_key(run_id: str, item_id: str) -> str:
-    """The last crash of one item (read when it is dead-lettered)."""
-    return f"{run_dir(run_id)}errors/{item_id}.json"
-
-
-def final_lock_key(run_id: str) -> str:
-    """Legacy: created by finalizers before the finalize lease; now only read (live for the
-    finalize lease's TTL after it was made)."""
-    return f"{run_dir(run_id)}final.lock"
 
 
 def item_id(index: int) -> str:

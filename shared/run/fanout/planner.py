@@ -1,34 +1,30 @@
 """The planner: list the folder, compare with the state, write the plan, enqueue work items.
 
-Reuses :func:`shared.run.sync.plan_sync`, so skipped and unchanged files are decided exactly as
-in an inline run; only the files to fetch become work items, ``batch_size`` files per item.
+Plans with the sync engine (:func:`shared.run.engine.plan`), so skipped and unchanged files are
+decided exactly as in an inline run; only the files to fetch become work items, ``batch_size``
+files per item. A plan too small to fan out is run inline as it is (listed once).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ConfigError, RetryableError, StorageError
 from shared.log import get_logger
-from shared.run.fanout.items import (
-    ItemResult,
-    PlannedFile,
-    WorkItem,
-    item_id,
-    plan_key,
-    result_key,
-)
+from shared.run.engine import Progress, SyncContext, SyncPlan, open_sync, plan, state_key
+from shared.run.fanout.items import ItemResult, PlannedFile, WorkItem, item_id
 from shared.run.fanout.runs import maybe_finalize, run_lease
-from shared.run.manifest import RunManifest, input_record, new_run_id, run_key
-from shared.run.state import SyncState, definition_hash
-from shared.storage import open_storage
+from shared.run.manifest import RunManifest, input_record
+from shared.run.sync import run_planned, run_sync
+from shared.storage.layout import plan_key, result_key, run_key
 
 if TYPE_CHECKING:
     from shared.drive import DriveClient
+    from shared.run.engine import SyncRequest
+    from shared.run.fanout.options import FanoutOptions
     from shared.run.fanout.queues import WorkQueue
-    from shared.run.sync import SyncRequest
 
 log = get_logger("fanout")
 
@@ -66,69 +62,48 @@ class FanoutStarted:
 
 
 def start_fanout(
-    request: SyncRequest, queue: WorkQueue, *, drive: DriveClient | None = None
-) -> FanoutStarted | None:
-    """Plan and enqueue the sync; ``None`` when it is small enough to run inline."""
+    request: SyncRequest,
+    queue: WorkQueue,
+    *,
+    drive: DriveClient | None = None,
+    progress: Progress | None = None,
+) -> FanoutStarted | RunManifest:
+    """Plan the sync, then enqueue it, or run it inline when it is smaller than ``min_files``.
 
-    pipeline, options = request.pipeline, request.pipeline.fanout
+    Drive is listed once either way, and the pipeline's sync lease is held throughout: taken
+    for the fanned-out run (its finalizer releases it), and handed to the inline run as is.
+    """
+    options = request.pipeline.fanout
     if options is None or request.dry_run:
-        return None
-    folder_id = request.folder_id or pipeline.source.folder_id
-    if not folder_id:
-        raise ConfigError(f"pipelines.{pipeline.name}.source.folder_id is not set")
+        return run_sync(request, drive=drive, progress=progress)
     if drive is None:
         from shared.run.fanout.worker import drive_client
 
         drive = drive_client()
-    try:
-        dest = open_storage(pipeline.output.url)
-    except StorageError as exc:
-        raise RetryableError(f"cannot open {pipeline.output.url}: {exc}") from exc
-    run_id = new_run_id()
     # One sync of a pipeline at a time, inline or fanned out: the run holds the pipeline's
     # sync lease from here until its finalizer releases it (LeaseHeld -> HTTP 409).
-    lease = run_lease(dest, pipeline.name, run_id, options.lease_seconds)
+    lease_for = partial(run_lease, ttl=options.lease_seconds)
+    ctx = open_sync(request, drive=drive, lease_for=lease_for, renew=False)
     try:
-        lease.acquire(wait=request.lock_wait_seconds)
-    except StorageError as exc:
-        raise RetryableError(f"cannot take the sync lease in {dest.base_url}: {exc}") from exc
-    try:
-        started = _plan_and_enqueue(request, queue, drive, dest, run_id, folder_id)
+        planned = plan(ctx)
+        if len(planned.to_fetch) >= options.min_files:
+            return _enqueue(ctx, planned, queue, options)
     except BaseException:
-        lease.release()
+        ctx.release()
         raise
-    if started is None:  # small enough to run inline: run_sync takes the lease itself
-        lease.release()
-    return started
+    try:  # small: run inline on this plan, under this lease, held as an inline run holds it
+        ctx.hold_inline()
+        return run_planned(ctx, planned, progress=progress)
+    finally:
+        ctx.release()
 
 
-def _plan_and_enqueue(
-    request: SyncRequest,
-    queue: WorkQueue,
-    drive: DriveClient,
-    dest: Any,
-    run_id: str,
-    folder_id: str,
-) -> FanoutStarted | None:
-    from shared.run.sync import plan_sync, state_key
-
-    pipeline, options = request.pipeline, request.pipeline.fanout
-    assert options is not None
-    try:
-        definition = definition_hash(pipeline)
-        state = SyncState.load(dest, pipeline.name, definition)
-    except StorageError as exc:
-        raise RetryableError(f"cannot read state from {pipeline.output.url}: {exc}") from exc
-    manifest = RunManifest(
-        run_id=run_id,
-        pipeline=pipeline.name,
-        trigger=request.trigger,
-        source=f"drive:{folder_id}",
-        destination=pipeline.output.url,
-    )
-    to_fetch = plan_sync(request, drive, state, manifest)
-    if len(to_fetch) < options.min_files:
-        return None
+def _enqueue(
+    ctx: SyncContext, planned: SyncPlan, queue: WorkQueue, options: FanoutOptions
+) -> FanoutStarted:
+    """Write the plan, send the work items, and say where to watch the run."""
+    pipeline, manifest, to_fetch = ctx.request.pipeline, planned.manifest, planned.to_fetch
+    state, request, dest = ctx.state, ctx.request, ctx.dest
     size = options.batch_size
     items = [
         WorkItem(
@@ -141,14 +116,14 @@ def _plan_and_enqueue(
         )
         for n in range(0, len(to_fetch), size)
     ]
-    plan = {
+    body = {
         "version": 1,
         "run_id": manifest.run_id,
         "pipeline": pipeline.name,
         "trigger": request.trigger,
         "source": manifest.source,
         "destination": pipeline.output.url,
-        "definition": definition,
+        "definition": state.definition,
         "started_at": manifest.started_at,
         "batch_size": size,
         "finalize_seconds": options.finalize_seconds,
@@ -164,7 +139,7 @@ def _plan_and_enqueue(
         },
     }
     dest.write(
-        plan_key(manifest.run_id), json.dumps(plan).encode(), content_type="application/json"
+        plan_key(manifest.run_id), json.dumps(body).encode(), content_type="application/json"
     )
     unsent = queue.send_batch(items)
     for item in unsent:  # record them now, so the run still completes and says why

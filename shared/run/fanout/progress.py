@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import StorageError, StorageNotFound
 from shared.log import get_logger
-from shared.run.fanout.items import ItemResult, progress_key
+from shared.run.fanout.items import ItemResult
 from shared.run.fanout.runs import load_plan, read_results, result_ids
 from shared.run.manifest import STATUSES
+from shared.storage.layout import progress_key
 
 if TYPE_CHECKING:
     from shared.storage import Storage

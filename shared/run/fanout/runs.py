@@ -15,23 +15,18 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import LeaseLost, StorageNotFound
 from shared.log import get_logger
-from shared.run.fanout.items import (
-    ItemResult,
-    final_lock_key,
-    plan_key,
-    result_key,
-    results_prefix,
-)
+from shared.run.engine import stale_outputs, sync_lease
+from shared.run.fanout.items import ItemResult
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
 from shared.run.lease import Lease
-from shared.run.manifest import InputRecord, RunManifest, run_key, utc_now
+from shared.run.manifest import InputRecord, RunManifest, utc_now
 from shared.run.state import InputState, SyncState
 from shared.storage import open_storage
+from shared.storage.layout import finalize_lock, plan_key, result_key, results_prefix, run_key
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
@@ -80,8 +75,6 @@ def _merged_records(plan: dict[str, Any], results: list[ItemResult]) -> list[Inp
 
 def run_lease(dest: Storage, pipeline: str, run_id: str, ttl: float | None = None) -> Lease:
     """The pipeline's sync lease as held by a fanned-out run (planner takes, finalizer frees)."""
-    from shared.run.sync import sync_lease
-
     return sync_lease(dest, pipeline, run_id, ttl=ttl, holder=f"fanout-{run_id}")
 
 
@@ -92,7 +85,7 @@ def finalize_lease(
     clock: Callable[[], float] = time.time,
 ) -> Lease:
     """The lease that elects a run's one live finalizer (``_locks/finalize/<run_id>/``)."""
-    return Lease(dest, f"finalize/{run_id}", ttl=ttl, run_id=run_id, clock=clock)
+    return Lease(dest, finalize_lock(run_id), ttl=ttl, run_id=run_id, clock=clock)
 
 
 def maybe_finalize(
@@ -113,8 +106,6 @@ def maybe_finalize(
     if len(ids) < len(plan["item_ids"]) or dest.exists(run_key(run_id)):
         return None
     ttl = float(plan.get("finalize_seconds") or DEFAULT_FINALIZE_SECONDS)
-    if _legacy_lock_live(dest, run_id, ttl, clock()):
-        return None
     lease = finalize_lease(dest, run_id, ttl, clock)
     if lease.try_acquire() is None:
         return None  # a live finalizer is at work; if it dies, its lease expires
@@ -154,18 +145,6 @@ def finish_stalled_run(pipeline: Pipeline, holder: LeaseInfo) -> bool:
     lease.release()
     log.info("released the sync lease of a finished fan-out run", extra={"run_id": run_id})
     return True
-
-
-def _legacy_lock_live(dest: Storage, run_id: str, ttl: float, now: float) -> bool:
-    """A ``final.lock`` made before the finalize lease existed counts as live for ``ttl``."""
-    try:
-        raw = dest.read(final_lock_key(run_id))
-        made = datetime.fromisoformat(raw.decode().strip()).timestamp()
-    except StorageNotFound:
-        return False
-    except (ValueError, UnicodeDecodeError):
-        return False  # unreadable: treat it as expired
-    return now < made + ttl
 
 
 def _finalize(dest: Storage, plan: dict[str, Any], ids: set[str], lease: Lease) -> RunManifest:
@@ -242,8 +221,7 @@ def _merge_state(
                 state.forget(key)
                 continue
             fresh = InputState(**entry)
-            if not fresh.error:  # outputs this input no longer produces
-                stale |= old - set(fresh.output_keys)
+            stale |= stale_outputs(old, fresh)  # outputs this input no longer produces
             state.record(key, fresh)
     kept.update(k for entry in state.inputs.values() for k in entry.output_keys)
     return state, stale - kept

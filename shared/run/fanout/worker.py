@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from contextlib import closing
+from typing import TYPE_CHECKING, Any, Literal
 
-from shared.errors import DriveError, ItemCrashed, RetryableError, StorageError, StorageNotFound
+from shared.errors import ItemCrashed, StorageError, StorageNotFound
 from shared.log import get_logger
-from shared.run.fanout.items import (
-    ItemResult,
-    WorkItem,
-    error_key,
-    plan_key,
-    result_key,
-)
+from shared.run.engine import Planned, fetch_and_process, open_store, state_key
+from shared.run.fanout.items import ItemResult, WorkItem
 from shared.run.fanout.runs import maybe_finalize
 from shared.run.manifest import InputRecord, input_record, utc_now
-from shared.run.state import InputState
-from shared.storage import open_storage
+from shared.storage.layout import error_key, plan_key, result_key
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
-    from shared.drive import DriveClient
+    from shared.drive import DriveClient, DriveFile
     from shared.storage import Storage
 
 Outcome = Literal["done", "duplicate", "failed", "orphan"]
@@ -58,10 +52,7 @@ def drive_client() -> DriveClient:
 
 
 def _destination(item: WorkItem) -> Storage:
-    try:
-        return open_storage(item.destination)
-    except StorageError as exc:
-        raise RetryableError(f"destination {item.destination} is not reachable: {exc}") from exc
+    return open_store(item.destination, "destination")
 
 
 def handle_item(
@@ -132,59 +123,22 @@ def _record_failure(dest: Storage, item: WorkItem, attempt: int, reason: str) ->
         record = input_record(planned.file)
         record.status, record.error = "failed", reason
         records.append(record)
-    states: dict[str, dict[str, Any] | None] = {_state_key(p.file): None for p in item.files}
+    states: dict[str, dict[str, Any] | None] = {state_key(p.file): None for p in item.files}
     result = ItemResult(item.run_id, item.item_id, "failed", records, states, attempt, reason)
     created = dest.create_if_absent(result_key(item.run_id, item.item_id), result.to_json())
     maybe_finalize(dest, item.run_id, item.items_total)
     return "failed" if created else "duplicate"
 
 
-def _state_key(file: Any) -> str:
-    from shared.run.sync import state_key
-
-    return state_key(file)
-
-
 def _process_files(
     pipeline: Pipeline, dest: Storage, item: WorkItem, drive: DriveClient
 ) -> tuple[list[InputRecord], dict[str, dict[str, Any] | None]]:
-    """Fetch the item's files in parallel and process each as it arrives."""
-    from shared.run.process import process_input
-
-    formats = {p.file: p.format for p in item.files}
-    records: dict[Any, InputRecord] = {}
+    """Run the item's files through the sync engine; the records and state entries it made."""
+    planned = [Planned(p.file, p.format, input_record(p.file)) for p in item.files]
     states: dict[str, dict[str, Any] | None] = {}
-    with tempfile.TemporaryDirectory(prefix="drivepipe-item-") as scratch:
-        paths = {p.file: os.path.join(scratch, f"{n}") for n, p in enumerate(item.files)}
-
-        def open_dest(file: Any) -> BinaryIO:
-            return open(paths[file], "w+b")
-
-        fetched = drive.fetch_many(
-            list(formats),
-            open_dest,
-            concurrency=min(pipeline.concurrency, len(formats)),
-            sheet_format=pipeline.read.sheets_export,
-        )
-        for file, outcome in fetched:
-            record = records[file] = input_record(file)
-            if isinstance(outcome, DriveError):  # not the content's fault: retry next run
-                record.status, record.error = "failed", f"download failed: {outcome}"
-                states[_state_key(file)] = None
-                continue
-            with open(paths[file], "rb") as data:
-                process_input(pipeline, dest, data, formats[file], record, item.run_id)
-            os.remove(paths[file])
-            states[_state_key(file)] = vars(
-                InputState(
-                    md5=file.md5,
-                    modified_time=file.modified_time,
-                    size=file.size,
-                    path=file.path,
-                    output_keys=list(record.output_keys),
-                    run_id=item.run_id,
-                    error=record.error,
-                    quarantine_key=record.quarantine_key,
-                )
-            )
-    return [records[p.file] for p in item.files if p.file in records], states
+    done: set[DriveFile] = set()
+    with closing(fetch_and_process(pipeline, dest, drive, planned, item.run_id)) as results:
+        for outcome in results:
+            states[outcome.key] = vars(outcome.state) if outcome.state else None
+            done.add(outcome.file)
+    return [p.record for p in planned if p.file in done], states
