@@ -3,7 +3,8 @@
     DrivepipeError
     ├── ConfigError            a pipeline file or setting is missing or invalid (names the field)
     ├── DriveError             a Drive API call failed (status, reason, message; .retryable)
-    │   └── DriveAuthError     credentials missing, invalid or refused (never retried)
+    │   ├── DriveAuthError     credentials missing, invalid or refused (never retried)
+    │   └── ChangesTokenInvalid  Drive refused a changes page token: walk the tree instead
     ├── ReadError              an input file could not be parsed
     ├── TransformError         a transform step failed
     ├── StorageError           reading or writing a store failed (transient)
@@ -43,13 +44,24 @@ class ConfigError(DrivepipeError):
 
 
 class DriveError(DrivepipeError):
-    """A Drive API call failed; carries the HTTP status, the API reason and its message."""
+    """A Drive API call failed; carries the HTTP status, the API reason and its message.
 
-    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None):
+    ``location`` is the parameter the API blamed (``errors[0].location``), when it named one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        location: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
         self.reason = reason
+        self.location = location
 
     @property
     def retryable(self) -> bool:
@@ -75,6 +87,13 @@ class DriveError(DrivepipeError):
 
 class DriveAuthError(DriveError):
     """Drive credentials are missing, invalid or rejected (never retried)."""
+
+
+class ChangesTokenInvalid(DriveError):
+    """Drive refused a changes page token (unknown, expired, or from another drive).
+
+    Never retried: the caller starts again from a full walk and a new start page token.
+    """
 
 
 class ReadError(DrivepipeError):

@@ -1,4 +1,5 @@
-"""A faithful, local Google Drive API v3 emulator (files.list / get / export) for dev and tests.
+"""A faithful, local Google Drive API v3 emulator for dev and tests: files.list / get / export,
+changes.getStartPageToken / changes.list and about.get.
 
 from devstack.drive_emulator import DriveEmulator, FaultConfig, generate_tree
 with DriveEmulator(Path("folder")) as emu:
@@ -10,7 +11,8 @@ from devstack.drive_emulator.cli import main
 from devstack.drive_emulator.emulator import DriveEmulator
 from devstack.drive_emulator.faults import EmulatorStats, FaultConfig
 from devstack.drive_emulator.generate import generate_tree
-from devstack.drive_emulator.tree import TreeError, path_id
+from devstack.drive_emulator.ids import path_id
+from devstack.drive_emulator.tree import TreeError
 
 __all__ = [
     "DriveEmulator",

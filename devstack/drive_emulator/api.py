@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,47 +18,15 @@ from devstack.drive_emulator.fields import (
     validate_file_mask,
     validate_list_mask,
 )
+from devstack.drive_emulator.params import (  # noqa: F401  re-exported
+    GLOBAL_PARAMS,
+    METHOD_PARAMS,
+    SERVED_PATHS,
+    Params,
+)
 from devstack.drive_emulator.query import QueryError, parse, resolve_alias
 from devstack.drive_emulator.tree import DiskTree, Entry
 
-# Query parameters each method reads: name -> type as in the discovery document.
-# tests/drive_emulator/test_discovery_schema.py checks every name and type against it.
-GLOBAL_PARAMS: dict[str, str] = {
-    "alt": "string",
-    "fields": "string",
-    "key": "string",
-    "access_token": "string",
-    "prettyPrint": "boolean",
-    "quotaUser": "string",
-}
-METHOD_PARAMS: dict[str, dict[str, str]] = {
-    "drive.files.list": {
-        "corpora": "string",
-        "driveId": "string",
-        "includeItemsFromAllDrives": "boolean",
-        "includeTeamDriveItems": "boolean",
-        "orderBy": "string",
-        "pageSize": "integer",
-        "pageToken": "string",
-        "q": "string",
-        "spaces": "string",
-        "supportsAllDrives": "boolean",
-        "supportsTeamDrives": "boolean",
-        "teamDriveId": "string",
-    },
-    "drive.files.get": {
-        "acknowledgeAbuse": "boolean",
-        "supportsAllDrives": "boolean",
-        "supportsTeamDrives": "boolean",
-    },
-    "drive.files.export": {"mimeType": "string"},
-}
-# Served paths, relative to the service path drive/v3/, as in the discovery document.
-SERVED_PATHS = {
-    "drive.files.list": "files",
-    "drive.files.get": "files/{fileId}",
-    "drive.files.export": "files/{fileId}/export",
-}
 DEFAULT_FILE_MASK = "kind,id,name,mimeType"
 MAX_PAGE_SIZE = 1000
 _SORT_KEYS: dict[str, Callable[[Entry], Any]] = {
@@ -79,50 +47,6 @@ class DriveSettings:
 
     drive_id: str | None = None
     page_size_cap: int | None = None
-
-
-class Params:
-    """Typed access to query parameters for one method; bad values raise 400 `invalid`."""
-
-    def __init__(self, raw: Mapping[str, str], method: str) -> None:
-        self.raw = raw
-        self.types = {**GLOBAL_PARAMS, **METHOD_PARAMS[method]}
-
-    def text(self, name: str, default: str | None = None) -> str | None:
-        assert self.types[name] == "string", name
-        return self.raw.get(name, default)
-
-    def flag(self, *names: str) -> bool:
-        """True if any of the (synonym) boolean parameters is true."""
-        result = False
-        for name in names:
-            assert self.types[name] == "boolean", name
-            value = self.raw.get(name)
-            if value is None:
-                continue
-            if value.lower() not in ("true", "false"):
-                raise invalid_value(
-                    name, f"Invalid value '{value}'. Valid values are: [true, false]"
-                )
-            result = result or value.lower() == "true"
-        return result
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        assert self.types[name] == "integer", name
-        value = self.raw.get(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise invalid_value(
-                name, f"Invalid value '{value}'. Value must be an integer."
-            ) from None
-        if not low <= number <= high:
-            raise invalid_value(
-                name, f"Invalid value '{value}'. Values must be within the range: [{low}, {high}]"
-            )
-        return number
 
 
 class DriveApi:

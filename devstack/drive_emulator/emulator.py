@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from devstack.drive_emulator.api import DriveApi, DriveSettings
+from devstack.drive_emulator.changes import ChangesApi
 from devstack.drive_emulator.exports import Exporter
 from devstack.drive_emulator.faults import EmulatorStats, FaultConfig, FaultInjector
 from devstack.drive_emulator.server import EmulatorServer
@@ -42,6 +43,7 @@ class DriveEmulator:
         self.tree.validate()  # fail now, naming the path, on a bad .drive.json or shortcut
         self.drive_id = drive_id
         self.api = DriveApi(self.tree, DriveSettings(drive_id, page_size_cap))
+        self.changes_api = ChangesApi(self.api)
         self.exporter = Exporter()
         self.faults = FaultInjector(faults or FaultConfig())
         self.stats = EmulatorStats()
@@ -108,11 +110,27 @@ class DriveEmulator:
         return self.tree.root_id
 
     def id_for(self, relpath: str) -> str:
-        """Id of the entry at an on-disk path relative to the root ("" for the root)."""
+        """Current id of the entry at an on-disk path relative to the root ("" for the root).
+
+        A file moved or renamed on disk keeps its id, so after `os.rename(a, b)`
+        `id_for(b)` is what `id_for(a)` was.
+        """
         entry = self.tree.entry_at(relpath.replace("\\", "/"))
         if entry is None:
             raise KeyError(f"no entry at {relpath!r} under {self.tree.root}")
         return entry.id
+
+    # ---- changes feed ---------------------------------------------------------------------
+    def start_page_token(self) -> str:
+        """The changes token for "now" (what changes.getStartPageToken would answer)."""
+        self.tree.refresh()
+        return self.tree.changes.start_token()
+
+    def expire_tokens(self) -> str:
+        """Invalidate every changes token issued so far (changes.list then answers 400
+        `invalid` on `pageToken`); returns the new, valid start token."""
+        self.tree.refresh()  # what changed before the expiry is part of the lost history
+        return self.tree.changes.expire()
 
     # ---- faults and stats -----------------------------------------------------------------
     def set_faults(self, faults: FaultConfig) -> None:

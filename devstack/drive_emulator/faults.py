@@ -32,6 +32,8 @@ class FaultConfig:
     retry_after_s: float | None = None
     rate_limit_qps: float | None = None
     incomplete_batches: str | None = None  # one of INCOMPLETE_BATCH_MODES
+    # Every changes.list answers as for an expired page token (400 invalid, pageToken).
+    expire_page_tokens: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)

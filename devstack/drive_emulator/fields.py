@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.drive_emulator.file_fields import FILE_FIELDS, FILE_LIST_FIELDS
+from devstack.drive_emulator.file_fields import (
+    ABOUT_FIELDS,
+    CHANGE_FIELDS,
+    CHANGE_LIST_FIELDS,
+    FILE_FIELDS,
+    FILE_LIST_FIELDS,
+    START_PAGE_TOKEN_FIELDS,
+)
 
 Mask = dict[str, "Mask | None"]
 
@@ -79,12 +86,17 @@ def _merge(mask: Mask, parts: list[str], sub: Mask | None) -> None:
 
 def validate_file_mask(mask: Mask) -> None:
     """Check a mask applied to a File resource."""
+    _validate_table(mask, FILE_FIELDS)
+
+
+def _validate_table(mask: Mask, table: dict[str, tuple[str, ...] | None]) -> None:
+    """Check names against a field table (sub-fields one level deep, as in file_fields)."""
     for name, sub in mask.items():
         if name == "*":
             continue
-        if name not in FILE_FIELDS:
+        if name not in table:
             raise FieldError(name)
-        allowed = FILE_FIELDS[name]
+        allowed = table[name]
         if sub is not None and allowed is not None:
             for child in sub:
                 if child != "*" and child not in allowed:
@@ -100,6 +112,28 @@ def validate_list_mask(mask: Mask) -> None:
             raise FieldError(name)
         if name == "files" and sub is not None:
             validate_file_mask(sub)
+
+
+def validate_change_list_mask(mask: Mask) -> None:
+    """Check a mask applied to a ChangeList resource (`changes(file(...))` included)."""
+    for name, sub in mask.items():
+        if name != "*" and name not in CHANGE_LIST_FIELDS:
+            raise FieldError(name)
+        if name == "changes" and sub is not None:
+            file_mask = sub.get("file")
+            _validate_table({k: v for k, v in sub.items() if k != "file"}, CHANGE_FIELDS)
+            if file_mask is not None:
+                validate_file_mask(file_mask)
+
+
+def validate_start_page_token_mask(mask: Mask) -> None:
+    """Check a mask applied to a StartPageToken resource."""
+    _validate_table(mask, dict.fromkeys(START_PAGE_TOKEN_FIELDS))
+
+
+def validate_about_mask(mask: Mask) -> None:
+    """Check a mask applied to an About resource."""
+    _validate_table(mask, ABOUT_FIELDS)
 
 
 def apply_mask(value: Any, mask: Mask | None) -> Any:

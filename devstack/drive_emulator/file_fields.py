@@ -1,8 +1,9 @@
-"""Field names of the Drive v3 `File` resource, for validating `fields` masks.
+"""Field names of the Drive v3 resources the emulator serves, for validating `fields` masks.
 
-Snapshot of `schemas.File.properties` in the Drive v3 discovery document (revision
-20261106). Values name the sub-fields of object fields (one level deep), else None.
-tests/drive_emulator/test_discovery_schema.py checks this snapshot against the document.
+Snapshots of `schemas.{File,FileList,Change,ChangeList,StartPageToken,About}.properties` in
+the Drive v3 discovery document (revision 20261106). Values name the sub-fields of object
+fields (one level deep), else None.
+tests/drive_emulator/test_discovery_schema.py checks these snapshots against the document.
 """
 
 FILE_FIELDS: dict[str, tuple[str, ...] | None] = {
@@ -168,3 +169,50 @@ FILE_FIELDS: dict[str, tuple[str, ...] | None] = {
 }
 
 FILE_LIST_FIELDS: tuple[str, ...] = ("files", "incompleteSearch", "kind", "nextPageToken")
+
+_USER = ("displayName", "emailAddress", "kind", "me", "permissionId", "photoLink")
+_THEME = ("backgroundImageLink", "colorRgb", "id")
+_DRIVE = (
+    "backgroundImageFile",
+    "backgroundImageLink",
+    "capabilities",
+    "colorRgb",
+    "createdTime",
+    "id",
+    "kind",
+    "name",
+    "orgUnitId",
+    "restrictions",
+    "themeId",
+)
+# `file` is a File: its sub-mask is checked against FILE_FIELDS.
+CHANGE_FIELDS: dict[str, tuple[str, ...] | None] = {
+    "changeType": None,
+    "drive": (*_DRIVE, "hidden"),
+    "driveId": None,
+    "file": None,
+    "fileId": None,
+    "kind": None,
+    "removed": None,
+    "teamDrive": _DRIVE,
+    "teamDriveId": None,
+    "time": None,
+    "type": None,
+}
+CHANGE_LIST_FIELDS: tuple[str, ...] = ("changes", "kind", "newStartPageToken", "nextPageToken")
+START_PAGE_TOKEN_FIELDS: tuple[str, ...] = ("kind", "startPageToken")
+ABOUT_FIELDS: dict[str, tuple[str, ...] | None] = {
+    "appInstalled": None,
+    "canCreateDrives": None,
+    "canCreateTeamDrives": None,
+    "driveThemes": _THEME,
+    "exportFormats": None,
+    "folderColorPalette": None,
+    "importFormats": None,
+    "kind": None,
+    "maxImportSizes": None,
+    "maxUploadSize": None,
+    "storageQuota": ("limit", "usage", "usageInDrive", "usageInDriveTrash"),
+    "teamDriveThemes": _THEME,
+    "user": _USER,
+}

@@ -14,9 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from devstack.drive_emulator.api import Params
+from devstack.drive_emulator.changelog import invalid_token
 from devstack.drive_emulator.errors import ApiError, invalid_value
 from devstack.drive_emulator.exports import conversion_unsupported
+from devstack.drive_emulator.params import Params
 from devstack.drive_emulator.tree import Entry, TreeError
 
 if TYPE_CHECKING:
@@ -27,6 +28,16 @@ SERVICE_PREFIX = "/drive/v3/"
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _PARENTS_TERM = re.compile(r"'((?:[^'\\]|\\.)*)'\s+in\s+parents")
+_SINGLE_ROUTES = {"changes": "drive.changes.list", "about": "drive.about.get"}
+_JSON_ONLY = frozenset(
+    {"drive.files.list", "drive.changes.getStartPageToken", "drive.changes.list", "drive.about.get"}
+)
+# EmulatorStats.requests keys of the changes-feed methods.
+_ENDPOINTS = {
+    "drive.changes.getStartPageToken": "start_page_token",
+    "drive.changes.list": "changes",
+    "drive.about.get": "about",
+}
 _INVALID_CREDENTIALS = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
     "cookie or other valid authentication credential. See "
@@ -121,11 +132,20 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
         alt = params.text("alt", "json")
         if alt not in ("json", "media"):
             raise invalid_value("alt")
+        if method in _JSON_ONLY and alt == "media":
+            raise invalid_value("alt")
         if method == "drive.files.list":
-            if alt == "media":
-                raise invalid_value("alt")
             partial = emu.faults.config.incomplete_batches
             self._send_json(emu.api.list_files(params, emu.url, partial), params)
+        elif method == "drive.changes.getStartPageToken":
+            self._send_json(emu.changes_api.start_page_token(params), params)
+        elif method == "drive.changes.list":
+            if emu.faults.config.expire_page_tokens and "pageToken" in query:
+                emu.stats.count_fault("expired_page_token")
+                raise invalid_token()
+            self._send_json(emu.changes_api.list_changes(params, emu.url), params)
+        elif method == "drive.about.get":
+            self._send_json(emu.changes_api.about(params), params)
         elif method == "drive.files.get" and alt == "media":
             entry = emu.api.lookup(file_id, params)
             self._send_media(entry, fault)
@@ -280,6 +300,10 @@ def _route(path: str) -> tuple[str | None, str]:
     parts = path[len(SERVICE_PREFIX) :].split("/")
     if parts == ["files"]:
         return "drive.files.list", ""
+    if len(parts) == 1 and parts[0] in _SINGLE_ROUTES:
+        return _SINGLE_ROUTES[parts[0]], ""
+    if parts == ["changes", "startPageToken"]:
+        return "drive.changes.getStartPageToken", ""
     if len(parts) == 2 and parts[0] == "files" and parts[1]:
         return "drive.files.get", unquote(parts[1])
     if len(parts) == 3 and parts[0] == "files" and parts[1] and parts[2] == "export":
@@ -299,7 +323,7 @@ def _endpoint_name(method: str | None, query: dict[str, str]) -> str:
         return "media" if query.get("alt") == "media" else "get"
     if method == "drive.files.export":
         return "export"
-    return "unknown"
+    return _ENDPOINTS.get(method or "", "unknown")
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -4,13 +4,16 @@ Layout rules (a contract shared with the Drive client's tests):
 - sub-directories are folders, regular files are binary files typed by extension;
 - `NAME.gsheet.csv` / `NAME.gsheet.xlsx` is a native Sheet, `NAME.gdoc.txt` a native Doc;
 - an optional `.drive.json` per directory overrides metadata per on-disk name;
-- ids derive from the on-disk path relative to the root, unless overridden;
+- ids come from an in-memory registry (devstack.drive_emulator.ids): a new entry's id derives
+  from its path, and a move or rename keeps it; a `.drive.json` `id` override wins;
 - dot-files are not served.
+
+`refresh()` walks the whole tree (stat only, no hashing) to update the registry and the change
+log. It runs when a lookup finds the registry stale, and before every changes.* request.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -22,18 +25,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from devstack.drive_emulator import mime
+from devstack.drive_emulator.changelog import ChangeLog
+from devstack.drive_emulator.ids import IdRegistry, Observed, observe, path_id
 
 OVERRIDES_FILE = ".drive.json"
 OVERRIDE_KEYS = frozenset(
     {"name", "trashed", "id", "mimeType", "modifiedTime", "shortcutTarget", "canDownload"}
 )
 EntryKind = Literal["folder", "binary", "native", "shortcut"]
-
-
-def path_id(relpath: str) -> str:
-    """Stable Drive-like id (33 url-safe chars) for an on-disk path relative to the root."""
-    digest = hashlib.sha256(f"drivepipe-emulator:{relpath}".encode()).digest()
-    return "1" + base64.urlsafe_b64encode(digest).decode()[:32]
 
 
 def rfc3339(mtime_ns: int) -> str:
@@ -73,7 +72,11 @@ class TreeError(ValueError):
 
 
 class DiskTree:
-    """Reads entries from `root`; caches only checksums and overrides, keyed by mtime/size."""
+    """Reads entries from `root`; caches checksums and overrides, keyed by mtime/size.
+
+    Keeps the id registry (`ids`) and the change log (`changes`) up to date through
+    `refresh()`.
+    """
 
     def __init__(self, root: Path, root_id: str | None = None) -> None:
         self.root = root.resolve()
@@ -82,9 +85,12 @@ class DiskTree:
         self.root_id = root_id or path_id("")
         self.strict = False  # True: a shortcut to a missing target is an error
         self._lock = threading.Lock()
-        self._ids: dict[str, str] = {}  # id -> relpath, filled by scans
+        self._refresh_lock = threading.Lock()
+        self._generation = 0  # walks done by refresh()
+        self.ids = IdRegistry()
+        self.changes = ChangeLog()
         self._checksums: dict[str, tuple[int, int, str, str]] = {}
-        self._overrides: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
+        self._overrides: dict[str, tuple[int, int, dict[str, dict[str, Any]]]] = {}
 
     # ---- lookups -------------------------------------------------------------------------
     def root_entry(self) -> Entry:
@@ -106,13 +112,13 @@ class DiskTree:
         if file_id in ("root", self.root_id):
             return self.root_entry()
         for attempt in range(2):
-            relpath = self._ids.get(file_id)
+            relpath = self.ids.path_of(file_id)
             if relpath is not None:
                 entry = self.entry_at(relpath)
                 if entry is not None and entry.id == file_id:
                     return entry
             if attempt == 0:
-                self.walk()  # unknown or moved: rescan the whole tree once
+                self.refresh()  # unknown or moved: walk the whole tree once
         return None
 
     def entry_at(self, relpath: str) -> Entry | None:
@@ -149,9 +155,37 @@ class DiskTree:
         TreeError naming the path); returns the number of entries."""
         self.strict = True
         try:
+            self.refresh()
             return len(self.walk())
         finally:
             self.strict = False
+
+    def refresh(self) -> int:
+        """Walk the whole tree (stat only): update ids and log changes; returns how many."""
+        with self._refresh_lock:
+            return self._refresh_locked()
+
+    def _refresh_since(self, generation: int) -> None:
+        """Refresh, unless another thread finished one after `generation` was read."""
+        with self._refresh_lock:
+            if self._generation == generation:
+                self._refresh_locked()
+
+    def _refresh_locked(self) -> int:
+        self._generation += 1
+        observed = observe(str(self.root), self._overrides_for)
+        ids, moves = self.ids.reconcile(observed)
+        with self._lock:  # a moved file keeps its cached checksums
+            for old, new in moves:
+                cached = self._checksums.pop(os.path.join(self.root, old), None)
+                if cached is not None:
+                    self._checksums[os.path.join(self.root, new)] = cached
+        by_path = {obs.relpath: fid for fid, obs in zip(ids, observed, strict=True)}
+        states = [
+            (fid, _state(obs, by_path.get(obs.parent_rel, self.root_id)))
+            for fid, obs in zip(ids, observed, strict=True)
+        ]
+        return self.changes.observe(states)
 
     # ---- building entries ----------------------------------------------------------------
     def _scan_dir(self, rel: str) -> list[Entry]:
@@ -187,9 +221,7 @@ class DiskTree:
         override = overrides.get(disk_name, {})
         if parent_id is None:
             parent_id = self._folder_id(parent_rel)
-        file_id = str(override.get("id") or path_id(relpath))
-        with self._lock:
-            self._ids[file_id] = relpath
+        file_id = self._id_at(relpath, st, override)
         common: dict[str, Any] = {
             "id": file_id,
             "relpath": relpath,
@@ -254,7 +286,21 @@ class DiskTree:
             return self.root_id
         parent, _, name = rel.rpartition("/")
         override = self._overrides_for(parent).get(name, {})
-        return str(override.get("id") or path_id(rel))
+        try:
+            st = os.stat(os.path.join(self.root, rel))
+        except FileNotFoundError:
+            return str(override.get("id") or path_id(rel))
+        return self._id_at(rel, st, override)
+
+    def _id_at(self, relpath: str, st: os.stat_result, override: dict[str, Any]) -> str:
+        """The registry's id for the entry at `relpath`, refreshing once if it is stale."""
+        override_id = str(override["id"]) if override.get("id") else None
+        generation = self._generation
+        file_id = self.ids.lookup(relpath, st, override_id)
+        if file_id is None:
+            self._refresh_since(generation)
+            file_id = self.ids.lookup(relpath, st, override_id)
+        return file_id or path_id(relpath)  # replaced again since the walk: the next one knows
 
     def _checksums_for(self, path: str, st: os.stat_result) -> tuple[str, str]:
         key = path
@@ -274,16 +320,26 @@ class DiskTree:
     def _overrides_for(self, rel: str) -> dict[str, dict[str, Any]]:
         path = os.path.join(self.root, rel, OVERRIDES_FILE)
         try:
-            mtime_ns = os.stat(path).st_mtime_ns
+            st = os.stat(path)
         except FileNotFoundError:
             return {}
         cached = self._overrides.get(rel)
-        if cached and cached[0] == mtime_ns:
-            return cached[1]
+        if cached and cached[:2] == (st.st_mtime_ns, st.st_size):
+            return cached[2]
         entries = parse_overrides(Path(path))
         with self._lock:
-            self._overrides[rel] = (mtime_ns, entries)
+            self._overrides[rel] = (st.st_mtime_ns, st.st_size, entries)
         return entries
+
+
+def _state(obs: Observed, parent_id: str) -> tuple[Any, ...]:
+    """What a change log compares: everything the File resource is rendered from.
+
+    A folder's own mtime is left out: adding a child is a change of the child only.
+    """
+    content = None if obs.is_dir else (obs.mtime_ns, obs.size)
+    override = json.dumps(dict(obs.override), sort_keys=True) if obs.override else ""
+    return (parent_id, obs.disk_name, obs.is_dir, content, override)
 
 
 def parse_overrides(path: Path) -> dict[str, dict[str, Any]]:

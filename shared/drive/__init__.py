@@ -1,13 +1,15 @@
-"""Google Drive API v3 client: recursive listing, verified parallel downloads, retries."""
+"""Google Drive API v3 client: recursive listing, changes feed, verified parallel downloads."""
 
 from shared.drive.auth import ApiKeyAuth, ServiceAccountAuth, TokenAuth, mask_secrets
 from shared.drive.client import DriveClient
-from shared.drive.models import ClientStats, DriveFile, FetchResult
+from shared.drive.models import ChangesPage, ClientStats, DriveChange, DriveFile, FetchResult
 from shared.drive.retry import RetryPolicy
 
 __all__ = [
     "ApiKeyAuth",
+    "ChangesPage",
     "ClientStats",
+    "DriveChange",
     "DriveClient",
     "DriveFile",
     "FetchResult",

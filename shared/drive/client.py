@@ -1,4 +1,4 @@
-"""DriveClient: the public face of the Drive API v3 client (walk, fetch, fetch_many)."""
+"""DriveClient: the public face of the Drive API v3 client (walk, fetch, changes feed)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import IO, Any
 
 from shared.drive.auth import DriveAuth, auth_from_env, mask_secrets
+from shared.drive.changes import ChangesFeed
 from shared.drive.download import CHUNK_SIZE, export_mime, fetch_file
 from shared.drive.filters import FileFilter
 from shared.drive.http import DriveHttp, Timeout
-from shared.drive.listing import TreeWalker
-from shared.drive.models import ClientStats, DriveFile, FetchResult
+from shared.drive.listing import ITEM_FIELDS, TreeWalker
+from shared.drive.models import ChangesPage, ClientStats, DriveFile, FetchResult
 from shared.drive.retry import RetryPolicy
 from shared.drive.throttle import AdaptiveRateLimiter
 from shared.errors import DriveError
@@ -74,6 +75,7 @@ class DriveClient:
             seed=seed,
             limiter=self.limiter,
         )
+        self._feed = ChangesFeed(self._http)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DriveClient:
@@ -131,6 +133,35 @@ class DriveClient:
         walker = TreeWalker(self._http, filters, drive_id=drive_id)
         walker.batching = self.batch_folders
         yield from walker.walk(folder_id, workers=self.walk_workers)
+
+    # ---- changes feed (see shared.drive.changes) -------------------------------------------
+    def start_page_token(self, drive_id: str | None = None) -> str:
+        """changes.getStartPageToken: the token for "now" (of one shared drive with ``drive_id``).
+
+        Take it *before* a full walk, so nothing that changes during the walk is missed.
+        """
+        return self._feed.start_page_token(drive_id)
+
+    def changes(
+        self, token: str, *, drive_id: str | None = None, include_removed: bool = True
+    ) -> ChangesPage:
+        """Every change since ``token``, following nextPageToken to the end.
+
+        One change per file (its latest state), in feed order; ``new_start_page_token`` is the
+        token to store for next time. Raises ChangesTokenInvalid if Drive refuses ``token``,
+        and any other DriveError part-way: a partial feed is never returned.
+        """
+        return self._feed.read_all(token, drive_id=drive_id, include_removed=include_removed)
+
+    def iter_changes(
+        self, token: str, *, drive_id: str | None = None, include_removed: bool = True
+    ) -> Iterator[ChangesPage]:
+        """The feed page by page (bounded memory); the last page has new_start_page_token."""
+        return self._feed.pages(token, drive_id=drive_id, include_removed=include_removed)
+
+    def get_file(self, file_id: str, fields: str = ITEM_FIELDS) -> dict[str, Any]:
+        """files.get metadata (``fields`` mask) of one item, e.g. a parent not seen before."""
+        return self._feed.get_file(file_id, fields)
 
     def fetch(self, file: DriveFile, dest: IO[bytes], *, sheet_format: str = "csv") -> FetchResult:
         """Write ``file``'s bytes to the seekable ``dest`` (Sheets exported as csv or xlsx).

@@ -1,4 +1,4 @@
-"""Value types of the Drive client: files, fetch results, counters and MIME constants."""
+"""Value types of the Drive client: files, changes, fetch results, counters, MIME constants."""
 
 from __future__ import annotations
 
@@ -35,6 +35,45 @@ class DriveFile:
     def is_sheet(self) -> bool:
         """True for a native Google Sheet (fetched by export)."""
         return self.mime_type == SHEET_MIME
+
+
+@dataclass(frozen=True)
+class DriveChange:
+    """One entry of the changes feed: a file's latest state, or its removal.
+
+    ``file`` is None when ``removed`` (deleted, or no longer visible to the credentials). A
+    trashed file is not removed: ``trashed`` is True and ``file`` is set. ``file.path`` is only
+    the file's name: the feed says nothing of ancestry beyond ``parents``, so the caller
+    resolves paths (``DriveClient.get_file`` for parents it does not know).
+    """
+
+    file_id: str
+    removed: bool
+    time: str  # RFC 3339, as Drive sends it
+    file: DriveFile | None = None
+    parents: tuple[str, ...] = ()
+    trashed: bool = False
+    drive_id: str | None = None
+    shortcut_target_id: str | None = None  # set for shortcuts (file describes the shortcut)
+
+    @property
+    def is_folder(self) -> bool:
+        """True when the change is about a folder."""
+        return self.file is not None and self.file.mime_type == FOLDER_MIME
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """Changes read from one token: one page, or (from ``DriveClient.changes``) all of them.
+
+    Exactly one of the tokens is set: ``next_page_token`` while more pages follow, or
+    ``new_start_page_token`` at the end, the token to store for the next run.
+    """
+
+    changes: tuple[DriveChange, ...]
+    next_page_token: str | None = None
+    new_start_page_token: str | None = None
+    pages: int = 1
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def error_from_response(response: requests.Response) -> DriveError:
     """Build the DriveError for a failed response, keeping the API's own reason and message."""
     status = response.status_code
     reason: str | None = None
+    location: str | None = None
     message = ""
     try:
         body: Any = response.json()
@@ -70,6 +71,7 @@ def error_from_response(response: requests.Response) -> DriveError:
         details = err.get("errors")
         if isinstance(details, list) and details and isinstance(details[0], dict):
             reason = details[0].get("reason")
+            location = details[0].get("location")
             message = message or str(details[0].get("message") or "")
         reason = reason or err.get("status")
     if not message:
@@ -84,7 +86,7 @@ def error_from_response(response: requests.Response) -> DriveError:
             status=status,
             reason=reason,
         )
-    return DriveError(message, status=status, reason=reason)
+    return DriveError(message, status=status, reason=reason, location=location)
 
 
 def retry_label(error: DriveError) -> str:
