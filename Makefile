@@ -50,7 +50,9 @@ bench: setup
 	$(PY) -m bench.transform
 	$(PY) -m bench.aws_package
 
-# Vendor shared/ into chalice_app/, run `chalice package` and check Lambda's size limits.
+# Build build/aws/deployment.zip (vendors shared/, `chalice package`) and our own layer
+# build/aws/layer.zip (deploy/layer.py; wheels cached in build/cache/aws-layer), print both
+# sizes and fail over 230 MiB unzipped or on a Python other than the layer's 3.11.
 package-aws: setup
 	$(PY) -m deploy.package_aws
 

@@ -1,6 +1,11 @@
-"""Lambda cold-import time of chalice_app/app.py and the package size against Lambda's limits.
+"""Lambda cold-import time of chalice_app/app.py and the artifacts' sizes against Lambda's limits.
 
 ``python -m bench.aws_package [--runs 5] [--stage dev] [--no-package]``
+
+The package step builds ``deployment.zip`` and our layer (deploy/package_aws.py) and times the
+cold import again from the unzipped artifacts alone (``python -I -S``, as in
+tests/aws/test_clean_runtime.py), with pandas and pyarrow imported too, as the first
+data-handling invocation does.
 
 Cold import: median of N fresh interpreters, each importing app.py with the stage's
 environment (as a Lambda cold start does), measured inside the process (interpreter start-up
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 from deploy import package_aws
@@ -72,6 +78,40 @@ def cold_imports(runs: int, stage: str) -> tuple[list[float], list[float], list[
     return inner, outer, heavy
 
 
+_ARTIFACT_PROBE = """
+import sys, time
+sys.path[:0] = sys.argv[1:3]
+began = time.perf_counter()
+import app, pandas, pyarrow.parquet
+print(time.perf_counter() - began)
+"""
+
+
+def artifact_imports(
+    report: package_aws.PackageReport, tmp: Path, runs: int, stage: str
+) -> list[float]:
+    """Seconds to import app.py, pandas and pyarrow.parquet from the unzipped artifacts."""
+    assert report.layer is not None
+    task, opt = tmp / "task", tmp / "opt"
+    for source, target in ((report.zip_path, task), (report.layer.zip_path, opt)):
+        with zipfile.ZipFile(source) as archive:
+            archive.extractall(target)
+    env = dict(package_aws.stage_config(stage).get("environment_variables") or {})  # type: ignore[call-overload]
+    env.update(AWS_DEFAULT_REGION="us-east-1", PATH=os.environ.get("PATH", ""))
+    seconds = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _ARTIFACT_PROBE, str(task), str(opt / "python")],
+            env=env,
+            cwd=task,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds.append(float(done.stdout.strip().splitlines()[-1]))
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the figures; exit 1 if the package breaks a limit."""
     parser = argparse.ArgumentParser(prog="python -m bench.aws_package")
@@ -93,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="drivepipe-bench-aws-") as tmp:
         report = package_aws.build(args.stage, Path(tmp) / "out")
-    print(f"package (chalice package --stage {args.stage}, terraform):")
+        if report.layer is not None:
+            seconds = artifact_imports(report, Path(tmp), args.runs, args.stage)
+            print(f"cold import from the unzipped artifacts (python -I -S), median of {args.runs}:")
+            print(f"  app + pandas + pyarrow.parquet {statistics.median(seconds):.3f} s")
+    print(f"artifacts (chalice package --stage {args.stage}, terraform, and layer.zip):")
     for line in report.lines():
         print("  " + line)
     print(

@@ -1,12 +1,20 @@
-"""Build the Lambda package: vendor ``shared/``, run ``chalice package``, check Lambda's limits.
+"""Build both Lambda artifacts, measure them and check Lambda's limits.
 
 ``python -m deploy.package_aws [--stage dev] [--out build/aws] [--pkg-format terraform]``
 
-Chalice packages only ``app.py``, ``chalicelib/``, ``vendor/`` and ``requirements.txt``, and
-does not follow symlinks (aws/chalice#696), so ``shared/`` is copied into
-``chalice_app/vendor/shared/`` (git-ignored, recreated on every build). pandas, numpy and
-pyarrow come from the AWS SDK for pandas managed layer, configured per stage in
-``.chalice/config.json``; the size check adds that layer's documented unzipped size.
+- ``build/aws/deployment.zip``: ``chalice package`` output. Chalice packages only ``app.py``,
+  ``chalicelib/``, ``vendor/`` and ``requirements.txt``, and does not follow symlinks
+  (aws/chalice#696), so ``shared/`` is copied into ``chalice_app/vendor/shared/`` (git-ignored,
+  recreated on every build). ``chalice_app/requirements.txt`` lists nothing: every third-party
+  package comes from the layer.
+- ``build/aws/layer.zip``: our own layer (:mod:`deploy.layer`), published with
+  ``aws lambda publish-layer-version`` and named in the stage's ``layers``.
+
+It prints the unzipped sizes of both and fails (exit 1) when function plus layer is over
+:data:`BUDGET_BYTES`, 230 MiB: Lambda's 250 MiB limit less a 20 MiB margin. A stage that still
+uses the managed AWS SDK for pandas layer is measured against that layer's cited size instead.
+It refuses a local Python whose minor version differs from the layer's, because Chalice picks
+the Lambda runtime from the interpreter it runs on.
 
 Chalice cannot ask for SQS partial batch responses, so for Terraform output the build adds
 ``function_response_types = ["ReportBatchItemFailures"]`` to every SQS event source mapping in
@@ -34,7 +42,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import layer as layer_builder
 from deploy import vendor
+from deploy.layer import LayerError, LayerReport, LayerSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = REPO_ROOT / "chalice_app"
@@ -47,23 +57,27 @@ MIB = 1024 * 1024
 # directly may not exceed 50 MB.
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 LAMBDA_DIRECT_UPLOAD_LIMIT = 50 * MIB
+# What we allow ourselves: the limit less a 20 MiB margin for what grows between releases.
+BUDGET_BYTES = 230 * MIB
 
-# AWS SDK for pandas 3.16.1 managed layer, unzipped: 204 MiB, measured with `du -h` and
-# reported in aws/aws-sdk-pandas#3331 ("with the release of 3.16.1 the unzipped size of the
-# layers increased by around 22 percent (37MB) to 204MB"; 3.16.0 was 167 MiB). We budget for
-# the larger figure.
-LAYER_NAME = "AWSSDKPandas-Python311"
-LAYER_UNZIPPED_BYTES = 204 * MIB
-LAYER_SIZE_SOURCE = "aws/aws-sdk-pandas#3331 (layer 3.16.1, unzipped, du -h)"
-LAYER_ACCOUNT = "336392948345"
+# Our layer: build/aws/layer.zip, published per region as this name.
+OWN_LAYER_NAME = f"drivepipe-python{layer_builder.LAYER_PYTHON.replace('.', '')}"
+PLACEHOLDER_ACCOUNT = "111122223333"
 
+# The managed alternative: AWS SDK for pandas 3.16.1, unzipped 204 MiB, measured with `du -h`
+# and reported in aws/aws-sdk-pandas#3331 ("with the release of 3.16.1 the unzipped size of the
+# layers increased by around 22 percent (37MB) to 204MB"; 3.16.0 was 167 MiB). Cited, not
+# measured: we cannot download it without an AWS account.
+MANAGED_LAYER_NAME = "AWSSDKPandas-Python311"
+MANAGED_LAYER_BYTES = 204 * MIB
+MANAGED_LAYER_SOURCE = "cited: aws/aws-sdk-pandas#3331 (3.16.1, du -h), not measured"
+MANAGED_LAYER_ACCOUNT = "336392948345"
 # Layer versions of AWS SDK for pandas 3.16.1 for Python 3.11 x86_64, from the table at
-# https://aws-sdk-pandas.readthedocs.io/en/stable/layers.html. Other regions: look the ARN up
-# there (the account and version differ per region) and set it in the stage's "layers".
-LAYER_VERSIONS = {"af-south-1": 30, "ap-northeast-1": 31, "us-east-1": 31}
+# https://aws-sdk-pandas.readthedocs.io/en/stable/layers.html.
+MANAGED_LAYER_VERSIONS = {"af-south-1": 30, "ap-northeast-1": 31, "us-east-1": 31}
 
-# Never in the zip: the layer or the Lambda runtime provides them (see requirements.txt).
-PROVIDED_AT_RUNTIME = ("pandas", "numpy", "pyarrow", "boto3", "botocore")
+# With the managed layer these come from it or from the runtime, never from the zip.
+MANAGED_PROVIDES = ("pandas", "numpy", "pyarrow", "boto3", "botocore")
 
 
 class PackageError(RuntimeError):
@@ -72,13 +86,15 @@ class PackageError(RuntimeError):
 
 @dataclass(frozen=True)
 class PackageReport:
-    """Sizes of a built package against Lambda's limits."""
+    """Sizes of the function zip and its layer against Lambda's limits."""
 
     zip_path: Path
     zipped_bytes: int
     unzipped_bytes: int
-    layer_bytes: int
     top_level: dict[str, int]
+    layer_bytes: int
+    layer_source: str
+    layer: LayerReport | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -87,37 +103,65 @@ class PackageReport:
 
     @property
     def margin_bytes(self) -> int:
-        """Room left under the 250 MB unzipped limit (negative when over)."""
+        """Room left under Lambda's 250 MiB unzipped limit (negative when over)."""
         return LAMBDA_UNZIPPED_LIMIT - self.total_bytes
 
     def problems(self) -> list[str]:
         """Every limit this package breaks; empty when it fits."""
         found = []
-        if self.total_bytes >= LAMBDA_UNZIPPED_LIMIT:
+        if self.total_bytes > BUDGET_BYTES:
             found.append(
-                f"code + layer unzipped is {self.total_bytes / MIB:.1f} MiB, over Lambda's "
-                f"{LAMBDA_UNZIPPED_LIMIT / MIB:.0f} MiB"
+                f"function + layer unzipped is {self.total_bytes / MIB:.1f} MiB, over the "
+                f"{BUDGET_BYTES / MIB:.0f} MiB budget (Lambda's "
+                f"{LAMBDA_UNZIPPED_LIMIT / MIB:.0f} MiB less a 20 MiB margin)"
             )
         if self.zipped_bytes >= LAMBDA_DIRECT_UPLOAD_LIMIT:
             found.append(f"deployment.zip is {self.zipped_bytes / MIB:.1f} MiB, over 50 MiB")
-        for name in PROVIDED_AT_RUNTIME:
-            if name in self.top_level:
-                found.append(f"{name} is in the zip although the layer/runtime provides it")
+        provided = set(self.layer.top_level) if self.layer else set(MANAGED_PROVIDES)
+        for name in sorted(provided & set(self.top_level)):
+            found.append(f"{name} is in deployment.zip although the layer provides it")
         return found
 
     def lines(self) -> list[str]:
         """Human-readable figures."""
         biggest = sorted(self.top_level.items(), key=lambda kv: -kv[1])[:6]
-        return [
+        lines = [
             f"deployment.zip           {self.zipped_bytes / MIB:8.2f} MiB zipped "
             f"(direct-upload limit 50 MiB)",
             f"function code unzipped   {self.unzipped_bytes / MIB:8.2f} MiB",
-            f"{LAYER_NAME} layer {self.layer_bytes / MIB:8.2f} MiB  [{LAYER_SIZE_SOURCE}]",
-            f"total unzipped           {self.total_bytes / MIB:8.2f} MiB "
-            f"of {LAMBDA_UNZIPPED_LIMIT / MIB:.0f} MiB",
-            f"margin                   {self.margin_bytes / MIB:8.2f} MiB",
+        ]
+        if self.layer is not None:
+            lines += self.layer.lines()
+        else:
+            lines.append(
+                f"{MANAGED_LAYER_NAME}    {self.layer_bytes / MIB:8.2f} MiB [{self.layer_source}]"
+            )
+        return [
+            *lines,
+            f"function + layer         {self.total_bytes / MIB:8.2f} MiB unzipped, of "
+            f"{LAMBDA_UNZIPPED_LIMIT / MIB:.0f} MiB (budget {BUDGET_BYTES / MIB:.0f})",
+            f"margin                   {self.margin_bytes / MIB:8.2f} MiB under "
+            f"{LAMBDA_UNZIPPED_LIMIT / MIB:.0f} MiB "
+            f"({(BUDGET_BYTES - self.total_bytes) / MIB:.2f} MiB under the budget)",
             "largest in zip: " + ", ".join(f"{n} {b / MIB:.1f}" for n, b in biggest),
         ]
+
+
+def check_python(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> str | None:
+    """Why this interpreter cannot package for the layer's runtime; None when it can.
+
+    Chalice sets the functions' runtime from the minor version of the Python it runs on, and
+    the layer's compiled wheels are for one minor version only.
+    """
+    wanted = layer_builder.LAYER_PYTHON
+    found = ".".join(str(part) for part in version[:2])
+    if found == wanted:
+        return None
+    return (
+        f"this is Python {found}, but the layer is built for python{wanted} and Chalice would "
+        f"deploy the functions as python{found}: run `make package-aws` with a Python "
+        f"{wanted} venv (make PYTHON=python{wanted} setup)"
+    )
 
 
 def vendor_shared(app_dir: Path = APP_DIR, shared_dir: Path = SHARED_DIR) -> Path:
@@ -134,22 +178,46 @@ def stage_config(stage: str, app_dir: Path = APP_DIR) -> dict[str, object]:
     return dict(stages[stage])
 
 
+def stage_layers(stage: str, app_dir: Path = APP_DIR) -> list[str]:
+    """The layer ARNs the stage names."""
+    return [str(arn) for arn in stage_config(stage, app_dir).get("layers") or []]  # type: ignore[attr-defined]
+
+
+def uses_managed_layer(stage: str, app_dir: Path = APP_DIR) -> bool:
+    """True when the stage uses the AWS SDK for pandas layer instead of ours."""
+    return any(f":layer:{MANAGED_LAYER_NAME}:" in arn for arn in stage_layers(stage, app_dir))
+
+
 def check_layers(stage: str, region: str | None, app_dir: Path = APP_DIR) -> list[str]:
-    """Warnings about the stage's layer: missing, wrong region, or not the pandas layer."""
-    layers = stage_config(stage, app_dir).get("layers") or []
-    pandas_layers = [arn for arn in layers if f":layer:{LAYER_NAME}:" in str(arn)]
-    if not pandas_layers:
-        return [f"stage {stage!r} has no {LAYER_NAME} layer: pandas/numpy/pyarrow would be missing"]
+    """Warnings about the stage's layer: missing, from another region, or still a placeholder."""
+    layers = stage_layers(stage, app_dir)
+    ours = [arn for arn in layers if f":layer:{OWN_LAYER_NAME}:" in arn]
+    managed = [arn for arn in layers if f":layer:{MANAGED_LAYER_NAME}:" in arn]
+    if not ours and not managed:
+        return [
+            f"stage {stage!r} names neither the {OWN_LAYER_NAME} layer (build/aws/layer.zip) nor "
+            f"{MANAGED_LAYER_NAME}: pandas, numpy and pyarrow would be missing"
+        ]
     warnings = []
-    for arn in pandas_layers:
-        layer_region = str(arn).split(":")[3]
-        if region and layer_region != region:
-            expected = LAYER_VERSIONS.get(region)
-            hint = (
-                f"arn:aws:lambda:{region}:{LAYER_ACCOUNT}:layer:{LAYER_NAME}:{expected}"
-                if expected
-                else "see https://aws-sdk-pandas.readthedocs.io/en/stable/layers.html"
+    for arn in ours:
+        if arn.split(":")[4] == PLACEHOLDER_ACCOUNT:
+            warnings.append(
+                f"layer {arn} is the placeholder: publish build/aws/layer.zip with "
+                "`aws lambda publish-layer-version` and put its LayerVersionArn in the stage's "
+                "layers (serverless-README.md, Deploy)"
             )
+    for arn in ours + managed:
+        layer_region = arn.split(":")[3]
+        if region and layer_region != region:
+            if arn in ours:
+                hint = f"publish build/aws/layer.zip in {region} and use that ARN"
+            elif expected := MANAGED_LAYER_VERSIONS.get(region):
+                hint = (
+                    f"arn:aws:lambda:{region}:{MANAGED_LAYER_ACCOUNT}:layer:"
+                    f"{MANAGED_LAYER_NAME}:{expected}"
+                )
+            else:
+                hint = "see https://aws-sdk-pandas.readthedocs.io/en/stable/layers.html"
             warnings.append(
                 f"layer {arn} is in {layer_region} but you deploy to {region}; "
                 f"a function can only use layers of its own region ({hint})"
@@ -176,7 +244,7 @@ def run_chalice_package(
     return zip_path
 
 
-def measure(zip_path: Path, layer_bytes: int = LAYER_UNZIPPED_BYTES) -> PackageReport:
+def zip_contents(zip_path: Path) -> tuple[int, dict[str, int]]:
     """Unzipped size (sum of member sizes) and per-top-level-entry sizes of ``zip_path``."""
     top: dict[str, int] = {}
     total = 0
@@ -187,17 +255,46 @@ def measure(zip_path: Path, layer_bytes: int = LAYER_UNZIPPED_BYTES) -> PackageR
             name = head.split("-", 1)[0] if head.endswith((".dist-info", ".libs")) else head
             name = name.removesuffix(".py")
             top[name] = top.get(name, 0) + info.file_size
-    return PackageReport(zip_path, zip_path.stat().st_size, total, layer_bytes, top)
+    return total, top
+
+
+def measure(zip_path: Path, layer: LayerReport | None = None) -> PackageReport:
+    """The function zip's sizes beside the layer's: ``layer``, else the managed layer's."""
+    total, top = zip_contents(zip_path)
+    if layer is None:
+        return PackageReport(
+            zip_path,
+            zip_path.stat().st_size,
+            total,
+            top,
+            MANAGED_LAYER_BYTES,
+            MANAGED_LAYER_SOURCE,
+        )
+    return PackageReport(
+        zip_path,
+        zip_path.stat().st_size,
+        total,
+        top,
+        layer.unzipped_bytes,
+        f"measured: {layer.zip_path}",
+        layer,
+    )
 
 
 def build(
-    stage: str = "dev", out_dir: Path | None = None, pkg_format: str = "terraform"
+    stage: str = "dev",
+    out_dir: Path | None = None,
+    pkg_format: str = "terraform",
+    layer_spec: LayerSpec | None = None,
 ) -> PackageReport:
-    """Vendor, package and measure; ``out_dir`` defaults to a fresh temporary directory.
+    """Build ``deployment.zip`` and (unless the stage uses the managed layer) ``layer.zip``
+    into ``out_dir`` (default: a fresh temporary directory), and measure both.
 
-    Holds an exclusive lock on the app directory meanwhile, so concurrent builds (parallel
-    tests, a bench next to a deploy) never see a half-copied ``vendor/``.
+    Holds an exclusive lock on the app directory while vendoring and packaging, so concurrent
+    builds (parallel tests, a bench next to a deploy) never see a half-copied ``vendor/``.
     """
+    if problem := check_python():
+        raise PackageError(problem)
     out = out_dir or Path(tempfile.mkdtemp(prefix="drivepipe-aws-"))
     if out.exists() and any(out.iterdir()):
         shutil.rmtree(out)  # chalice refuses to package into a non-empty directory
@@ -207,7 +304,13 @@ def build(
         zip_path = run_chalice_package(stage, out, pkg_format)
     if pkg_format == "terraform":
         enable_partial_batch_responses(out / "chalice.tf.json")
-    return measure(zip_path)
+    if uses_managed_layer(stage) and layer_spec is None:
+        return measure(zip_path)
+    try:
+        layer = layer_builder.build_layer(out / "layer.zip", layer_spec)
+    except LayerError as exc:
+        raise PackageError(str(exc)) from None
+    return measure(zip_path, layer)
 
 
 PARTIAL_BATCH = ["ReportBatchItemFailures"]
@@ -296,9 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_sqs_commands:
         print("\n".join(sqs_commands(args.stage, args.region or "us-east-1")))
         return 0
+    if problem := check_python():
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     for warning in check_layers(args.stage, args.region):
         print(f"WARNING: {warning}", file=sys.stderr)
-    if "111122223333" in json.dumps(stage_config(args.stage)):
+    if PLACEHOLDER_ACCOUNT in json.dumps(stage_config(args.stage).get("environment_variables")):
         print(
             "WARNING: .chalice/config.json still has the placeholder account 111122223333 "
             "(DRIVE_SECRET_ARN); see serverless-README.md",
@@ -309,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     except PackageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"packaged stage {args.stage!r} ({args.pkg_format}) into {report.zip_path.parent}")
+    built = "deployment.zip" + (" and layer.zip" if report.layer else "")
+    print(f"packaged stage {args.stage!r} ({args.pkg_format}): {built} in {report.zip_path.parent}")
     for line in report.lines():
         print("  " + line)
     problems = report.problems()

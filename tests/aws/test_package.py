@@ -1,24 +1,26 @@
-"""The Lambda package: vendoring, Lambda's size limits, Terraform output, IAM policy files."""
+"""The Lambda artifacts: vendoring, our layer, Lambda's size limits, Terraform output, IAM policy
+files. The artifacts themselves are run in tests/aws/test_clean_runtime.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from deploy import package_aws
+from deploy.layer import BOTO_SERVICES, LayerReport, runtime_incompatible
 from deploy.package_aws import (
+    BUDGET_BYTES,
     LAMBDA_UNZIPPED_LIMIT,
-    LAYER_UNZIPPED_BYTES,
+    MANAGED_LAYER_BYTES,
     MIB,
+    OWN_LAYER_NAME,
     PackageError,
     PackageReport,
     check_layers,
+    check_python,
     measure,
 )
 
@@ -42,33 +44,59 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> PackageReport:
 
 
 @pytest.mark.slow
-def test_package_fits_lambda_with_the_pandas_layer(packaged: PackageReport) -> None:
+def test_package_measures_both_artifacts_and_fits_the_budget(packaged: PackageReport) -> None:
     assert packaged.problems() == []
-    assert packaged.layer_bytes == LAYER_UNZIPPED_BYTES
-    assert packaged.unzipped_bytes + LAYER_UNZIPPED_BYTES < LAMBDA_UNZIPPED_LIMIT
+    assert packaged.layer is not None
+    with zipfile.ZipFile(packaged.layer.zip_path) as archive:
+        assert packaged.layer_bytes == sum(i.file_size for i in archive.infolist())
+    assert packaged.total_bytes == packaged.unzipped_bytes + packaged.layer_bytes <= BUDGET_BYTES
+    assert packaged.margin_bytes == LAMBDA_UNZIPPED_LIMIT - packaged.total_bytes >= 20 * MIB
     assert packaged.zipped_bytes < 50 * MIB
     print("\n".join(packaged.lines()))
 
 
 @pytest.mark.slow
-def test_package_holds_the_app_the_core_and_only_what_the_layer_lacks(
+def test_package_holds_the_app_and_the_core_and_no_third_party_package(
     packaged: PackageReport,
 ) -> None:
     with zipfile.ZipFile(packaged.zip_path) as archive:
         names = set(archive.namelist())
     for needed in (
         "app.py",
+        "chalice/app.py",
         "chalicelib/drivepipe.toml",
         "shared/triggers/service.py",
         "shared/triggers/events.py",
-        "pydantic/__init__.py",
-        "google/auth/__init__.py",
     ):
         assert needed in names, needed
-    for top in ("pandas", "numpy", "pyarrow", "boto3", "botocore", "devstack", "tests"):
-        assert not any(n.startswith(f"{top}/") for n in names), top
+    tops = {n.split("/", 1)[0] for n in names}
+    assert tops == {"app.py", "chalice", "chalicelib", "shared"}, tops
     assert "shared/cli.py" in names  # the core CLI imports no local tooling, so it ships
     assert not any("__pycache__" in n for n in names)
+
+
+@pytest.mark.slow
+def test_layer_is_stripped_and_holds_what_the_code_imports(packaged: PackageReport) -> None:
+    assert packaged.layer is not None
+    with zipfile.ZipFile(packaged.layer.zip_path) as archive:
+        names = archive.namelist()
+    assert all(n.startswith("python/") for n in names)
+    for package in ("pandas", "numpy", "pyarrow", "openpyxl", "requests", "pydantic", "boto3"):
+        assert f"python/{package}/__init__.py" in names, package
+    assert "python/google/auth/__init__.py" in names
+    assert not [n for n in names if "/tests/" in n or "__pycache__" in n or n.endswith(".pyi")]
+    assert not [n for n in names if "flight" in n or "_orc" in n or "/include/" in n]
+    services = {n.split("/")[3] for n in names if n.startswith("python/botocore/data/")}
+    assert services - {n.split("/")[-1] for n in names} == set(BOTO_SERVICES)
+    assert packaged.layer.stripped_bytes > 10 * MIB and packaged.layer.pruned_bytes > 50 * MIB
+
+
+@pytest.mark.slow
+def test_layer_loads_on_the_runtime_s_glibc(packaged: PackageReport, tmp_path: Path) -> None:
+    assert packaged.layer is not None
+    with zipfile.ZipFile(packaged.layer.zip_path) as archive:
+        archive.extractall(tmp_path)
+    assert runtime_incompatible(tmp_path / "python") == {}
 
 
 @pytest.mark.slow
@@ -135,35 +163,102 @@ def test_policy_grants_exactly_the_stage_buckets_and_secret(stage: str) -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_stages_set_lambda_limits_and_the_layer(stage: str) -> None:
+def test_stages_set_lambda_limits_and_our_layer(stage: str) -> None:
     config = _config()["stages"][stage]
     assert config["autogen_policy"] is False
     assert config["iam_policy_file"] == f"policy-{stage}.json"
     assert config["lambda_timeout"] == 900
-    assert check_layers(stage, "us-east-1") == []
+    (layer,) = config["layers"]
+    assert f":layer:{OWN_LAYER_NAME}:" in layer
+    (warning,) = check_layers(stage, "us-east-1")
+    assert "is the placeholder: publish build/aws/layer.zip" in warning
     env = config["environment_variables"]
     assert not any("SERVICE_ACCOUNT" in k or "API_KEY" in k for k in env), "no secrets in config"
 
 
-def test_a_layer_from_another_region_is_flagged() -> None:
-    (warning,) = check_layers("dev", "ap-northeast-1")
+def test_the_function_zip_installs_no_requirements() -> None:
+    lines = (APP_DIR / "requirements.txt").read_text().splitlines()
+    assert [line for line in lines if line.strip() and not line.startswith("#")] == []
+
+
+def _app_with_layers(tmp_path: Path, layers: list[str]) -> Path:
+    (tmp_path / ".chalice").mkdir(parents=True)
+    config = {"stages": {"dev": {"layers": layers}}}
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_a_layer_from_another_region_is_flagged(tmp_path: Path) -> None:
+    ours = "arn:aws:lambda:us-east-1:444455556666:layer:drivepipe-python311:3"
+    (warning,) = check_layers("dev", "ap-northeast-1", _app_with_layers(tmp_path, [ours]))
     assert "is in us-east-1 but you deploy to ap-northeast-1" in warning
+    assert "publish build/aws/layer.zip in ap-northeast-1" in warning
+
+
+def test_the_managed_layer_remains_an_option(tmp_path: Path) -> None:
+    managed = "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python311:31"
+    app = _app_with_layers(tmp_path, [managed])
+    assert check_layers("dev", "us-east-1", app) == []
+    assert package_aws.uses_managed_layer("dev", app)
+    (warning,) = check_layers("dev", "ap-northeast-1", app)
     assert "AWSSDKPandas-Python311:31" in warning
+    (missing,) = check_layers("dev", None, _app_with_layers(tmp_path / "none", []))
+    assert "pandas, numpy and pyarrow would be missing" in missing
+
+
+def test_only_the_layer_s_python_may_package() -> None:
+    assert check_python((3, 11)) is None
+    refused = check_python((3, 12))
+    assert refused is not None and "Python 3.12" in refused and "python3.11" in refused
+
+
+def test_package_aws_refuses_another_python(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(package_aws, "check_python", lambda: "this is Python 3.12")
+    assert package_aws.main([]) == 1
+    assert "this is Python 3.12" in capsys.readouterr().err
+    with pytest.raises(PackageError, match=r"3\.12"):
+        package_aws.build("dev")
+
+
+def _zip(path: Path, members: dict[str, int]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, size in members.items():
+            archive.writestr(name, "x" * size)
+    return path
 
 
 def test_measure_sums_members_and_flags_what_the_layer_provides(tmp_path: Path) -> None:
-    path = tmp_path / "deployment.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("app.py", "x" * 1000)
-        archive.writestr("pandas/__init__.py", "y" * 3000)
-        archive.writestr("pandas-2.2.0.dist-info/METADATA", "z" * 500)
-    report = measure(path, layer_bytes=10)
+    path = _zip(
+        tmp_path / "deployment.zip",
+        {"app.py": 1000, "pandas/__init__.py": 3000, "pandas-2.2.0.dist-info/METADATA": 500},
+    )
+    layer = LayerReport(tmp_path / "layer.zip", 5, 10, {"pandas": 10})
+    report = measure(path, layer)
     assert report.unzipped_bytes == 4500
     assert report.top_level == {"app": 1000, "pandas": 3500}
     assert report.total_bytes == 4510
-    assert report.problems() == ["pandas is in the zip although the layer/runtime provides it"]
-    too_big = measure(path, layer_bytes=LAMBDA_UNZIPPED_LIMIT)
-    assert any("over Lambda's" in p for p in too_big.problems())
+    assert report.problems() == ["pandas is in deployment.zip although the layer provides it"]
+    managed = measure(path)
+    assert managed.layer_bytes == MANAGED_LAYER_BYTES and "cited" in managed.layer_source
+    assert managed.problems() == ["pandas is in deployment.zip although the layer provides it"]
+
+
+def test_over_the_230_mib_budget_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _zip(tmp_path / "deployment.zip", {"app.py": 100})
+    under = measure(path, LayerReport(tmp_path / "l.zip", 1, BUDGET_BYTES - 100, {}))
+    assert under.problems() == []
+    over = measure(path, LayerReport(tmp_path / "l.zip", 1, BUDGET_BYTES - 99, {}))
+    (problem,) = over.problems()
+    assert "over the 230 MiB budget (Lambda's 250 MiB less a 20 MiB margin)" in problem
+    assert over.margin_bytes < 20 * MIB
+    monkeypatch.setattr(package_aws, "build", lambda *args, **kwargs: over)
+    assert package_aws.main(["--stage", "dev"]) == 1
+    captured = capsys.readouterr()
+    assert "margin" in captured.out and "over the 230 MiB budget" in captured.err
 
 
 def test_vendoring_copies_shared_without_caches_or_the_cli(tmp_path: Path) -> None:
@@ -183,41 +278,3 @@ def test_vendoring_copies_shared_without_caches_or_the_cli(tmp_path: Path) -> No
         "vendor/shared/cli.py",
         "vendor/shared/pkg/client.py",
     ]
-
-
-@pytest.mark.slow
-def test_the_unzipped_package_imports_with_its_vendored_core(
-    packaged: PackageReport, tmp_path: Path
-) -> None:
-    """As Lambda does from /var/task: app.py and the vendored shared/ from the zip itself
-    (pandas and boto3 come from this venv, standing in for the layer and the runtime)."""
-    root = tmp_path / "task"
-    with zipfile.ZipFile(packaged.zip_path) as archive:
-        archive.extractall(root)
-    env = dict(_config()["stages"]["dev"]["environment_variables"])
-    env.update(
-        PATH=os.environ.get("PATH", ""), PYTHONPATH=str(root), AWS_DEFAULT_REGION="us-east-1"
-    )
-    probe = "import app, shared; print(shared.__file__); print(sorted(app.app.handler_map))"
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    shared_file, handlers = done.stdout.strip().splitlines()
-    assert Path(shared_file).is_relative_to(root)
-    assert handlers == str(
-        [
-            "fanout_dead_letter",
-            "fanout_worker",
-            "get_run",
-            "health",
-            "on_schedule",
-            "on_upload",
-            "sync_http",
-        ]
-    )
