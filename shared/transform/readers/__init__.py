@@ -104,7 +104,7 @@ def read_table(
     if fmt == "xlsx":
         from shared.transform.readers.excel import read_excel
 
-        frames = read_excel(data, options.excel)
+        frames = read_excel(data, options.excel, options.max_columns)
         if options.excel.sheets == "first":
             return [Table(None, frame) for frame in frames.values()]
         return [Table(name, frame) for name, frame in frames.items()]

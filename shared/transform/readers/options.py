@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_MAX_XLSX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_COLUMNS = 10_000
+DEFAULT_MAX_XLSX_CELLS = 10_000_000
 DEFAULT_MAX_JSON_DEPTH = 64
 # The stdlib parser recurses once per level and Python stops near 1,000 frames.
 MAX_JSON_DEPTH = 512
@@ -20,6 +21,7 @@ DELIMITER_CANDIDATES = (",", ";", "\t", "|")
 
 DtypeBackend = Literal["pyarrow", "numpy"]
 DuplicateColumns = Literal["error", "dedupe"]
+ExcelEngine = Literal["auto", "calamine", "openpyxl"]
 
 
 class _Options(BaseModel):
@@ -78,6 +80,16 @@ class ExcelOptions(_Options):
         default=DEFAULT_MAX_XLSX_UNCOMPRESSED_BYTES,
         gt=0,
         description="Zip-bomb guard: refuse workbooks whose members inflate beyond this",
+    )
+    max_cells: int = Field(
+        default=DEFAULT_MAX_XLSX_CELLS,
+        gt=0,
+        description="Refuse a sheet whose used range (last row x last column) is larger: both "
+        "engines allocate that whole rectangle",
+    )
+    engine: ExcelEngine = Field(
+        default="auto",
+        description="'auto': calamine (python-calamine) when installed, else openpyxl",
     )
 
     @field_validator("sheets")
