@@ -12,7 +12,7 @@ import tempfile
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from shared.errors import DrivepipeError, StorageError
+from shared.errors import DriveError, LeaseHeld, LeaseLost, RetryableError, StorageError
 from shared.run.manifest import InputRecord
 from shared.storage import layout
 from shared.transform.outputs import SPOOL_BYTES
@@ -22,30 +22,34 @@ if TYPE_CHECKING:
     from shared.config import Pipeline
     from shared.storage import Storage
 
+# The run's own infrastructure: raised while rendering an input they still stop the run (or
+# ask for a redelivery) instead of failing that one input. A StorageError while rendering
+# (reading the fetched bytes, say) is the input's failure; writing its outputs or its
+# quarantine copy to the destination happens outside the boundary and always propagates.
+RUN_ERRORS: tuple[type[Exception], ...] = (DriveError, LeaseLost, LeaseHeld, RetryableError)
+
 
 def process_input(
     pipeline: Pipeline, dest: Storage, data: BinaryIO, fmt: str, record: InputRecord, run_id: str
 ) -> None:
     """Turn one fetched input into outputs at ``dest``; on a bad input, quarantine it.
 
-    Marks ``record`` as ``written`` or ``failed``. Storage errors propagate: they are about
-    the destination, not the input, and the caller decides whether to retry.
+    Marks ``record`` as ``written`` or ``failed``. This is the per-input boundary: whatever
+    rendering the input raises (a reader, a step or a serializer; ``RecursionError`` and other
+    bugs included) fails this input alone, except the run's own infrastructure errors
+    (:data:`RUN_ERRORS`). Writing to the destination is outside the boundary: its
+    ``StorageError`` propagates, as it is about the destination, not the input, and the
+    caller decides whether to retry.
     """
     with ExitStack() as stack:
         try:
             outputs = render(pipeline, data, fmt, record.path, record, stack)
-        except (
-            DrivepipeError,
-            ValueError,
-            TypeError,
-            KeyError,
-            OverflowError,
-            MemoryError,
-            UnicodeError,
-        ) as exc:
+        except RUN_ERRORS:
+            raise
+        except Exception as exc:
             # Anything the input's content caused: quarantine the bytes and report why.
             record.status = "failed"
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error = describe_failure(exc)
             record.quarantine_key = layout.quarantine_key(run_id, record.path)
             data.seek(0)
             dest.write(record.quarantine_key, data)
@@ -59,6 +63,14 @@ def process_input(
             record.output_keys.append(out.key)
             record.bytes_out += out.size
         record.status = "written"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``TypeName: message`` for an input's failure record (the type alone when no message)."""
+    message = str(exc)
+    if isinstance(exc, RecursionError):
+        message = f"{message} (the input is nested too deeply to process)"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def copy_to_temp(source: BinaryIO) -> BinaryIO:

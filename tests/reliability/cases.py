@@ -59,6 +59,34 @@ def _zip_bomb() -> bytes:
     return buffer.getvalue()
 
 
+def _far_corner_xlsx() -> bytes:
+    """A tiny workbook with cells at A1 and XFD1048576: its used range is 17 billion cells."""
+    ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    sheet = (
+        f'<?xml version="1.0"?><worksheet xmlns="{ns}"><sheetData>'
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c></row>'
+        '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData></worksheet>'
+    )
+    original = _xlsx(pd.DataFrame({"id": [1], "amount": [1.0]}))
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(original)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = sheet.encode() if info.filename.endswith("sheet1.xml") else src.read(info)
+            dst.writestr(info, body)
+    return out.getvalue()
+
+
+def _wide_csv(columns: int = 100_000) -> bytes:
+    """1.3 MB: a 100,000-column header and three rows (2.2 GB of RSS before read.max_columns)."""
+    header = ",".join(f"c{i:05d}" for i in range(columns))
+    return (header + "\n" + ("1," * (columns - 1) + "1\n") * 3).encode()
+
+
+def _deep_line() -> bytes:
+    """JSON Lines: a good line, then one nested 200,000 deep (pyarrow's parser segfaults)."""
+    return b'{"id":1,"amount":2}\n{"id":2,"amount":' + b"[" * 200_000 + b"]" * 200_000 + b"}\n"
+
+
 def _many_rows(count: int = 200_000) -> bytes:
     return ("id,amount\n" + "".join(f"{i},{i % 97}.5\n" for i in range(count))).encode()
 
@@ -73,6 +101,12 @@ GOOD: list[Case] = [
     ),
     Case(
         "good/lines.jsonl", lambda: b'{"id":1,"amount":2}\n{"id":2,"amount":4}\n', "written", rows=2
+    ),
+    Case(
+        "good/records.json",
+        lambda: b'{"data": [{"id": 1, "amount": 2.5, "note": "[{\\"x"}, {"id": 2}]}',
+        "written",
+        rows=2,
     ),
     Case(
         "good/table.parquet",
@@ -123,6 +157,29 @@ BAD: list[Case] = [
         "amount",
     ),
     Case("bad/not_json.jsonl", lambda: b'{"id":1,"amount":2}\n{oops\n', "failed", "Error"),
+    # Bounded parsing: each of these crashed or blew up the run before (issue 19).
+    Case("bad/deep_array.json", lambda: b"[" * 400_000, "failed", "nested deeper than 64 levels"),
+    Case(
+        "bad/deep_object.json",
+        lambda: b'[{"id":1,"amount":' + b'{"a":' * 80_000 + b"1" + b"}" * 80_001 + b"]",
+        "failed",
+        "nested deeper than 64 levels",
+    ),
+    Case("bad/deep_line.jsonl", _deep_line, "failed", "nested deeper than 64 levels"),
+    Case("bad/wide.csv", _wide_csv, "failed", "has 100,000 columns, over the limit of 10,000"),
+    Case(
+        "bad/non_finite.json",
+        lambda: b'[{"id":1,"amount":2.5},{"id":2,"amount":1e999999}]',
+        "failed",
+        "non-finite number",
+    ),
+    Case(
+        "bad/nan.jsonl",
+        lambda: b'{"id":1,"amount":2.5}\n{"id":2,"amount":NaN}\n',
+        "failed",
+        "non-finite number",
+    ),
+    Case("bad/far_corner.xlsx", _far_corner_xlsx, "failed", "16,384 columns, over the limit"),
     # Hostile Drive names: their outputs must stay under the destination prefix.
     Case(
         "names/dotdot.csv",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.reliability.cases import (
     CASES,
     GOOD,
     LONG_LINE,
+    Case,
     build_corpus,
     corpus_pipeline_body,
 )
@@ -74,7 +76,7 @@ def test_the_run_survives_every_case_and_writes_every_good_file(corpus_run) -> N
     counts = manifest.counts()
     assert counts["written"] == sum(c.status == "written" for c in CASES)
     assert counts["failed"] == sum(c.status == "failed" for c in CASES)
-    assert len(GOOD) == 4 and all(by_disk_path(manifest)[c.path].status == "written" for c in GOOD)
+    assert len(GOOD) == 5 and all(by_disk_path(manifest)[c.path].status == "written" for c in GOOD)
     assert len(manifest.inputs) == len(CASES)
 
 
@@ -105,3 +107,33 @@ def test_a_single_10mb_line_is_read(
     record = manifest.inputs[0]
     assert record.status == "written", record.error
     assert record.rows_out == 1
+
+
+def test_a_reader_bug_one_input_triggers_fails_only_that_input(
+    emulator: DriveEmulator, drive_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that overflows the stack on one input (as json did on deep nesting): that
+    input fails with the reason and a quarantine copy, and the sync writes the others."""
+    from shared.transform.readers import json as json_reader
+
+    real_read_json = json_reader.read_json
+
+    def buggy_read_json(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        if b"recurse" in data:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_read_json(data, *args, **kwargs)
+
+    monkeypatch.setattr(json_reader, "read_json", buggy_read_json)
+    poison = Case("bad/recurse.json", lambda: b'[{"id": 1, "amount": 2, "recurse": 1}]', "failed")
+    build_corpus(drive_root, [*GOOD, poison])
+    body = corpus_pipeline_body(str(tmp_path / "dest"), emulator.root_id)
+    pipeline = parse_config({"pipelines": {"rel": body}}).pipelines["rel"]
+    manifest = run_sync(SyncRequest(pipeline=pipeline))
+    records = {r.path: r for r in manifest.inputs}
+    failed = records["bad/recurse.json"]
+    assert failed.status == "failed"
+    assert (failed.error or "").startswith("RecursionError: maximum recursion depth exceeded")
+    dest = open_storage(str(tmp_path / "dest"))
+    assert dest.read(failed.quarantine_key or "") == poison.make()
+    assert all(records[c.path].status == "written" for c in GOOD)
+    assert manifest.counts()["written"] == len(GOOD)

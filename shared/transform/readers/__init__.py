@@ -95,12 +95,15 @@ def read_table(
 
         delimiter = "\t" if fmt == "tsv" else None
         with _csv_bytes(source) as text:
-            return [Table(None, read_csv(text, options.csv, default_delimiter=delimiter))]
+            frame = read_csv(
+                text, options.csv, default_delimiter=delimiter, max_columns=options.max_columns
+            )
+            return [Table(None, frame)]
     data = _read_bytes(source)
     if fmt == "xlsx":
         from shared.transform.readers.excel import read_excel
 
-        frames = read_excel(data, options.excel)
+        frames = read_excel(data, options.excel, options.max_columns)
         if options.excel.sheets == "first":
             return [Table(None, frame) for frame in frames.values()]
         return [Table(name, frame) for name, frame in frames.items()]
@@ -110,7 +113,7 @@ def read_table(
         json_options = options.json
         if fmt == "jsonl" and json_options.lines is None:
             json_options = json_options.model_copy(update={"lines": True})
-        return [Table(None, read_json(data, json_options))]
+        return [Table(None, read_json(data, json_options, options.max_columns))]
     if fmt == "parquet":
         from shared.transform.readers.parquet import read_parquet
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import csv as stdlib_csv
 import io
 import mmap
+from collections.abc import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -12,7 +14,8 @@ import pyarrow.csv as pacsv
 
 from shared.errors import ReadError
 from shared.transform.readers.arrow import arrow_to_pandas
-from shared.transform.readers.options import CsvOptions
+from shared.transform.readers.limits import check_columns, csv_width
+from shared.transform.readers.options import DEFAULT_MAX_COLUMNS, CsvOptions
 from shared.transform.readers.sniff import (
     SAMPLE_BYTES,
     check_column_names,
@@ -29,12 +32,17 @@ _PYARROW_NULLS = tuple(pacsv.ConvertOptions().null_values)
 
 
 def read_csv(
-    data: Bytes, options: CsvOptions, *, default_delimiter: str | None = None
+    data: Bytes,
+    options: CsvOptions,
+    *,
+    default_delimiter: str | None = None,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> pd.DataFrame:
     """Parse delimited text into a DataFrame; bad input raises ``ReadError``.
 
     ``default_delimiter`` is used when ``options.delimiter`` is unset (e.g. "\\t" for .tsv);
-    without either, the delimiter is sniffed.
+    without either, the delimiter is sniffed. A header row (or first row) wider than
+    ``max_columns`` is refused before pyarrow parses anything.
     """
     if len(data) == 0:
         raise ReadError("empty file")
@@ -57,6 +65,7 @@ def read_csv(
     if delimiter is None:
         head = decode_sample(utf8[:SAMPLE_BYTES], "utf-8")
         delimiter = sniff_delimiter(head, options.quotechar, complete=len(utf8) <= SAMPLE_BYTES)
+    check_width(utf8_pieces(utf8), delimiter, options, max_columns)
     try:
         table = _parse(utf8, delimiter, options)
     except pa.ArrowInvalid as exc:
@@ -67,7 +76,7 @@ def read_csv(
         # later part is not: the file is really cp1252/latin-1, so read it again as such.
         if options.encoding is None and encoding == "utf-8":
             fallback = options.model_copy(update={"encoding": _single_byte(data)})
-            return read_csv(data, fallback, default_delimiter=delimiter)
+            return read_csv(data, fallback, default_delimiter=delimiter, max_columns=max_columns)
         raise ReadError(
             f"column(s) {', '.join(binary)} hold bytes that are not valid {encoding} text"
         )
@@ -76,6 +85,28 @@ def read_csv(
         names = check_column_names(table.column_names, options.duplicate_columns)
     table = table.rename_columns(names)
     return arrow_to_pandas(table, options.dtype_backend)
+
+
+def check_width(
+    pieces: Iterator[str], delimiter: str, options: CsvOptions, max_columns: int
+) -> None:
+    """Refuse a CSV whose header row (the first row read) has more than ``max_columns`` fields.
+
+    Counts the fields of that one record, quote-aware, without building anything: a
+    100,000-column header costs a scan of one line, not a 100,000-column table.
+    """
+    skip = options.skip_rows + (options.header or 0)
+    width, exact = csv_width(pieces, delimiter, options.quotechar, skip, max_columns)
+    what = "the CSV header row" if options.header is not None else "the first CSV row"
+    check_columns(width, max_columns, what, exact=exact)
+
+
+def utf8_pieces(utf8: Bytes, size: int = SAMPLE_BYTES) -> Iterator[str]:
+    """UTF-8 bytes decoded piece by piece (only as far as the caller reads)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    for start in range(0, len(utf8), size):
+        yield decoder.decode(utf8[start : start + size], final=False)
+    yield decoder.decode(b"", final=True)
 
 
 def _is_blank(data: Bytes) -> bool:

@@ -12,10 +12,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_MAX_XLSX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_COLUMNS = 10_000
+DEFAULT_MAX_XLSX_CELLS = 10_000_000
+DEFAULT_MAX_JSON_DEPTH = 64
+# The stdlib parser recurses once per level and Python stops near 1,000 frames.
+MAX_JSON_DEPTH = 512
 DELIMITER_CANDIDATES = (",", ";", "\t", "|")
 
 DtypeBackend = Literal["pyarrow", "numpy"]
 DuplicateColumns = Literal["error", "dedupe"]
+ExcelEngine = Literal["auto", "calamine", "openpyxl"]
 
 
 class _Options(BaseModel):
@@ -75,6 +81,16 @@ class ExcelOptions(_Options):
         gt=0,
         description="Zip-bomb guard: refuse workbooks whose members inflate beyond this",
     )
+    max_cells: int = Field(
+        default=DEFAULT_MAX_XLSX_CELLS,
+        gt=0,
+        description="Refuse a sheet whose used range (last row x last column) is larger: both "
+        "engines allocate that whole rectangle",
+    )
+    engine: ExcelEngine = Field(
+        default="auto",
+        description="'auto': calamine (python-calamine) when installed, else openpyxl",
+    )
 
     @field_validator("sheets")
     @classmethod
@@ -89,6 +105,17 @@ class JsonOptions(_Options):
 
     lines: bool | None = Field(default=None, description="None = detect JSON Lines vs one document")
     dtype_backend: DtypeBackend = "pyarrow"
+    max_depth: int = Field(
+        default=DEFAULT_MAX_JSON_DEPTH,
+        ge=1,
+        le=MAX_JSON_DEPTH,
+        description="Refuse documents (or lines) whose arrays/objects nest deeper than this",
+    )
+    allow_non_finite: bool = Field(
+        default=False,
+        description="Keep numbers too big for a float (1e999 -> inf) and NaN/Infinity literals; "
+        "False fails the input",
+    )
 
 
 # The config format names the JSON section "json"; that shadows the deprecated BaseModel.json()
@@ -102,6 +129,12 @@ class ReadOptions(_Options):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     excel: ExcelOptions = Field(default_factory=ExcelOptions)
     json: JsonOptions = Field(default_factory=JsonOptions)  # type: ignore[assignment]
+    max_columns: int = Field(
+        default=DEFAULT_MAX_COLUMNS,
+        ge=1,
+        description="Refuse inputs wider than this, checked on the header row / first record "
+        "before the table is built (CSV/TSV, JSON, JSON Lines, XLSX)",
+    )
     sheets_export: Literal["csv", "xlsx"] = Field(
         default="csv", description="How native Google Sheets are exported (carried for the caller)"
     )

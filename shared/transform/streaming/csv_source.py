@@ -7,6 +7,7 @@ longer than the block ("straddles two block boundaries") restarts with blocks tw
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from collections.abc import Generator, Iterator
@@ -18,8 +19,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from shared.errors import ReadError
-from shared.transform.readers.csv import arrow_csv_options
-from shared.transform.readers.options import CsvOptions
+from shared.transform.readers.csv import arrow_csv_options, check_width
+from shared.transform.readers.options import DEFAULT_MAX_COLUMNS, CsvOptions
 from shared.transform.readers.sniff import (
     SAMPLE_BYTES,
     check_column_names,
@@ -71,8 +72,16 @@ class _Attempt:
     max_row_bytes: int
 
 
-def sniff_layout(data: BinaryIO, options: CsvOptions, default_delimiter: str | None) -> CsvLayout:
-    """Sniff a CSV's layout from its first 64 KiB (and scan for quote characters)."""
+def sniff_layout(
+    data: BinaryIO,
+    options: CsvOptions,
+    default_delimiter: str | None,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
+) -> CsvLayout:
+    """Sniff a CSV's layout from its first 64 KiB (and scan for quote characters).
+
+    A header row wider than ``max_columns`` is refused here, before any block is parsed.
+    """
     data.seek(0)
     sample = data.read(SAMPLE_BYTES)
     complete = len(data.read(1)) == 0
@@ -85,6 +94,7 @@ def sniff_layout(data: BinaryIO, options: CsvOptions, default_delimiter: str | N
     if delimiter is None:
         head = decode_sample(sample, encoding)
         delimiter = sniff_delimiter(head, options.quotechar, complete=complete)
+    check_width(_decoded_pieces(data, encoding), delimiter, options, max_columns)
     wide = encoding in _WIDE_ENCODINGS
     arrow_encoding = "utf8" if encoding in ("utf-8", "utf8", "utf-8-sig", "utf_8_sig") else encoding
     return CsvLayout(
@@ -93,6 +103,15 @@ def sniff_layout(data: BinaryIO, options: CsvOptions, default_delimiter: str | N
         delimiter=delimiter,
         quoted=wide or _contains(data, options.quotechar.encode()),
     )
+
+
+def _decoded_pieces(data: BinaryIO, encoding: str) -> Iterator[str]:
+    """The file from its start, decoded piece by piece (only as far as the caller reads)."""
+    data.seek(0)
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    while block := data.read(SAMPLE_BYTES):
+        yield decoder.decode(block, final=False)
+    yield decoder.decode(b"", final=True)
 
 
 def _contains(data: BinaryIO, needle: bytes) -> bool:

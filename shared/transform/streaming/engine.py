@@ -53,7 +53,8 @@ def stream_render(
     hints = StreamHints()
     if fmt in ("csv", "tsv"):
         options = pipeline.read.csv
-        layout = sniff_layout(data, options, "\t" if fmt == "tsv" else None)
+        delimiter = "\t" if fmt == "tsv" else None
+        layout = sniff_layout(data, options, delimiter, pipeline.read.max_columns)
         types = head_types(data, options, layout, pipeline.streaming.infer_bytes)
         hints = StreamHints(column_types=types)
     drifts = 0
@@ -93,7 +94,9 @@ def _frames(
     }
     if layout is not None:
         return csv_frames(data, pipeline.read.csv, layout, hints, **sizes)
-    return jsonl_frames(data, pipeline.read.json, hints, **sizes)
+    return jsonl_frames(
+        data, pipeline.read.json, hints, max_columns=pipeline.read.max_columns, **sizes
+    )
 
 
 class _Run:

@@ -17,8 +17,13 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from shared.errors import ReadError
-from shared.transform.readers.json import _parse_lines_slowly
-from shared.transform.readers.options import JsonOptions
+from shared.transform.readers.json import (
+    _parse_lines_slowly,
+    arrow_lines_table,
+    check_first_line_width,
+)
+from shared.transform.readers.limits import check_json_depth
+from shared.transform.readers.options import DEFAULT_MAX_COLUMNS, JsonOptions
 from shared.transform.streaming.batches import SchemaDrift, StreamHints, frame_at, row_too_long
 
 _STRADDLE = "straddl"  # pyarrow: "straddling object straddles two block boundaries"
@@ -32,12 +37,14 @@ def jsonl_frames(
     block_bytes: int,
     max_row_bytes: int,
     batch_rows: int,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> Generator[pd.DataFrame, None, None]:
     """Parse JSON Lines in blocks of whole lines; yields frames (at least one, maybe empty).
 
     The first block fixes the schema; a later block that adds a field or needs a wider type
     raises :class:`SchemaDrift` with the unified schema. A line longer than ``max_row_bytes``
-    is a ``ReadError``.
+    is a ``ReadError``, and so is a block nested deeper than ``options.max_depth``, wider than
+    ``max_columns`` or holding a non-finite number (unless allowed).
     """
     data.seek(0)
     schema = hints.json_schema
@@ -56,7 +63,9 @@ def jsonl_frames(
         if line == 0 and text.startswith(b"\xef\xbb\xbf"):
             text = text[3:]
         if text.strip():
-            table = _parse_jsonl_block(text, line)
+            if line == 0:
+                check_first_line_width(text, options, max_columns)
+            table = _parse_jsonl_block(text, line, options, max_columns)
             schema, table = _conform(table, schema, hints, line)
             for start in range(0, table.num_rows, batch_rows):
                 piece = table.slice(start, batch_rows)
@@ -71,18 +80,25 @@ def jsonl_frames(
         yield frame_at(schema.empty_table(), 0, options.dtype_backend)
 
 
-def _parse_jsonl_block(text: bytes, first_line: int) -> pa.Table:
+def _parse_jsonl_block(
+    text: bytes, first_line: int, options: JsonOptions, max_columns: int
+) -> pa.Table:
+    check_json_depth(text, options.max_depth)  # before any parser recurses into it
     try:
-        return _read_json(text)
+        table = _read_json(text)
     except pa.ArrowInvalid as exc:
         try:
-            _parse_lines_slowly(text)
+            _parse_lines_slowly(text, options)
         except ReadError as bad:
             numbered = re.sub(
                 r"line (\d+)", lambda m: f"line {int(m.group(1)) + first_line}", str(bad), count=1
             )
             raise ReadError(numbered) from None
         raise ReadError(f"JSON Lines near line {first_line + 1}: {exc}") from None
+    try:
+        return arrow_lines_table(table, options, max_columns)
+    except ReadError as bad:
+        raise ReadError(f"JSON Lines near line {first_line + 1}: {bad}") from None
 
 
 def _read_json(text: bytes) -> pa.Table:
