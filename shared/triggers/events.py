@@ -18,7 +18,6 @@ from shared.errors import EventError
 
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
-MAX_KEY_BYTES = 1024  # S3 and GCS both cap object names at 1024 bytes of UTF-8
 
 
 @dataclass(frozen=True)
@@ -148,18 +147,3 @@ def parse_pipeline_list(text: str) -> list[str] | None:
             raise EventError("schedule message: 'pipelines' must be a list of names")
         return [n for n in parsed if n] or None
     return [n.strip() for n in text.split(",") if n.strip()] or None
-
-
-def key_problem(key: str) -> str | None:
-    """Why an object key is unsafe to act on, or ``None`` when it is fine."""
-    if not key:
-        return "empty key"
-    if "\x00" in key:
-        return "key contains a NUL byte"
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        return f"key is longer than {MAX_KEY_BYTES} bytes"
-    if key.startswith("/") or "\\" in key:
-        return "key is an absolute or backslash path"
-    if any(part in ("..", ".") for part in key.split("/")):
-        return "key contains '.' or '..' segments"
-    return None

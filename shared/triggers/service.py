@@ -28,8 +28,9 @@ from shared.run.manifest import RUN_ID_PATTERN, RunManifest, run_key
 from shared.run.state import claim_event, complete_event
 from shared.run.sync import ObjectRequest, SyncRequest, relative_to_prefix, run_object, run_sync
 from shared.storage import open_storage
+from shared.storage.base import key_problem
 from shared.storage.layout import is_reserved
-from shared.triggers.events import ObjectEvent, key_problem
+from shared.triggers.events import ObjectEvent
 from shared.triggers.http import Response, error_response, parse_json_object, parse_sync_body
 
 if TYPE_CHECKING:

@@ -9,10 +9,10 @@ from urllib.parse import quote_plus
 import pytest
 
 from shared.errors import EventError
+from shared.storage.base import key_problem
 from shared.triggers.events import (
     from_gcs_cloudevent,
     from_s3_event,
-    key_problem,
     pipelines_from_pubsub,
 )
 
