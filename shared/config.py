@@ -12,7 +12,7 @@ import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,11 +21,15 @@ from shared.run.fanout.options import FanoutOptions
 from shared.transform.readers.options import ReadOptions
 from shared.transform.steps.specs import Step
 from shared.transform.streaming.options import StreamingOptions
+from shared.triggers.http import OVERRIDE_FIELDS
 
 CONFIG_ENV = "DRIVEPIPE_CONFIG"
 SourceFormat = Literal["csv", "tsv", "xlsx", "json", "jsonl", "parquet", "gsheet"]
-Override = Literal["folder_id", "since", "full_refresh", "dry_run"]
-OVERRIDABLE: tuple[Override, ...] = ("folder_id", "since", "full_refresh", "dry_run")
+if TYPE_CHECKING:
+    Override = str
+else:  # the fields of a sync body (shared.triggers.http.SyncBody) but its pipeline name
+    Override = Literal[OVERRIDE_FIELDS]
+OVERRIDABLE: tuple[Override, ...] = OVERRIDE_FIELDS
 SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     "csv",
     "tsv",

@@ -31,7 +31,13 @@ from shared.storage import open_storage
 from shared.storage.base import key_problem
 from shared.storage.layout import is_reserved
 from shared.triggers.events import ObjectEvent
-from shared.triggers.http import Response, error_response, parse_json_object, parse_sync_body
+from shared.triggers.http import (
+    Response,
+    error_response,
+    parse_json_object,
+    parse_sync_body,
+    validate_sync_body,
+)
 
 if TYPE_CHECKING:
     from shared.run.fanout.planner import FanoutStarted
@@ -78,8 +84,7 @@ def sync_request_from_body(
     body: dict[str, Any] | bytes | str | None, *, trigger: str
 ) -> SyncRequest:
     """Validate a sync body (HTTP or request file) against the pipeline's allowed overrides."""
-    raw = json.dumps(body) if isinstance(body, dict) else body
-    parsed = parse_sync_body(raw)
+    parsed = validate_sync_body(body) if isinstance(body, dict) else parse_sync_body(body)
     pipeline = _pipeline(parsed.pipeline)
     overrides = parsed.overrides()
     for name in overrides:
