@@ -28,12 +28,9 @@ from shared.triggers import service
 from shared.triggers.events import from_s3_event, parse_pipeline_list
 from shared.triggers.http import Response as CoreResponse
 
-# Set before the config is first read (schedule_expression, below). A relative path, as in
+# Before the config is first read (schedule_expression, below). A relative path, as in
 # config.json, is relative to this file, so chalicelib/drivepipe.toml is found from any cwd.
-_CONFIG = Path(os.environ.get("DRIVEPIPE_CONFIG") or "chalicelib/drivepipe.toml")
-os.environ["DRIVEPIPE_CONFIG"] = str(
-    _CONFIG if _CONFIG.is_absolute() else Path(__file__).parent / _CONFIG
-)
+service.configure(base_dir=Path(__file__).parent, default="chalicelib/drivepipe.toml")
 
 AUTH_MODES = ("iam", "api_key", "none")
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
 
 # The config travels next to this module in the deployed source (read lazily by the core).
-os.environ.setdefault("DRIVEPIPE_CONFIG", str(Path(__file__).with_name("drivepipe.toml")))
+service.configure(base_dir=Path(__file__).parent, default="drivepipe.toml")
 log.configure()
 logger = log.get_logger("gcp")
 

@@ -268,14 +268,23 @@ def load_config(path: str | os.PathLike[str]) -> PipelineFile:
 
 
 @functools.cache
-def load_config_from_env() -> PipelineFile:
-    """The deployed configuration (``$DRIVEPIPE_CONFIG``), loaded and validated once per process."""
-    path = os.environ.get(CONFIG_ENV)
+def load_config_from_env(
+    base_dir: str | os.PathLike[str] | None = None, default: str | None = None
+) -> PipelineFile:
+    """The deployed configuration (``$DRIVEPIPE_CONFIG``, else ``default``), loaded once.
+
+    A relative path is relative to ``base_dir`` when given (a handler's own directory), else
+    to the working directory. The environment is only read, never changed.
+    """
+    named = os.environ.get(CONFIG_ENV)
+    path = named or default
     if not path:
         raise ConfigError(f"{CONFIG_ENV} is not set; point it at the pipeline TOML file")
-    if not Path(path).is_file():
-        raise ConfigError(f"config file not found: {Path(path).absolute()} (from {CONFIG_ENV})")
-    return load_config(path)
+    file = Path(base_dir or "") / path
+    if not file.is_file():
+        origin = CONFIG_ENV if named else f"the default, as {CONFIG_ENV} is not set"
+        raise ConfigError(f"config file not found: {file.absolute()} (from {origin})")
+    return load_config(file)
 
 
 def adhoc_pipeline(

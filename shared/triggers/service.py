@@ -8,6 +8,7 @@ Nothing here knows which cloud it runs on.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,11 +46,21 @@ if TYPE_CHECKING:
 log = get_logger("service")
 MAX_REQUEST_FILE_BYTES = 64 * 1024
 T = TypeVar("T")
+_config_location: dict[str, Any] = {}
+
+
+def configure(*, base_dir: str | os.PathLike[str], default: str) -> None:
+    """Where the handler's pipelines file is: ``$DRIVEPIPE_CONFIG``, else ``default``.
+
+    A relative path is relative to ``base_dir`` (the handler's directory), so the file is found
+    from any working directory; the environment is left as it is.
+    """
+    _config_location.update(base_dir=str(base_dir), default=default)
 
 
 def config() -> PipelineFile:
     """The deployed configuration, loaded and validated once per process."""
-    return load_config_from_env()
+    return load_config_from_env(**_config_location)
 
 
 def schedule_expression() -> str | None:
