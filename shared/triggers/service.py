@@ -323,7 +323,7 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
     return results
 
 
-# ---- fan-out (issue #8): big syncs planned here, processed by queue workers ----------------
+# ---- fan-out: big syncs planned here, processed by queue workers ----------------------------
 
 
 def run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
