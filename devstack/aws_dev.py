@@ -49,6 +49,7 @@ from shared.config import CONFIG_ENV, PipelineFile, load_config
 from shared.errors import ConfigError
 from shared.run.fanout.options import FanoutOptions
 from shared.run.fanout.queues import QUEUE_ENV
+from shared.triggers.events import queue_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = REPO_ROOT / "chalice_app"
@@ -276,7 +277,7 @@ def fanout_queue(config: PipelineFile, requested: str | None = None) -> str | No
     wins; otherwise ``drivepipe-work-local`` when a pipeline has a ``fanout`` table.
     """
     if requested and requested.strip():
-        return requested.strip().rstrip("/").rsplit("/", 1)[-1]
+        return queue_name(requested)
     if any(pipeline.fanout for pipeline in config.pipelines.values()):
         return LOCAL_WORK_QUEUE
     return None

@@ -12,7 +12,7 @@ import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,11 +21,15 @@ from shared.run.fanout.options import FanoutOptions
 from shared.transform.readers.options import ReadOptions
 from shared.transform.steps.specs import Step
 from shared.transform.streaming.options import StreamingOptions
+from shared.triggers.http import OVERRIDE_FIELDS
 
 CONFIG_ENV = "DRIVEPIPE_CONFIG"
 SourceFormat = Literal["csv", "tsv", "xlsx", "json", "jsonl", "parquet", "gsheet"]
-Override = Literal["folder_id", "since", "full_refresh", "dry_run"]
-OVERRIDABLE: tuple[Override, ...] = ("folder_id", "since", "full_refresh", "dry_run")
+if TYPE_CHECKING:
+    Override = str
+else:  # the fields of a sync body (shared.triggers.http.SyncBody) but its pipeline name
+    Override = Literal[OVERRIDE_FIELDS]
+OVERRIDABLE: tuple[Override, ...] = OVERRIDE_FIELDS
 SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     "csv",
     "tsv",
@@ -264,14 +268,23 @@ def load_config(path: str | os.PathLike[str]) -> PipelineFile:
 
 
 @functools.cache
-def load_config_from_env() -> PipelineFile:
-    """The deployed configuration (``$DRIVEPIPE_CONFIG``), loaded and validated once per process."""
-    path = os.environ.get(CONFIG_ENV)
+def load_config_from_env(
+    base_dir: str | os.PathLike[str] | None = None, default: str | None = None
+) -> PipelineFile:
+    """The deployed configuration (``$DRIVEPIPE_CONFIG``, else ``default``), loaded once.
+
+    A relative path is relative to ``base_dir`` when given (a handler's own directory), else
+    to the working directory. The environment is only read, never changed.
+    """
+    named = os.environ.get(CONFIG_ENV)
+    path = named or default
     if not path:
         raise ConfigError(f"{CONFIG_ENV} is not set; point it at the pipeline TOML file")
-    if not Path(path).is_file():
-        raise ConfigError(f"config file not found: {Path(path).absolute()} (from {CONFIG_ENV})")
-    return load_config(path)
+    file = Path(base_dir or "") / path
+    if not file.is_file():
+        origin = CONFIG_ENV if named else f"the default, as {CONFIG_ENV} is not set"
+        raise ConfigError(f"config file not found: {file.absolute()} (from {origin})")
+    return load_config(file)
 
 
 def adhoc_pipeline(

@@ -2,6 +2,8 @@
 
     DrivepipeError
     ├── ConfigError            a pipeline file or setting is missing or invalid (names the field)
+    │   └── StageConfigError   a stage's environment lacks a trigger setting (fails the cold start)
+    │       └── InsecureConfigError   it would serve the HTTP API without auth, unasked
     ├── DriveError             a Drive API call failed (status, reason, message; .retryable)
     │   ├── DriveAuthError     credentials missing, invalid or refused (never retried)
     │   └── ChangesTokenInvalid  Drive refused a changes page token: walk the tree instead
@@ -41,6 +43,14 @@ class DrivepipeError(Exception):
 
 class ConfigError(DrivepipeError):
     """A pipeline configuration is missing or invalid."""
+
+
+class StageConfigError(ConfigError, RuntimeError):
+    """A stage's environment lacks a trigger setting; raised at import, so the cold start fails."""
+
+
+class InsecureConfigError(StageConfigError):
+    """The stage would expose the HTTP API without authentication by accident."""
 
 
 class DriveError(DrivepipeError):

@@ -1,9 +1,10 @@
 """The storage contract every backend implements, plus key-safety and content-type helpers.
 
 Keys are "/"-separated paths relative to a root prefix (a local directory, an S3 or GCS
-bucket + prefix). A key is *safe* when ``safe_key(key) == key``: no ``..``/``.``/empty
-segments, no leading "/", no backslashes, no control characters. Backends reject unsafe keys
-so that nothing can ever be written outside the root.
+bucket + prefix). A key is *safe* when :func:`key_problem` finds nothing, which is exactly when
+``safe_key(key) == key``: no ``..``/``.``/empty segments, no leading "/", no backslashes, no
+control characters, at most ``MAX_KEY_BYTES``. Backends reject unsafe keys (:func:`check_key`)
+so that nothing can ever be written outside the root, and event handlers ignore them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "check_key",
     "check_prefix",
     "guess_content_type",
+    "key_problem",
     "safe_key",
     "stream_size",
 ]
@@ -138,19 +140,42 @@ def stream_size(stream: BinaryIO) -> int:
     return end - start
 
 
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not a safe key, or ``None`` when it is: the one rule set for keys."""
+    if not isinstance(key, str):
+        return f"key must be a str, got {type(key).__name__}"
+    if not key:
+        return "empty key"
+    if "\x00" in key:
+        return "key contains a NUL byte"
+    if _CONTROL_CHARS.search(key):
+        return "key contains a control character"
+    if key.startswith("/") or "\\" in key:
+        return "key is an absolute or backslash path"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "key contains empty, '.' or '..' segments"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "key is not valid unicode text"
+    if size > MAX_KEY_BYTES:
+        return f"key is longer than {MAX_KEY_BYTES} bytes"
+    return None
+
+
 def check_key(key: str) -> str:
     """Return ``key`` unchanged if it is already safe; otherwise raise ``StorageError``.
 
     Backends call this on every key they are handed, so a caller's bug cannot write
     outside the root (use ``safe_key`` to *build* keys from untrusted names).
     """
+    if key_problem(key) is None:
+        return key
     try:
         cleaned = safe_key(key)
     except StorageError as exc:
         raise StorageError(f"unsafe storage key {key!r}: {exc}") from exc
-    if cleaned != key:
-        raise StorageError(f"unsafe storage key {key!r} (a safe form would be {cleaned!r})")
-    return key
+    raise StorageError(f"unsafe storage key {key!r} (a safe form would be {cleaned!r})")
 
 
 def check_prefix(prefix: str) -> str:

@@ -1,7 +1,9 @@
-"""Turn each cloud's storage and schedule events into drivepipe's own small types.
+"""Turn each cloud's storage, schedule and queue events into drivepipe's own small types.
 
-Raw event dicts never travel past a handler: S3 notifications and GCS CloudEvents both
-become :class:`ObjectEvent`, and Pub/Sub scheduler messages become a list of pipeline names.
+Raw event dicts never travel past :mod:`shared.triggers`: S3 notifications and GCS CloudEvents
+both become :class:`ObjectEvent`, schedule messages (EventBridge detail, Pub/Sub) a list of
+pipeline names, and Pub/Sub envelopes (scheduler, work items, dead letters) a
+:class:`PubSubMessage`. SQS records need only :func:`sqs_attempt` and :func:`queue_name`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from shared.errors import EventError
 
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
-MAX_KEY_BYTES = 1024  # S3 and GCS both cap object names at 1024 bytes of UTF-8
 
 
 @dataclass(frozen=True)
@@ -109,26 +110,57 @@ def from_gcs_cloudevent(attributes: Mapping[str, Any], data: Mapping[str, Any]) 
     )
 
 
+@dataclass(frozen=True)
+class PubSubMessage:
+    """A Pub/Sub push envelope, decoded: the message bytes, its attributes and delivery number."""
+
+    body: bytes
+    attributes: dict[str, str]
+    attempt: int | None = None  # set when the subscription has a dead-letter policy
+
+
+def pubsub_message(data: Mapping[str, Any]) -> PubSubMessage:
+    """The message of a ``messagePublished`` CloudEvent's data; an absent ``data`` is empty."""
+    message = _require(data, "message", "Pub/Sub event data")
+    if not isinstance(message, Mapping):
+        raise EventError("Pub/Sub event data: 'message' must be an object")
+    encoded = message.get("data") or ""
+    try:
+        body = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise EventError("Pub/Sub message data is not base64") from exc
+    attributes = message.get("attributes")
+    attempt = str(data.get("deliveryAttempt") or message.get("deliveryAttempt") or "")
+    return PubSubMessage(
+        body=body,
+        attributes=dict(attributes) if isinstance(attributes, Mapping) else {},
+        attempt=int(attempt) if attempt.isdigit() else None,
+    )
+
+
 def pipelines_from_pubsub(
     attributes: Mapping[str, Any], data: Mapping[str, Any]
 ) -> list[str] | None:
     """Pipeline names from a Cloud Scheduler Pub/Sub CloudEvent; ``None`` means "all scheduled".
 
-    The message body (base64) may be empty, a JSON object ``{"pipelines": [...]}``, a JSON
-    list of names, or a comma-separated list of names.
+    The message body may be empty, a JSON object ``{"pipelines": [...]}``, a JSON list of
+    names, or a comma-separated list of names.
     """
     event_type = attributes.get("type")
     if event_type != PUBSUB_PUBLISHED:
         raise EventError(f"CloudEvent type is {event_type!r}, expected '{PUBSUB_PUBLISHED}'")
-    message = _require(data, "message", "Pub/Sub event data")
-    encoded = message.get("data") if isinstance(message, Mapping) else None
-    if not encoded:
-        return None
     try:
-        text = base64.b64decode(encoded, validate=True).decode("utf-8").strip()
-    except (binascii.Error, UnicodeDecodeError, TypeError) as exc:
+        text = pubsub_message(data).body.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
         raise EventError("Pub/Sub message data is not base64-encoded UTF-8") from exc
     return parse_pipeline_list(text)
+
+
+def pipelines_from_detail(detail: Any) -> list[str] | None:
+    """Pipeline names from an EventBridge schedule's ``detail``; ``None`` means "all scheduled"."""
+    if not isinstance(detail, Mapping) or not detail:
+        return None
+    return _pipeline_names(detail.get("pipelines"))
 
 
 def parse_pipeline_list(text: str) -> list[str] | None:
@@ -140,26 +172,46 @@ def parse_pipeline_list(text: str) -> list[str] | None:
             parsed = json.loads(text)
         except json.JSONDecodeError as exc:
             raise EventError(f"schedule message is not valid JSON: {exc.msg}") from exc
-        if isinstance(parsed, dict):
-            parsed = parsed.get("pipelines")
-        if parsed is None:
-            return None
-        if not isinstance(parsed, list) or not all(isinstance(n, str) for n in parsed):
-            raise EventError("schedule message: 'pipelines' must be a list of names")
-        return [n for n in parsed if n] or None
+        return _pipeline_names(parsed.get("pipelines") if isinstance(parsed, dict) else parsed)
     return [n.strip() for n in text.split(",") if n.strip()] or None
 
 
-def key_problem(key: str) -> str | None:
-    """Why an object key is unsafe to act on, or ``None`` when it is fine."""
-    if not key:
-        return "empty key"
-    if "\x00" in key:
-        return "key contains a NUL byte"
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        return f"key is longer than {MAX_KEY_BYTES} bytes"
-    if key.startswith("/") or "\\" in key:
-        return "key is an absolute or backslash path"
-    if any(part in ("..", ".") for part in key.split("/")):
-        return "key contains '.' or '..' segments"
-    return None
+def _pipeline_names(parsed: Any) -> list[str] | None:
+    if parsed is None:
+        return None
+    if not isinstance(parsed, list) or not all(isinstance(n, str) for n in parsed):
+        raise EventError("schedule message: 'pipelines' must be a list of names")
+    return [n for n in parsed if n] or None
+
+
+def cloudevent_data(data: Any) -> Mapping[str, Any]:
+    """A CloudEvent's data as a mapping (functions-framework may hand over bytes or text)."""
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise EventError("CloudEvent data is not a JSON object") from None
+    if not isinstance(data, Mapping):
+        raise EventError("CloudEvent data is not a JSON object")
+    return data
+
+
+def cloudevent_context(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The CloudEvent's ids, as log fields: every line about one delivery carries them."""
+    return {
+        "event_id": attributes.get("id"),
+        "event_type": attributes.get("type"),
+        "event_source": attributes.get("source"),
+        "event_subject": attributes.get("subject"),
+    }
+
+
+def queue_name(value: str) -> str:
+    """The queue name from a name or a queue URL (``https://sqs.../123/NAME``)."""
+    return value.strip().rstrip("/").rsplit("/", 1)[-1]
+
+
+def sqs_attempt(record: Mapping[str, Any]) -> int:
+    """The delivery number of an SQS record (``attributes.ApproximateReceiveCount``)."""
+    raw = (record.get("attributes") or {}).get("ApproximateReceiveCount") or "1"
+    return int(raw) if str(raw).isdigit() else 1

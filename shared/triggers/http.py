@@ -8,6 +8,7 @@ are identical on AWS and GCP.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from shared.errors import ApiError
 
 MAX_BODY_BYTES = 64 * 1024
-OVERRIDE_FIELDS = ("folder_id", "since", "full_refresh", "dry_run")
 
 
 class SyncBody(BaseModel):
@@ -38,6 +38,12 @@ class SyncBody(BaseModel):
         return {
             name: getattr(self, name) for name in OVERRIDE_FIELDS if name in self.model_fields_set
         }
+
+
+# Every field but the pipeline's name is an override; shared.config's Override type reads this.
+OVERRIDE_FIELDS: tuple[str, ...] = tuple(
+    name for name in SyncBody.model_fields if name != "pipeline"
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +86,12 @@ def parse_json_object(
 
 
 def parse_sync_body(raw: bytes | str | None, *, max_bytes: int = MAX_BODY_BYTES) -> SyncBody:
-    """Validate a ``POST /sync`` body; errors name the offending field."""
-    parsed = parse_json_object(raw, max_bytes=max_bytes)
+    """Decode and validate a ``POST /sync`` body; errors name the offending field."""
+    return validate_sync_body(parse_json_object(raw, max_bytes=max_bytes))
+
+
+def validate_sync_body(parsed: Mapping[str, Any]) -> SyncBody:
+    """Validate an already-decoded sync body (a request file's JSON object)."""
     try:
         return SyncBody.model_validate(parsed)
     except ValidationError as exc:

@@ -8,6 +8,7 @@ Nothing here knows which cloud it runs on.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,9 +30,16 @@ from shared.run.single import ObjectRequest, relative_to_prefix, run_object
 from shared.run.state import claim_event, complete_event
 from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
+from shared.storage.base import key_problem
 from shared.storage.layout import is_reserved, run_key
-from shared.triggers.events import ObjectEvent, key_problem
-from shared.triggers.http import Response, error_response, parse_json_object, parse_sync_body
+from shared.triggers.events import ObjectEvent
+from shared.triggers.http import (
+    Response,
+    error_response,
+    parse_json_object,
+    parse_sync_body,
+    validate_sync_body,
+)
 
 if TYPE_CHECKING:
     from shared.run.fanout.planner import FanoutStarted
@@ -39,11 +47,21 @@ if TYPE_CHECKING:
 log = get_logger("service")
 MAX_REQUEST_FILE_BYTES = 64 * 1024
 T = TypeVar("T")
+_config_location: dict[str, Any] = {}
+
+
+def configure(*, base_dir: str | os.PathLike[str], default: str) -> None:
+    """Where the handler's pipelines file is: ``$DRIVEPIPE_CONFIG``, else ``default``.
+
+    A relative path is relative to ``base_dir`` (the handler's directory), so the file is found
+    from any working directory; the environment is left as it is.
+    """
+    _config_location.update(base_dir=str(base_dir), default=default)
 
 
 def config() -> PipelineFile:
     """The deployed configuration, loaded and validated once per process."""
-    return load_config_from_env()
+    return load_config_from_env(**_config_location)
 
 
 def schedule_expression() -> str | None:
@@ -78,8 +96,7 @@ def sync_request_from_body(
     body: dict[str, Any] | bytes | str | None, *, trigger: str
 ) -> SyncRequest:
     """Validate a sync body (HTTP or request file) against the pipeline's allowed overrides."""
-    raw = json.dumps(body) if isinstance(body, dict) else body
-    parsed = parse_sync_body(raw)
+    parsed = validate_sync_body(body) if isinstance(body, dict) else parse_sync_body(body)
     pipeline = _pipeline(parsed.pipeline)
     overrides = parsed.overrides()
     for name in overrides:
@@ -307,7 +324,7 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
     return results
 
 
-# ---- fan-out (issue #8): big syncs planned here, processed by queue workers ----------------
+# ---- fan-out: big syncs planned here, processed by queue workers ----------------------------
 
 
 def run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:

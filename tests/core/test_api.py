@@ -6,8 +6,16 @@ import json
 
 import pytest
 
+from shared.config import OVERRIDABLE
 from shared.errors import ApiError
-from shared.triggers.http import MAX_BODY_BYTES, error_response, parse_sync_body
+from shared.triggers.http import (
+    MAX_BODY_BYTES,
+    OVERRIDE_FIELDS,
+    SyncBody,
+    error_response,
+    parse_sync_body,
+    validate_sync_body,
+)
 
 
 def test_valid_body_keeps_only_the_overrides_that_were_set() -> None:
@@ -39,3 +47,24 @@ def test_bad_bodies(raw: bytes | str | None, status: int, code: str, field: str 
     assert response.status == status
     assert response.body["error"]["code"] == code
     assert response.body["error"].get("field") == field
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"pipeline": "a", "dry_run": True}, {"pipeline": "a", "colour": "red"}, {"pipeline": 3}],
+)
+def test_a_decoded_body_validates_as_its_json_text_does(body: dict[str, object]) -> None:
+    """Request files arrive decoded: validated as they are, never dumped to JSON and back."""
+    try:
+        expected: object = parse_sync_body(json.dumps(body))
+    except ApiError as exc:
+        with pytest.raises(ApiError) as info:
+            validate_sync_body(body)
+        assert (info.value.code, info.value.field) == (exc.code, exc.field)
+    else:
+        assert validate_sync_body(body) == expected
+
+
+def test_the_override_fields_are_the_sync_body_fields() -> None:
+    assert ("pipeline", *OVERRIDE_FIELDS) == tuple(SyncBody.model_fields)
+    assert OVERRIDABLE == OVERRIDE_FIELDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,28 @@ def test_a_missing_deployed_config_names_the_variable(
     try:
         with pytest.raises(ConfigError, match=r"gone\.toml \(from DRIVEPIPE_CONFIG\)"):
             load_config_from_env()
+    finally:
+        load_config_from_env.cache_clear()
+
+
+def test_a_relative_config_path_is_found_from_the_handler_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler's directory anchors a relative path (or the default); env stays unchanged."""
+    handler_dir = tmp_path / "app"
+    (handler_dir / "lib").mkdir(parents=True)
+    (handler_dir / "lib" / "p.toml").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DRIVEPIPE_CONFIG", "lib/p.toml")
+    load_config_from_env.cache_clear()
+    try:
+        assert "sales" in load_config_from_env(handler_dir).pipelines
+        monkeypatch.delenv("DRIVEPIPE_CONFIG")
+        load_config_from_env.cache_clear()
+        assert "sales" in load_config_from_env(handler_dir, "lib/p.toml").pipelines
+        assert "DRIVEPIPE_CONFIG" not in os.environ
+        with pytest.raises(ConfigError, match=r"missing\.toml \(from the default"):
+            load_config_from_env(handler_dir, "missing.toml")
     finally:
         load_config_from_env.cache_clear()
 

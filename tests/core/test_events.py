@@ -9,11 +9,16 @@ from urllib.parse import quote_plus
 import pytest
 
 from shared.errors import EventError
+from shared.storage.base import key_problem
 from shared.triggers.events import (
+    cloudevent_data,
     from_gcs_cloudevent,
     from_s3_event,
-    key_problem,
+    pipelines_from_detail,
     pipelines_from_pubsub,
+    pubsub_message,
+    queue_name,
+    sqs_attempt,
 )
 
 
@@ -143,6 +148,52 @@ def test_pubsub_bad_payloads() -> None:
         pipelines_from_pubsub(attrs, data)
     with pytest.raises(EventError, match="list of names"):
         pipelines_from_pubsub(*pubsub(json.dumps({"pipelines": [1]})))
+
+
+def test_one_pubsub_decoder_for_scheduler_work_and_dead_letter_messages() -> None:
+    _, data = pubsub('{"v": 1}')
+    data["message"]["attributes"] = {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}
+    data["deliveryAttempt"] = 3
+    message = pubsub_message(data)
+    assert message.body == b'{"v": 1}'
+    assert message.attributes == {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}
+    assert message.attempt == 3
+    assert pubsub_message(pubsub(None)[1]).body == b""  # no data: an empty message
+    with pytest.raises(EventError, match="'message'"):
+        pubsub_message({"subscription": "s"})
+    with pytest.raises(EventError, match="must be an object"):
+        pubsub_message({"message": "text"})
+    with pytest.raises(EventError, match="base64"):
+        pubsub_message({"message": {"data": 5}})
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [({}, None), (None, None), ({"pipelines": ["a", ""]}, ["a"]), ({"pipelines": []}, None)],
+)
+def test_eventbridge_detail_is_read_as_a_dict(detail: object, expected: list[str] | None) -> None:
+    assert pipelines_from_detail(detail) == expected
+
+
+def test_eventbridge_detail_must_name_a_list() -> None:
+    with pytest.raises(EventError, match="list of names"):
+        pipelines_from_detail({"pipelines": "sales"})
+
+
+def test_cloudevent_data_is_a_json_object() -> None:
+    assert cloudevent_data(b'{"a": 1}') == {"a": 1}
+    assert cloudevent_data({"a": 1}) == {"a": 1}
+    for bad in (b"[1]", "not json", None):
+        with pytest.raises(EventError, match="not a JSON object"):
+            cloudevent_data(bad)
+
+
+def test_sqs_queue_names_and_attempts() -> None:
+    assert queue_name("https://sqs.eu-west-1.amazonaws.com/123/work/") == "work"
+    assert queue_name(" work ") == "work"
+    assert sqs_attempt({"attributes": {"ApproximateReceiveCount": "4"}}) == 4
+    assert sqs_attempt({"attributes": {"ApproximateReceiveCount": "x"}}) == 1
+    assert sqs_attempt({}) == 1
 
 
 @pytest.mark.parametrize(

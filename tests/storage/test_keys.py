@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import StorageError
 from shared.storage import guess_content_type, open_storage, safe_key
-from shared.storage.base import MAX_KEY_BYTES, check_key, check_prefix
+from shared.storage.base import MAX_KEY_BYTES, check_key, check_prefix, key_problem
 from shared.storage.gcs import GcsStorage
 from shared.storage.local import LocalStorage
 from shared.storage.s3 import S3Storage
@@ -89,6 +89,32 @@ def test_check_key_accepts_safe_keys(key: str) -> None:
 def test_check_key_rejects_anything_safe_key_would_change(key: str) -> None:
     with pytest.raises(StorageError, match="unsafe storage key"):
         check_key(key)
+
+
+KEY_PROBES = [
+    *(case for case, _ in SAFE_KEY_CASES),
+    *(key for key, _ in SAFE_KEY_CASES if key is not None),
+    "a//b",
+    "a/",
+    "bad\udcffname.csv",
+    "k" * (MAX_KEY_BYTES + 1),
+    "k" * MAX_KEY_BYTES,
+]
+
+
+@pytest.mark.parametrize("key", KEY_PROBES)
+def test_key_problem_and_safe_key_are_one_rule_set(key: str) -> None:
+    """A key has no problem exactly when safe_key leaves it as it is (and check_key takes it)."""
+    try:
+        unchanged = safe_key(key) == key
+    except StorageError:
+        unchanged = False
+    assert (key_problem(key) is None) == unchanged, key_problem(key)
+    if unchanged:
+        assert check_key(key) == key
+    else:
+        with pytest.raises(StorageError, match="unsafe storage key"):
+            check_key(key)
 
 
 @pytest.mark.parametrize("prefix", ["", "a", "a/", "a/b/", "a/b-"])

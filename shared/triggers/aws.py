@@ -1,0 +1,126 @@
+"""What the Lambda handlers call: AWS event dicts in, outcomes and batch responses out.
+
+Each function takes the plain event dict Lambda delivers (``event.to_dict()`` in Chalice),
+parses it with :mod:`shared.triggers.events`, calls :mod:`shared.triggers.service` and settles
+failures with :mod:`shared.triggers.delivery`. Every record is reported on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from shared.log import get_logger
+from shared.triggers import service
+from shared.triggers.delivery import Failure, attempt, queue_item_transient
+from shared.triggers.events import from_s3_event, pipelines_from_detail, sqs_attempt
+
+log = get_logger("aws")
+
+
+def s3_notification(event: Mapping[str, Any], *, trigger: str = "s3") -> list[dict[str, Any]]:
+    """Handle every record of an S3 notification; one outcome per object.
+
+    A bad record is reported, never fatal to the others; a transient failure is re-raised
+    after all records so Lambda redelivers the event (records already done come back as
+    ``duplicate``).
+    """
+    records = event.get("Records")
+    outcomes: list[dict[str, Any]] = []
+    retry: Failure | None = None
+    for index, record in enumerate(records if isinstance(records, list) else [None]):
+        objects = attempt(partial(from_s3_event, {"Records": [record]}))
+        if isinstance(objects, Failure):
+            outcomes.append(
+                _report(index, None, {"outcome": "error", "reason": str(objects.error)})
+            )
+            continue
+        for obj in objects:
+            result = attempt(partial(service.on_object, obj, trigger=trigger), catch_all=True)
+            if isinstance(result, Failure):
+                retry = result if result.transient else retry
+                result = _record_failure(index, obj.key, result)
+            outcomes.append(_report(index, obj.url, result))
+    if retry is not None:
+        retry.raise_if_transient()
+    return outcomes
+
+
+def _record_failure(index: int, key: str, failure: Failure) -> dict[str, Any]:
+    exc = failure.error
+    if failure.transient:
+        return {"outcome": "retry", "reason": str(exc)}
+    log.error("s3 record failed", exc_info=exc, extra={"record": index, "key": key})
+    return {"outcome": "error", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _report(index: int, url: str | None, result: dict[str, Any]) -> dict[str, Any]:
+    outcome = {"record": index, "url": url, **result}
+    level = "warning" if result.get("outcome") in ("error", "retry") else "info"
+    getattr(log, level)(
+        "s3 record",
+        extra={
+            "record": index,
+            "url": url,
+            "outcome": result.get("outcome"),
+            "reason": result.get("reason"),
+        },
+    )
+    return outcome
+
+
+def scheduled(detail: Any, *, trigger: str = "schedule") -> list[dict[str, Any]]:
+    """An EventBridge schedule: sync every scheduled pipeline, or those in ``detail.pipelines``.
+
+    A detail that names no valid list is reported and acknowledged; a transient failure of a
+    sync is raised (after every pipeline had its turn) so Lambda retries the tick.
+    """
+    names = attempt(partial(pipelines_from_detail, detail))
+    if isinstance(names, Failure):
+        log.warning("schedule event rejected", extra={"reason": str(names.error)})
+        return [{"outcome": "error", "reason": str(names.error)}]
+    return service.on_schedule(names, trigger=trigger)
+
+
+def sqs_work(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Process each work item; return the partial batch response naming the ones that failed.
+
+    Lambda honours ``batchItemFailures`` only when the event source mapping has
+    ``FunctionResponseTypes=["ReportBatchItemFailures"]``, which Chalice does not set:
+    ``deploy/package_aws.py`` prints the ``aws lambda update-event-source-mapping`` command.
+    """
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records") or []:
+        message_id = str(record.get("messageId", ""))
+        work = partial(service.on_work_item, record.get("body", ""), attempt=sqs_attempt(record))
+        result = attempt(work, catch_all=True, transient=queue_item_transient)
+        if not isinstance(result, Failure):
+            log.info("work item", extra={"message_id": message_id, **result})
+            continue
+        error = f"{type(result.error).__name__}: {result.error}"
+        if result.transient:  # this item goes back to the queue, the others are done
+            log.warning(
+                "work item failed; SQS will redeliver it",
+                extra={"message_id": message_id, "error": error},
+            )
+            failures.append({"itemIdentifier": message_id})
+        else:
+            log.error("dropped a work item", extra={"message_id": message_id, "error": error})
+    return {"batchItemFailures": failures}
+
+
+def sqs_dead_letters(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Record every dead-lettered item as failed in its run (idempotent)."""
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records") or []:
+        work = partial(service.on_dead_letter, record.get("body", ""))
+        result = attempt(work, catch_all=True, transient=queue_item_transient)
+        if not isinstance(result, Failure):
+            log.warning("dead-lettered work item", extra=result)
+        elif result.transient:
+            log.error("could not record a dead-lettered item", exc_info=result.error)
+            failures.append({"itemIdentifier": str(record.get("messageId", ""))})
+        else:
+            log.error("dropped a dead-lettered item", extra={"error": str(result.error)})
+    return {"batchItemFailures": failures}
