@@ -26,7 +26,14 @@ if TYPE_CHECKING:
 # ask for a redelivery) instead of failing that one input. A StorageError while rendering
 # (reading the fetched bytes, say) is the input's failure; writing its outputs or its
 # quarantine copy to the destination happens outside the boundary and always propagates.
-RUN_ERRORS: tuple[type[Exception], ...] = (DriveError, LeaseLost, LeaseHeld, RetryableError)
+# An ImportError is a module missing from the deployed package, not the input's fault.
+RUN_ERRORS: tuple[type[Exception], ...] = (
+    DriveError,
+    LeaseLost,
+    LeaseHeld,
+    RetryableError,
+    ImportError,
+)
 
 
 def process_input(

@@ -13,7 +13,12 @@ from typing import Any
 
 from shared.log import get_logger
 from shared.triggers import service
-from shared.triggers.delivery import Failure, attempt, queue_item_transient
+from shared.triggers.delivery import (
+    Failure,
+    attempt,
+    queue_item_transient,
+    unexpected_or_transient,
+)
 from shared.triggers.events import from_s3_event, pipelines_from_detail, sqs_attempt
 
 log = get_logger("aws")
@@ -37,9 +42,10 @@ def s3_notification(event: Mapping[str, Any], *, trigger: str = "s3") -> list[di
             )
             continue
         for obj in objects:
-            result = attempt(partial(service.on_object, obj, trigger=trigger), catch_all=True)
+            work = partial(service.on_object, obj, trigger=trigger)
+            result = attempt(work, catch_all=True, transient=unexpected_or_transient)
             if isinstance(result, Failure):
-                retry = result if result.transient else retry
+                retry = retry or (result if result.transient else None)
                 result = _record_failure(index, obj.key, result)
             outcomes.append(_report(index, obj.url, result))
     if retry is not None:

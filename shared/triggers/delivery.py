@@ -62,6 +62,16 @@ def attempt(
         return Failure(exc, transient=transient(exc))
 
 
+def unexpected_or_transient(exc: BaseException) -> bool:
+    """The policy for storage events: only input drivepipe knows is bad is acknowledged.
+
+    Any other exception (a bug, a module missing from the package) is redelivered like a
+    transient failure, so it ends retried and then on the function's failure destination,
+    never acknowledged as if the input were at fault.
+    """
+    return is_transient(exc) or not isinstance(exc, DrivepipeError)
+
+
 def queue_item_transient(exc: BaseException) -> bool:
     """The policy for queued work items: every failure is redelivered but a malformed envelope.
 

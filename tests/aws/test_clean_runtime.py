@@ -8,8 +8,8 @@ buckets, queues and secret pointed at moto_server and the Drive emulator on 127.
 handler names and variables are read from the generated ``chalice.tf.json``, as deployed.
 
 Drive credentials come the deployed way, from a Secrets Manager secret (``DRIVE_SECRET_ARN``),
-so the pruned botocore serves secretsmanager, s3 and sqs here. A layer built without openpyxl
-shows that a dependency missing from an artifact fails the XLSX path.
+so the pruned botocore serves secretsmanager, s3 and sqs here. A layer built without the xlsx
+engines shows that a dependency missing from an artifact fails the XLSX invocation.
 """
 
 from __future__ import annotations
@@ -507,11 +507,15 @@ def test_every_handler_runs_from_the_artifacts_alone(
 
 
 @pytest.fixture(scope="module")
-def without_openpyxl(built: PackageReport, tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    """The same function zip beside a layer built without openpyxl."""
-    root = tmp_path_factory.mktemp("no-openpyxl")
-    layer = build_layer(root / "layer.zip", LayerSpec(exclude=frozenset({"openpyxl"})))
-    assert "openpyxl" not in layer.top_level and "pandas" in layer.top_level
+def without_xlsx_engines(
+    built: PackageReport, tmp_path_factory: pytest.TempPathFactory
+) -> Artifacts:
+    """The same function zip beside a layer built without either xlsx engine."""
+    root = tmp_path_factory.mktemp("no-xlsx-engine")
+    spec = LayerSpec(exclude=frozenset({"openpyxl", "python-calamine"}))
+    layer = build_layer(root / "layer.zip", spec)
+    assert "pandas" in layer.top_level
+    assert not {"openpyxl", "python_calamine"} & set(layer.top_level)
     return _artifacts(built, layer.zip_path, root)
 
 
@@ -521,35 +525,22 @@ def _upload_workbook(artifacts: Artifacts, stack: CleanStack) -> Run:
     return invoke(artifacts, "on_upload", stack, [s3_event(stack.input_bucket, key, size)])
 
 
-def test_a_layer_without_openpyxl_fails_the_xlsx_path(
-    without_openpyxl: Artifacts, clean_stack: CleanStack
+def test_a_missing_dependency_fails_the_invocation_so_lambda_retries(
+    without_xlsx_engines: Artifacts, clean_stack: CleanStack
 ) -> None:
-    # The app still imports (openpyxl is needed only for workbooks), so nothing fails until
-    # a workbook arrives...
-    run = _upload_workbook(without_openpyxl, clean_stack)
+    # The app still imports (the engines are needed only for workbooks), so nothing fails
+    # until a workbook arrives; then the invocation fails, as a package defect, instead of
+    # quarantining a good workbook as bad input and succeeding.
+    run = _upload_workbook(without_xlsx_engines, clean_stack)
     assert run.import_error is None
-    ((outcome,),) = ok_results(run)
-    summary = outcome["summary"]
-    assert summary["counts"]["written"] == 0, summary
-    (failure,) = summary["failed"]
-    assert "Missing optional dependency 'openpyxl'" in failure["error"], failure
-    assert not clean_stack.keys("sales/west"), "a workbook was written without openpyxl"
+    (result,) = run.results
+    assert not result["ok"], result["result"]
+    assert "openpyxl" in result["message"], result
+    assert not clean_stack.keys("sales/west"), "a workbook was written without an engine"
+    quarantined = [k for k in clean_stack.keys("sales/_quarantine/") if "west" in k]
+    assert not quarantined, "a good workbook was quarantined as bad input"
     # ...and the cause, in the same clean runtime, is the missing module.
-    probe = invoke(without_openpyxl, "on_upload", clean_stack, [], imports=("openpyxl",))
+    probe = invoke(without_xlsx_engines, "on_upload", clean_stack, [], imports=("openpyxl",))
     assert probe.import_error is not None
     assert probe.import_error["error"] == "ModuleNotFoundError"
     assert probe.import_error["message"] == "No module named 'openpyxl'"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16, 'No silent loss': shared/transform/readers/excel.py wraps pandas' "
-    "ImportError into ReadError, so a missing dependency quarantines the workbook as bad "
-    "input and the invocation succeeds (no retry, no on-failure destination)",
-)
-def test_a_missing_dependency_fails_the_invocation_so_lambda_retries(
-    without_openpyxl: Artifacts, clean_stack: CleanStack
-) -> None:
-    (result,) = _upload_workbook(without_openpyxl, clean_stack).results
-    assert not result["ok"], result["result"]
-    assert "openpyxl" in result["message"]

@@ -160,6 +160,8 @@ def read_excel(
     check_sheet_extents(data, max_columns, options.max_cells)
     try:
         workbook = pd.ExcelFile(io.BytesIO(data), engine=excel_engine(options))
+    except ImportError:
+        raise  # the engine is missing from the package: a deploy defect, not a bad workbook
     except Exception as exc:  # the engines raise many types for corrupt workbooks
         raise ReadError(f"not a readable xlsx workbook: {exc}") from None
     with workbook:
@@ -185,6 +187,8 @@ def read_excel(
                     header=options.header,
                     dtype_backend=options.dtype_backend,
                 )
+            except ImportError:
+                raise
             except Exception as exc:
                 raise ReadError(f"sheet {sheet!r}: cannot read: {exc}") from None
             frames[sheet] = _fix_columns(frame, options)
