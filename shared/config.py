@@ -26,6 +26,9 @@ CONFIG_ENV = "DRIVEPIPE_CONFIG"
 SourceFormat = Literal["csv", "tsv", "xlsx", "json", "jsonl", "parquet", "gsheet"]
 Override = Literal["folder_id", "since", "full_refresh", "dry_run"]
 OVERRIDABLE: tuple[Override, ...] = ("folder_id", "since", "full_refresh", "dry_run")
+# What a caller may change without being listed: none of these changes *what* is read or where
+# it is written. ``folder_id`` must be listed explicitly.
+DEFAULT_OVERRIDES: tuple[Override, ...] = ("since", "dry_run", "full_refresh")
 SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     "csv",
     "tsv",
@@ -116,7 +119,7 @@ class Pipeline(_Model):
     name: str = Field(pattern=_NAME)
     description: str = ""
     scheduled: bool = False
-    allow_overrides: tuple[Override, ...] = OVERRIDABLE
+    allow_overrides: tuple[Override, ...] = DEFAULT_OVERRIDES
     source: Source = Source()
     read: ReadOptions = ReadOptions()
     steps: tuple[Step, ...] = ()
