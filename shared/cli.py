@@ -208,6 +208,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             }
         )
         pipeline = pipeline.model_copy(update={"source": source})
+    if args.config:
+        _check_overrides(pipeline, args)
     request = SyncRequest(
         pipeline=pipeline,
         trigger="cli",
@@ -223,6 +225,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
         reporter.close()
     print_summary(manifest, args.json)
     return EXIT_FAILED_INPUTS if manifest.failed else EXIT_OK
+
+
+def _check_overrides(pipeline: Pipeline, args: argparse.Namespace) -> None:
+    """The rule of ``POST /sync``: a configured pipeline takes only its ``allow_overrides``."""
+    given = {
+        "folder_id": ("--folder", args.folder is not None),
+        "since": ("--since", args.since is not None),
+        "full_refresh": ("--full-refresh", args.full_refresh),
+        "dry_run": ("--dry-run", args.dry_run),
+    }
+    for name, (flag, used) in given.items():
+        if used and name not in pipeline.allow_overrides:
+            raise ConfigError(
+                f"{flag}: override {name} not allowed for pipeline '{pipeline.name}' "
+                f"(add it to allow_overrides in {args.config})"
+            )
 
 
 def split_source(source: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 else:  # the fields of a sync body (shared.triggers.http.SyncBody) but its pipeline name
     Override = Literal[OVERRIDE_FIELDS]
 OVERRIDABLE: tuple[Override, ...] = OVERRIDE_FIELDS
+# What a caller may change without being listed: none of these changes *what* is read or where
+# it is written. ``folder_id`` must be listed explicitly.
+DEFAULT_OVERRIDES: tuple[Override, ...] = ("since", "dry_run", "full_refresh")
 SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     "csv",
     "tsv",
@@ -120,7 +124,7 @@ class Pipeline(_Model):
     name: str = Field(pattern=_NAME)
     description: str = ""
     scheduled: bool = False
-    allow_overrides: tuple[Override, ...] = OVERRIDABLE
+    allow_overrides: tuple[Override, ...] = DEFAULT_OVERRIDES
     source: Source = Source()
     read: ReadOptions = ReadOptions()
     steps: tuple[Step, ...] = ()
@@ -168,11 +172,56 @@ def check_schedule_expression(value: str) -> str:
     )
 
 
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Never allowed for custom steps, even when listed: drivepipe itself (its storage writes
+# anywhere) and third-party packages that run programs, touch files or unpickle. The standard
+# library (sys.stdlib_module_names) is refused as a whole.
+NEVER_CUSTOM_MODULES = frozenset(
+    {
+        "shared", "devstack", "bench", "chalicelib", "pandas", "numpy", "pyarrow", "openpyxl",
+        "boto3", "botocore", "s3transfer", "google", "requests", "urllib3", "pydantic", "sh",
+        "plumbum", "pexpect", "invoke", "fabric", "paramiko", "psutil", "dill", "cloudpickle",
+        "joblib", "fsspec", "setuptools", "pip", "_pytest", "pytest",
+    }
+)  # fmt: skip
+
+
+def custom_module(function: str) -> str:
+    """The module part of a custom step's ``"pkg.mod:callable"`` or ``"pkg.mod.callable"``."""
+    if ":" in function:
+        return function.partition(":")[0]
+    return function.rpartition(".")[0]
+
+
+def module_refusal(module: str) -> str | None:
+    """Why ``module`` may never provide custom steps, or ``None`` if it may."""
+    top = module.split(".", 1)[0]
+    if top in sys.stdlib_module_names:
+        return f"{top!r} is in the standard library"
+    if top in NEVER_CUSTOM_MODULES:
+        return f"{top!r} is a library that can run programs or touch files"
+    return None
+
+
 class Settings(_Model):
     """File-wide settings shared by every pipeline."""
 
     requests_url: str | None = None  # JSON request files here start a Drive sync
     schedule: str | None = None  # e.g. "rate(1 hour)" or "cron(0 * * * ? *)" for AWS
+    # Module prefixes ``custom`` steps may import from, e.g. ["my_pkg", "team.steps"]; empty
+    # (the default) allows no custom step at all.
+    custom_step_modules: tuple[str, ...] = ()
+
+    @field_validator("custom_step_modules")
+    @classmethod
+    def _custom_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for module in value:
+            if not _MODULE_NAME.match(module):
+                raise ValueError(f"{module!r} is not a module name like 'my_pkg.steps'")
+            reason = module_refusal(module)
+            if reason:
+                raise ValueError(f"{module!r} cannot provide custom steps: {reason}")
+        return value
 
     @field_validator("schedule")
     @classmethod
@@ -197,6 +246,32 @@ class PipelineFile(_Model):
     def get(self, name: str) -> Pipeline | None:
         """The pipeline called ``name``, or ``None``."""
         return self.pipelines.get(name)
+
+    def custom_step_problems(self) -> list[str]:
+        """``field: reason`` for each custom step whose module is not allowed."""
+        allowed = self.settings.custom_step_modules
+        problems = []
+        for name, pipeline in self.pipelines.items():
+            for index, step in enumerate(pipeline.steps):
+                function = getattr(step, "function", None)
+                if step.op != "custom" or not isinstance(function, str):
+                    continue
+                module = custom_module(function)
+                reason = module_refusal(module)
+                if reason is None and not any(
+                    module == prefix or module.startswith(prefix + ".") for prefix in allowed
+                ):
+                    listed = ", ".join(allowed) if allowed else "nothing"
+                    reason = (
+                        f"module {module!r} is not under settings.custom_step_modules "
+                        f"(which allows {listed})"
+                    )
+                if reason:
+                    problems.append(
+                        f"pipelines.{name}.steps[{index}].custom.function: {function!r} "
+                        f"is not allowed: {reason}"
+                    )
+        return problems
 
 
 def _interpolate(value: Any, path: str) -> Any:
@@ -241,7 +316,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> PipelineF
             for name, body in pipelines.items()
         }
     try:
-        return PipelineFile.model_validate(expanded)
+        parsed = PipelineFile.model_validate(expanded)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -251,6 +326,10 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> PipelineF
             message = message.removeprefix("Value error, ")  # pydantic's wrapper of our ValueErrors
             problems.append(f"{_format_location(tuple(loc))}: {message}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+    custom_problems = parsed.custom_step_problems()
+    if custom_problems:
+        raise ConfigError(f"{source}: " + "; ".join(custom_problems))
+    return parsed
 
 
 def load_config(path: str | os.PathLike[str]) -> PipelineFile:

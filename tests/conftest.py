@@ -7,6 +7,7 @@ clients at the servers are applied with ``monkeypatch`` for that test only.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from devstack.servers import GcsEmulator, MotoServer
+from shared.log import THIRD_PARTY_LOGGERS
 
 # Real credentials or endpoints in the developer's shell must never leak into tests.
 _CLOUD_ENV_TO_CLEAR = (
@@ -25,6 +27,15 @@ _CLOUD_ENV_TO_CLEAR = (
 )
 
 STORAGE_BACKENDS = ("local", "s3", "gcs")
+
+
+@pytest.fixture(autouse=True)
+def _third_party_log_levels() -> Iterator[None]:
+    """``shared.log.configure`` caps botocore, urllib3, ...: give the next test them as found."""
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def unique_bucket_name(prefix: str = "dp") -> str:

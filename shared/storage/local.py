@@ -1,11 +1,19 @@
-"""Local-directory backend: files under a root directory, written atomically via temp + rename."""
+"""Local-directory backend: files under a root directory, written atomically via temp + rename.
+
+A writer killed between the temp file and the rename leaves a ``.drivepipe-tmp-*`` file behind.
+Such files older than ``temp_max_age`` (by mtime) are removed from a directory the first time
+this storage writes there, and from the whole tree by :meth:`LocalStorage.cleanup_temp`; a
+concurrent writer's temp file is younger than that (every write refreshes its mtime).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +25,7 @@ from shared.storage.base import ObjectInfo, check_key, check_prefix
 # hidden from list(); keys may not use this prefix for a file name.
 TEMP_PREFIX = ".drivepipe-tmp-"
 COPY_CHUNK = 1024 * 1024
+TEMP_MAX_AGE = 3600.0  # seconds: a temp file untouched this long belongs to a dead writer
 
 
 def _current_umask() -> int:
@@ -31,9 +40,19 @@ _FILE_MODE = 0o666 & ~_current_umask()
 class LocalStorage:
     """A ``Storage`` rooted at a local directory (created on first write)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        temp_max_age: float = TEMP_MAX_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = Path(root).expanduser().absolute()
         self.base_url = self.root.as_uri()
+        self.temp_max_age = temp_max_age
+        self._clock = clock
+        self._swept: set[Path] = set()  # directories already cleared of stale temp files
+        self._swept_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
@@ -58,10 +77,42 @@ class LocalStorage:
         reason = exc.strerror or str(exc) or type(exc).__name__
         return StorageError(f"cannot {action} {self.url(key)}: {reason}")
 
+    def _remove_stale_temp(self, directory: str | os.PathLike[str], names: list[str]) -> int:
+        """Delete the temp files among ``names`` in ``directory`` older than ``temp_max_age``."""
+        cutoff = self._clock() - self.temp_max_age
+        removed = 0
+        for name in names:
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):  # renamed or removed meanwhile: not stale
+                st = os.lstat(path)
+                if st.st_mtime < cutoff:
+                    os.unlink(path)
+                    removed += 1
+        return removed
+
+    def _sweep_once(self, directory: Path) -> None:
+        """Remove stale temp files from ``directory`` the first time this storage writes there."""
+        with self._swept_lock:
+            if directory in self._swept:
+                return
+            self._swept.add(directory)
+        with contextlib.suppress(OSError):
+            self._remove_stale_temp(directory, os.listdir(directory))
+
+    def cleanup_temp(self) -> int:
+        """Remove every temp file under the root older than ``temp_max_age``; return the count."""
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            removed += self._remove_stale_temp(dirpath, filenames)
+        return removed
+
     def _write_temp(self, key: str, path: Path, data: bytes | BinaryIO) -> str:
         """Write ``data`` to a fsynced temp file beside ``path``; return the temp path."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._sweep_once(path.parent)
             fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
         except OSError as exc:
             raise self._error("write", key, exc) from exc

@@ -173,3 +173,41 @@ def test_the_core_cli_knows_no_local_tools(capsys: pytest.CaptureFixture[str]) -
         main(["emulator"])
     assert exited.value.code == EXIT_USAGE
     assert "invalid choice: 'emulator'" in capsys.readouterr().err
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_folder_override_is_refused_unless_the_pipeline_allows_it(
+    drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(CONFIG.format(folder=drive_tree.folder_id, dest=tmp_path / "out"))
+    assert main(["sync", "--config", str(config)]) == EXIT_OK
+    before = _tree_bytes(tmp_path / "out")
+    capsys.readouterr()
+    code = main(["sync", "--config", str(config), "--folder", "1OtherFolder", "--full-refresh"])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--folder: override folder_id not allowed for pipeline 'sales'" in err
+    assert "allow_overrides" in err
+    assert _tree_bytes(tmp_path / "out") == before  # the pipeline's outputs are untouched
+    # the harmless overrides stay allowed by default
+    assert main(["sync", "--config", str(config), "--full-refresh", "--dry-run"]) == EXIT_OK
+
+
+def test_folder_override_works_when_listed(
+    drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "p.toml"
+    body = CONFIG.format(folder="1Unused", dest=tmp_path / "out")
+    config.write_text(
+        body.replace("[pipelines.sales]\n", '[pipelines.sales]\nallow_overrides = ["folder_id"]\n')
+    )
+    assert main(["sync", "--config", str(config), "--folder", drive_tree.folder_id]) == EXIT_OK
+    assert (tmp_path / "out" / "sales/2024/q1.csv").exists()
+    assert main(["sync", "--config", str(config), "--dry-run"]) == EXIT_USAGE
+    assert "--dry-run: override dry_run not allowed" in capsys.readouterr().err

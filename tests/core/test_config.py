@@ -187,3 +187,66 @@ def test_config_compressions_match_what_the_writers_support() -> None:
 def test_schedule_expressions_eventbridge_accepts_load(tmp_path: Path, expression: str) -> None:
     path = write(tmp_path, GOOD.replace('"rate(1 hour)"', f'"{expression}"', 1))
     assert load_config(path).settings.schedule == expression
+
+
+def test_allow_overrides_defaults_to_the_harmless_ones() -> None:
+    pipeline = adhoc_pipeline(output_url="/tmp/x")
+    assert pipeline.allow_overrides == ("since", "dry_run", "full_refresh")
+    assert "folder_id" not in pipeline.allow_overrides
+
+
+def _custom(function: str, modules: list[str] | None = None) -> dict[str, object]:
+    data: dict[str, object] = {
+        "pipelines": {
+            "p": {
+                "steps": [{"op": "normalize_columns"}, {"op": "custom", "function": function}],
+                "output": {"url": "/tmp/x"},
+            }
+        }
+    }
+    if modules is not None:
+        data["settings"] = {"custom_step_modules": modules}
+    return data
+
+
+@pytest.mark.parametrize(
+    ("function", "modules", "reason"),
+    [
+        (
+            "my_pkg.steps:clean",
+            None,
+            "not under settings.custom_step_modules (which allows nothing)",
+        ),
+        ("other_pkg.steps:clean", ["my_pkg"], "(which allows my_pkg)"),
+        ("team.stepsx:clean", ["team.steps"], "not under settings.custom_step_modules"),
+        ("subprocess:run", ["my_pkg"], "'subprocess' is in the standard library"),
+        ("os.system", None, "'os' is in the standard library"),
+        ("builtins:exec", None, "standard library"),
+        ("importlib:import_module", None, "standard library"),
+        ("pickle:loads", None, "standard library"),
+        ("shutil.rmtree", None, "standard library"),
+        ("pandas:read_csv", None, "can run programs or touch files"),
+        ("shared.storage:open_storage", None, "can run programs or touch files"),
+    ],
+)
+def test_custom_steps_need_an_allowed_module(
+    function: str, modules: list[str] | None, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(_custom(function, modules), source="f.toml")
+    message = str(error.value)
+    assert message.startswith(f"f.toml: pipelines.p.steps[1].custom.function: {function!r}")
+    assert reason in message
+
+
+def test_allowed_custom_modules_load_and_the_list_refuses_the_stdlib() -> None:
+    for function in ("my_pkg:clean", "my_pkg.sub.mod:clean", "team.steps.x.clean"):
+        parse_config(_custom(function, ["my_pkg", "team.steps"]))
+    for module, reason in (
+        ("os", "standard library"),
+        ("subprocess.x", "standard library"),
+        ("boto3", "run programs"),
+        ("my pkg", "not a module name"),
+    ):
+        with pytest.raises(ConfigError, match=f"settings.custom_step_modules.*{reason}"):
+            parse_config(_custom("my_pkg:clean", [module]))

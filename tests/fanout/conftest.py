@@ -26,6 +26,9 @@ BATCH = 10
 MAX_RECEIVE = 3  # the queue's redrive maxReceiveCount / max delivery attempts
 
 CONFIG = """
+[settings]
+custom_step_modules = ["tests.fanout"]
+
 [pipelines.bulk]
 source = {{ folder_id = "${{DRIVE_FOLDER_ID}}" }}
 steps = [{{ op = "custom", function = "tests.fanout.poison:crash_on_marker" }}]

@@ -59,6 +59,7 @@ def drive(emulator: DriveEmulator) -> DriveClient:
 def make_pipeline(tmp_path: Path, folder_id: str, *, batch_size: int = 1) -> Pipeline:
     return parse_config(
         {
+            "settings": {"custom_step_modules": ["tests.fanout"]},
             "pipelines": {
                 "p": {
                     "source": {"folder_id": folder_id},
@@ -66,7 +67,7 @@ def make_pipeline(tmp_path: Path, folder_id: str, *, batch_size: int = 1) -> Pip
                     "output": {"url": str(tmp_path / "out"), "format": "csv"},
                     "fanout": {"min_files": 2, "batch_size": batch_size, "max_attempts": 2},
                 }
-            }
+            },
         }
     ).pipelines["p"]
 

@@ -82,7 +82,8 @@ def run_cli(
     own access log (the server side, not drivepipe) is left out.
     """
     caplog.clear()
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), pytest.MonkeyPatch.context() as env:
+        env.setenv("DRIVEPIPE_LOG_THIRD_PARTY", "debug")  # they stay at INFO unless asked
         code = cli_main(["--log-level", "DEBUG", "sync", "--config", str(config), "--json"])
     out, err = capfd.readouterr()
     client_side = [

@@ -98,8 +98,13 @@ def test_local_writer_killed_mid_write_leaves_no_object(tmp_path: Path) -> None:
     assert not store.exists("out/victim.csv")
     assert list(store.list()) == []
     # The orphaned temp file is hidden from list() and from reads by its reserved prefix.
-    orphans = [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()]
-    assert orphans and all(name.startswith(TEMP_PREFIX) for name in orphans)
+    orphans = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert orphans and all(p.name.startswith(TEMP_PREFIX) for p in orphans)
+    # Once it is old enough to belong to a dead writer, the next write there removes it.
+    for orphan in orphans:
+        os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    LocalStorage(tmp_path / "store").write("out/victim.csv", b"retried")
+    assert [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()] == ["victim.csv"]
 
 
 def test_local_temp_prefix_is_reserved(tmp_path: Path) -> None:

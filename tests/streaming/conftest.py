@@ -43,7 +43,8 @@ def make_pipeline(
     }
     if read:
         body["read"] = read
-    return parse_config({"pipelines": {"p": body}}).pipelines["p"]
+    settings = {"custom_step_modules": ["tests.transforms"]}
+    return parse_config({"settings": settings, "pipelines": {"p": body}}).pipelines["p"]
 
 
 @dataclass

@@ -31,3 +31,7 @@ class Namespace:
     @staticmethod
     def double(df: pd.DataFrame, *, column: str) -> pd.DataFrame:
         return df.assign(**{column: df[column] * 2})
+
+
+# An allowed module that happens to re-export something dangerous: never reachable as a step.
+from subprocess import run as reexported_run  # noqa: E402, F401

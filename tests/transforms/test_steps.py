@@ -327,6 +327,11 @@ def test_custom_step_cannot_mutate_input(sales: pd.DataFrame) -> None:
         ("tests.transforms.custom_steps:missing", "has no attribute 'missing'"),
         ("tests.transforms.custom_steps:CALLS", "not callable"),
         ("tests.transforms.custom_steps:not_a_frame", "returned int, not a DataFrame"),
+        ("subprocess:run", "not allowed: 'subprocess' is in the standard library"),
+        ("os.system", "not allowed: 'os' is in the standard library"),
+        ("tests.transforms.custom_steps:pd.read_csv", "not allowed: 'pandas' is a library"),
+        ("tests.transforms.custom_steps:reexported_run", "not allowed: 'subprocess' is in the"),
+        ("tests.transforms.custom_steps:add_margin.__globals__", "dunder attributes"),
     ],
 )
 def test_custom_step_errors(sales: pd.DataFrame, path: str, message: str) -> None:
