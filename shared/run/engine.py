@@ -26,6 +26,7 @@ from shared.errors import ConfigError, DriveError, StorageError
 from shared.log import get_logger
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, utc_now
+from shared.run.ownership import claim_outputs
 from shared.run.state import InputState, SyncState, definition_hash
 from shared.settings import runtime_settings
 from shared.storage import layout, open_storage
@@ -255,6 +256,7 @@ def plan(ctx: SyncContext) -> SyncPlan:
                 record.output_keys = list(previous.output_keys)
         else:
             to_fetch.append(Planned(file, fmt, record))
+    to_fetch = claim_outputs(pipeline, state, to_fetch, state_key)  # every output key has one owner
     log.info(
         "planned sync",
         extra={
@@ -337,6 +339,7 @@ def _entry(file: DriveFile, record: InputRecord, run_id: str) -> InputState:
         run_id=run_id,
         error=record.error,
         quarantine_key=record.quarantine_key,
+        output_path=record.output_path,
     )
 
 
