@@ -159,8 +159,10 @@ class _Index:
         return same, below, above
 
 
-def _describe(claims: Sequence[_Claim]) -> str:
-    return ", ".join(sorted({c.owner for c in claims}))
+def _describe(claims: Sequence[_Claim], most: int = 3) -> str:
+    owners = sorted({c.owner for c in claims})
+    more = f" and {len(owners) - most} more" if len(owners) > most else ""
+    return ", ".join(owners[:most]) + more
 
 
 def assign_output_paths(

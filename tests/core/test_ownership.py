@@ -154,3 +154,11 @@ def test_distinct_drive_files_get_distinct_unnested_keys_under_the_prefix(
             assert a != b, f"two inputs share {a}"
             assert not b.startswith(a + "/") and not a.startswith(b + "/"), (a, b)
     assert assign_output_paths(candidates[::-1], {}, EXT) == assigned
+
+
+def test_a_big_clash_is_resolved_quickly_and_told_briefly() -> None:
+    inner = [cand(f"i{n}", f"k.csv/x{n}.tsv") for n in range(5000)]
+    file = cand("f", "k.tsv")
+    assigned = assign_output_paths([file, *inner], {}, ".csv")
+    assert set(assigned) == {file.owner}
+    assert assigned[file.owner].reason.endswith("and 4997 more's outputs")
