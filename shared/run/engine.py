@@ -322,11 +322,18 @@ def fetch_and_process(
                     process_input(pipeline, dest, data, fmt, record, run_id)
                 entry = _entry(file, record, run_id)
                 _report(file, record)
-                for stale in sorted(stale_outputs(before.output_keys if before else (), entry)):
-                    dest.delete(stale)
+                stale = stale_outputs(before.output_keys if before else (), entry)
+                if stale and previous is not None:  # never one another entry still claims
+                    stale -= _claimed_by_others(previous, state_key(file))
+                for key in sorted(stale):
+                    dest.delete(key)
             if os.path.exists(path):
                 os.remove(path)
             yield Processed(file, record, entry)
+
+
+def _claimed_by_others(entries: Mapping[str, InputState], owner: str) -> set[str]:
+    return {k for key, entry in entries.items() if key != owner for k in entry.output_keys}
 
 
 def _entry(file: DriveFile, record: InputRecord, run_id: str) -> InputState:

@@ -216,3 +216,29 @@ def test_a_folder_appearing_under_a_file_key_the_state_keeps(
     assert by_path["k.tsv"].status == "skipped_unchanged"
     keys = {o.key for o in open_storage(url).list() if not o.key.startswith("_")}
     assert {"k.csv/x.csv", f"k~{tag}.csv"} <= keys and "k.csv" not in keys
+
+
+def test_a_key_an_old_state_gave_two_inputs_is_not_deleted_when_one_moves(
+    clash_tree: DriveTree, tmp_path: Path
+) -> None:
+    url = str(tmp_path / "out")
+    first = sync(url, clash_tree)
+    ids = {r.path: r.source_id for r in first.inputs}
+    # As the state of a run before this rule could be: a.csv and a.xlsx both own a.csv.
+    store = open_storage(url)
+    doc = json.loads(store.read("_state/clash.json"))
+    for path in ("a.csv", "a.xlsx"):
+        entry = doc["inputs"][f"{ids[path]}:{path}"]
+        entry["output_keys"], entry["output_path"] = ["a.csv"], None
+    store.write("_state/clash.json", json.dumps(doc).encode())
+    store.write("a.csv", _csv("a.xlsx").encode())
+    clash_tree.write("a.csv", _csv("a.csv v2"))
+    second = sync(url, clash_tree)
+    moved = {r.path: r for r in second.inputs}["a.csv"]
+    assert moved.output_keys == [f"a~{id_tag(ids['a.csv'])}.csv"]
+    assert moved.renamed and "already" in moved.renamed
+    assert pd.read_csv(io.BytesIO(store.read("a.csv")))["src"][0] == "a.xlsx"  # kept
+    state = json.loads(store.read("_state/clash.json"))["inputs"]
+    for entry in state.values():
+        for key in entry["output_keys"]:
+            assert store.exists(key), key
