@@ -36,7 +36,7 @@ LAMBDA_VENV := .venv-lambda
 $(LAMBDA_VENV)/.installed-stamp: requirements/runtime.txt requirements/dev.txt requirements/lambda-layer.txt pyproject.toml
 	$(PYTHON) -m venv $(LAMBDA_VENV)
 	grep -vE '^(pandas|numpy|pyarrow)==' requirements/runtime.txt > $(LAMBDA_VENV)/runtime-rest.txt
-	grep -E '^(pytest|pytest-timeout|pytest-xdist|moto|gcp-storage-emulator)[=[]' requirements/dev.txt > $(LAMBDA_VENV)/test-tools.txt
+	grep -E '^(pytest|pytest-timeout|pytest-xdist|hypothesis|moto|gcp-storage-emulator)[=[]' requirements/dev.txt > $(LAMBDA_VENV)/test-tools.txt
 	$(LAMBDA_VENV)/bin/python -m pip install --quiet -r requirements/lambda-layer.txt \
 		-r $(LAMBDA_VENV)/runtime-rest.txt -r $(LAMBDA_VENV)/test-tools.txt
 	$(LAMBDA_VENV)/bin/python -m pip install --quiet --no-deps -e .

@@ -26,6 +26,7 @@ from shared.errors import ConfigError, DriveError, StorageError
 from shared.log import get_logger
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, utc_now
+from shared.run.ownership import claim_outputs
 from shared.run.state import InputState, SyncState, definition_hash
 from shared.settings import runtime_settings
 from shared.storage import layout, open_storage
@@ -255,6 +256,7 @@ def plan(ctx: SyncContext) -> SyncPlan:
                 record.output_keys = list(previous.output_keys)
         else:
             to_fetch.append(Planned(file, fmt, record))
+    to_fetch = claim_outputs(pipeline, state, to_fetch, state_key)  # every output key has one owner
     log.info(
         "planned sync",
         extra={
@@ -320,11 +322,18 @@ def fetch_and_process(
                     process_input(pipeline, dest, data, fmt, record, run_id)
                 entry = _entry(file, record, run_id)
                 _report(file, record)
-                for stale in sorted(stale_outputs(before.output_keys if before else (), entry)):
-                    dest.delete(stale)
+                stale = stale_outputs(before.output_keys if before else (), entry)
+                if stale and previous is not None:  # never one another entry still claims
+                    stale -= _claimed_by_others(previous, state_key(file))
+                for key in sorted(stale):
+                    dest.delete(key)
             if os.path.exists(path):
                 os.remove(path)
             yield Processed(file, record, entry)
+
+
+def _claimed_by_others(entries: Mapping[str, InputState], owner: str) -> set[str]:
+    return {k for key, entry in entries.items() if key != owner for k in entry.output_keys}
 
 
 def _entry(file: DriveFile, record: InputRecord, run_id: str) -> InputState:
@@ -337,6 +346,7 @@ def _entry(file: DriveFile, record: InputRecord, run_id: str) -> InputState:
         run_id=run_id,
         error=record.error,
         quarantine_key=record.quarantine_key,
+        output_path=record.output_path,
     )
 
 

@@ -54,6 +54,10 @@ class InputRecord:
     quarantine_key: str | None = None
     raw_key: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # Set when the outputs cannot be named after ``path`` (another input's key; see
+    # shared.run.ownership): the path they are named after instead, and why.
+    output_path: str | None = None
+    renamed: str | None = None
 
 
 def input_record(file: DriveFile) -> InputRecord:

@@ -48,21 +48,22 @@ def process_input(
     ``StorageError`` propagates, as it is about the destination, not the input, and the
     caller decides whether to retry.
     """
+    relpath = record.output_path or record.path  # what its keys are named after
     with ExitStack() as stack:
         try:
-            outputs = render(pipeline, data, fmt, record.path, record, stack)
+            outputs = render(pipeline, data, fmt, relpath, record, stack)
         except RUN_ERRORS:
             raise
         except Exception as exc:
             # Anything the input's content caused: quarantine the bytes and report why.
             record.status = "failed"
             record.error = describe_failure(exc)
-            record.quarantine_key = layout.quarantine_key(run_id, record.path)
+            record.quarantine_key = layout.quarantine_key(run_id, relpath)
             data.seek(0)
             dest.write(record.quarantine_key, data)
             return
         if pipeline.output.keep_raw:
-            record.raw_key = layout.raw_key(record.path)
+            record.raw_key = layout.raw_key(relpath)
             data.seek(0)
             dest.write(record.raw_key, data)
         for out in outputs:

@@ -54,6 +54,7 @@ class InputState:
     run_id: str
     error: str | None = None
     quarantine_key: str | None = None
+    output_path: str | None = None  # what the outputs are named after, when not ``path``
 
 
 @dataclass

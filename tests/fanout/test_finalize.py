@@ -10,6 +10,7 @@ emulator (which enforces ``ifGenerationMatch`` through devstack/gcs_emulator.py)
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -213,7 +214,8 @@ def test_a_rerun_after_a_crash_mid_finalize_deletes_only_stale_outputs(
     setup.deliver(queue)
     setup.assert_finished(first)
     assert setup.dest.exists("region=US/a/one.csv")
-    # a/one.csv and x/dup.csv lose their US rows; x/dup.tsv now writes region=US/x/dup.csv.
+    # a/one.csv and x/dup.csv lose their US rows; the new x/dup.tsv would write x/dup.csv too,
+    # which x/dup.csv owns: it writes x/dup~<id tag>.csv (shared.run.ownership).
     (setup.drive_root / "a/one.csv").write_text("region,units\nEU,10\n")
     (setup.drive_root / "x/dup.csv").write_text("region,units\nEU,50\n")
     (setup.drive_root / "x/dup.tsv").write_text("region\tunits\nUS\t60\n")
@@ -239,12 +241,15 @@ def test_a_rerun_after_a_crash_mid_finalize_deletes_only_stale_outputs(
     assert handle_item(last, setup.pipeline, drive=setup.drive) == "duplicate"  # redelivered
     assert setup.dest.exists(run_key(second))
     assert not setup.dest.exists("region=US/a/one.csv")  # stale: deleted even on the re-run
-    assert setup.dest.read("region=US/x/dup.csv").decode().split()[-1] == "60"  # dup.tsv's
+    assert not setup.dest.exists("region=US/x/dup.csv")  # stale for x/dup.csv
+    [tsv_key] = setup.state()["x/dup.tsv"]["output_keys"]
+    assert re.fullmatch(r"region=US/x/dup~[0-9a-f]{8}\.csv", tsv_key)
+    assert setup.dest.read(tsv_key).decode().split()[-1] == "60"  # dup.tsv's
     assert setup.dest.read("region=EU/a/one.csv").decode().split()[-1] == "10"
     assert setup.dest.exists("region=US/b/three.csv")  # untouched by the second run
     state = setup.state()
     assert state["a/one.csv"]["output_keys"] == ["region=EU/a/one.csv"]
-    assert state["x/dup.tsv"]["output_keys"] == ["region=US/x/dup.csv"]
+    assert state["x/dup.csv"]["output_keys"] == ["region=EU/x/dup.csv"]
     assert {path: e["run_id"] for path, e in state.items()} == {
         "a/one.csv": second,
         "a/two.csv": first,

@@ -162,3 +162,13 @@ def test_pump_keeps_only_reported_failures_and_all_of_a_crashed_batch(
     crashing = SqsPump(sqs, url, crash)
     assert crashing.poll_once() == 1
     assert crashing.failed_messages == 1 and "function error" in crashing.errors[0]
+
+
+def test_a_work_item_carries_the_output_path_the_planner_chose() -> None:
+    [plain] = items(1)
+    assert "output_path" not in plain.to_json()  # unchanged bodies for unrenamed files
+    file = plain.files[0].file
+    renamed = PlannedFile(file, "csv", "dir/a~1234abcd.csv", "output renamed: dir/a.csv is ...")
+    item = WorkItem(RUN_ID, "i00000", "p", "s3://b/p", (renamed,))
+    assert WorkItem.from_json(item.to_json()).files == (renamed,)
+    assert WorkItem.from_json(plain.to_json()).files == plain.files

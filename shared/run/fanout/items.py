@@ -35,6 +35,15 @@ class PlannedFile:
 
     file: DriveFile
     format: str
+    output_path: str | None = None  # see shared.run.ownership
+    renamed: str | None = None
+
+
+def _file_json(planned: PlannedFile) -> dict[str, object]:
+    body: dict[str, object] = {"file": asdict(planned.file), "format": planned.format}
+    if planned.output_path is not None:
+        body["output_path"], body["renamed"] = planned.output_path, planned.renamed
+    return body
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class WorkItem:
             "item_id": self.item_id,
             "pipeline": self.pipeline,
             "destination": self.destination,
-            "files": [{"file": asdict(p.file), "format": p.format} for p in self.files],
+            "files": [_file_json(p) for p in self.files],
             "items_total": self.items_total,
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
@@ -73,7 +82,12 @@ class WorkItem:
         try:
             run_id, iid = str(body["run_id"]), str(body["item_id"])
             files = tuple(
-                PlannedFile(DriveFile(**entry["file"]), str(entry["format"]))
+                PlannedFile(
+                    DriveFile(**entry["file"]),
+                    str(entry["format"]),
+                    entry.get("output_path"),
+                    entry.get("renamed"),
+                )
                 for entry in body["files"]
             )
             total = int(body.get("items_total") or 0)

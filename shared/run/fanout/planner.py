@@ -111,7 +111,10 @@ def _enqueue(
             item_id=item_id(n // size),
             pipeline=pipeline.name,
             destination=pipeline.output.url,
-            files=tuple(PlannedFile(f, fmt) for f, fmt, _ in to_fetch[n : n + size]),
+            files=tuple(
+                PlannedFile(f, fmt, record.output_path, record.renamed)
+                for f, fmt, record in to_fetch[n : n + size]
+            ),
             items_total=-(-len(to_fetch) // size),
         )
         for n in range(0, len(to_fetch), size)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from shared.errors import ItemCrashed, StorageError, StorageNotFound
 from shared.log import get_logger
 from shared.run.engine import Planned, fetch_and_process, open_store, state_key
-from shared.run.fanout.items import ItemResult, WorkItem
+from shared.run.fanout.items import ItemResult, PlannedFile, WorkItem
 from shared.run.fanout.runs import maybe_finalize
 from shared.run.manifest import InputRecord, input_record, utc_now
 from shared.storage.layout import error_key, plan_key, result_key
@@ -120,7 +120,7 @@ def _record_failure(dest: Storage, item: WorkItem, attempt: int, reason: str) ->
     """Every file of the item failed with ``reason``; they are retried on the next run."""
     records = []
     for planned in item.files:
-        record = input_record(planned.file)
+        record = _record(planned)
         record.status, record.error = "failed", reason
         records.append(record)
     states: dict[str, dict[str, Any] | None] = {state_key(p.file): None for p in item.files}
@@ -130,11 +130,17 @@ def _record_failure(dest: Storage, item: WorkItem, attempt: int, reason: str) ->
     return "failed" if created else "duplicate"
 
 
+def _record(planned: PlannedFile) -> InputRecord:
+    record = input_record(planned.file)
+    record.output_path, record.renamed = planned.output_path, planned.renamed
+    return record
+
+
 def _process_files(
     pipeline: Pipeline, dest: Storage, item: WorkItem, drive: DriveClient
 ) -> tuple[list[InputRecord], dict[str, dict[str, Any] | None]]:
     """Run the item's files through the sync engine; the records and state entries it made."""
-    planned = [Planned(p.file, p.format, input_record(p.file)) for p in item.files]
+    planned = [Planned(p.file, p.format, _record(p)) for p in item.files]
     states: dict[str, dict[str, Any] | None] = {}
     done: set[DriveFile] = set()
     with closing(fetch_and_process(pipeline, dest, drive, planned, item.run_id)) as results:
