@@ -74,6 +74,9 @@ class Source(_Model):
     formats: tuple[SourceFormat, ...] = SOURCE_FORMATS
     modified_since: datetime | None = None
     incoming_url: str | None = None  # upload-triggered runs: objects under this prefix
+    # Read the Drive changes feed first and skip the walk when nothing changed under the folder.
+    changes_feed: bool = False
+    reconcile_every_hours: float | None = Field(default=168.0, gt=0)  # walk at least this often
 
     @field_validator("incoming_url")
     @classmethod

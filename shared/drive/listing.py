@@ -96,6 +96,7 @@ class TreeWalker:
     """Walks a folder tree; one instance per walk (it holds the filter and shared-drive id)."""
 
     def __init__(self, http: DriveHttp, filters: FileFilter, *, drive_id: str | None):
+        self.visited: set[str] = set()
         self.http = http
         self.filters = filters
         self.drive_id = drive_id
@@ -268,7 +269,7 @@ class TreeWalker:
 
     def walk(self, root_id: str, *, workers: int) -> Iterator[DriveFile]:
         """Yield every accepted file under ``root_id``; folders are listed in parallel."""
-        visited = {root_id}
+        visited = self.visited = {root_id}  # every folder walked (read it once the walk ends)
         pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="drive-walk")
         try:
             root_check = pool.submit(self._check_root, root_id)

@@ -20,11 +20,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from shared.errors import ConfigError, DriveError, StorageError
 from shared.log import get_logger
-from shared.run import mirror
+from shared.run import feed, mirror
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, utc_now
 from shared.run.mirror import MirrorPlan, state_key
@@ -113,6 +113,8 @@ class SyncPlan:
     superseded: list[str] = field(default_factory=list)
     removals: list[tuple[mirror.Removal, InputRecord]] = field(default_factory=list)
     removals_blocked: str | None = None
+    # The changes-feed position to store if the run ends clean (shared.run.feed).
+    feed: dict[str, Any] | None = None
 
 
 @dataclass
@@ -250,14 +252,22 @@ def plan(ctx: SyncContext) -> SyncPlan:
         dry_run=request.dry_run,
     )
     to_fetch: list[Planned] = []
+    since = request.since or source.modified_since
+    checked = feed.check(ctx.drive, state, ctx.folder, source, walk_forced=_walk_forced(ctx))
+    if checked and checked.note:
+        manifest.notes.append(checked.note)
+    if checked and checked.unchanged:
+        return _unchanged(ctx, manifest, feed.kept_position(checked, state))
+    folders: dict[str, str | None] = {}
     # The whole listing first: a walk that fails part-way raises here, before any removal.
     files = list(
         ctx.drive.walk(
             ctx.folder,
             include=source.include,
             exclude=source.exclude,
-            modified_since=request.since or source.modified_since,
+            modified_since=since,
             drive_id=source.drive_id,
+            folders=folders,
         )
     )
     matched = _reconcile(ctx, files, manifest)
@@ -314,9 +324,41 @@ def plan(ctx: SyncContext) -> SyncPlan:
             "removed": len(removals),
         },
     )
+    position = feed.position(checked, ctx.folder, folders) if checked and not since else None
     return SyncPlan(
-        manifest, to_fetch, relocations, superseded, removals, manifest.removals_blocked
+        manifest, to_fetch, relocations, superseded, removals, manifest.removals_blocked, position
     )
+
+
+def _walk_forced(ctx: SyncContext) -> str | None:
+    """Why this run walks whatever the changes feed says, or ``None``."""
+    request, source = ctx.request, ctx.request.pipeline.source
+    if request.full_refresh:
+        return "changes feed: full refresh; walked the folder"
+    if request.since or source.modified_since:
+        return "changes feed: a since run lists by modifiedTime; walked the folder"
+    return None
+
+
+def _unchanged(ctx: SyncContext, manifest: RunManifest, position: dict[str, Any]) -> SyncPlan:
+    """The plan of a run the changes feed spared: every known input, as the state has it."""
+    for key, entry in sorted(ctx.state.inputs.items(), key=lambda item: item[1].path):
+        record = InputRecord(
+            source_id=mirror.key_id(key),
+            path=entry.path,
+            md5=entry.md5,
+            size=entry.size,
+            modified_time=entry.modified_time,
+        )
+        if entry.error:
+            record.status = "failed"
+            record.error = f"unchanged since it failed in run {entry.run_id}: {entry.error}"
+            record.quarantine_key = entry.quarantine_key
+        else:
+            record.status = "skipped_unchanged"
+            record.output_keys = list(entry.output_keys)
+        manifest.inputs.append(record)
+    return SyncPlan(manifest, [], feed=position)
 
 
 def _reconcile(ctx: SyncContext, files: list[DriveFile], manifest: RunManifest) -> MirrorPlan:

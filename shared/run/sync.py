@@ -97,6 +97,7 @@ def run_planned(
     done = total - len(to_fetch)
     checkpoints = Checkpoints.for_request(request)
     last_checkpoint, since_checkpoint = time.monotonic(), 0
+    clean = planned.removals_blocked is None  # else the next run must walk to see them again
     results = fetch_and_process(
         pipeline, ctx.dest, ctx.drive, to_fetch, ctx.run_id, previous=state.inputs
     )
@@ -105,6 +106,7 @@ def run_planned(
             for outcome in results:
                 if outcome.state is None:
                     state.forget(outcome.key)
+                    clean = False
                 else:
                     state.record(outcome.key, outcome.state)
                 done += 1
@@ -114,6 +116,7 @@ def run_planned(
                 if checkpoints.due(since_checkpoint, last_checkpoint):
                     _save_state(ctx, state)  # only inputs whose outputs are durable
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
+        state.set_feed(planned.feed if clean else None)  # only after every input is recorded
     finally:
         try:
             _save_state(ctx, state)

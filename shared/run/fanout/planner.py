@@ -145,6 +145,7 @@ def _enqueue(
         "notes": list(manifest.notes),
         "removals_blocked": manifest.removals_blocked,
         "mirror": plan_section(changes.forget, changes.record, changes.delete),
+        "feed": planned.feed,
         # What the state said each file to fetch produced: the finalizer deletes what an input
         # no longer produces against this snapshot, so a re-run after a crash still can.
         "previous_outputs": {

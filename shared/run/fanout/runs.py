@@ -237,6 +237,11 @@ def _merge_state(
             fresh = InputState(**entry)
             stale |= stale_outputs(old, fresh)  # outputs this input no longer produces
             state.record(key, fresh)
+    # The changes-feed position only when every input was recorded and no removal held back.
+    clean = not plan.get("removals_blocked") and all(
+        r.status != "failed" and all(e is not None for e in r.states.values()) for r in results
+    )
+    state.set_feed(plan.get("feed") if clean else None)
     kept.update(k for entry in state.inputs.values() for k in entry.output_keys)
     kept.update(e.quarantine_key for e in state.inputs.values() if e.quarantine_key)
     return state, stale - kept
