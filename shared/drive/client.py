@@ -117,12 +117,12 @@ class DriveClient:
         mime_types: Iterable[str] | None = None,
         modified_since: datetime | None = None,
         drive_id: str | None = None,
-        folders: dict[str, str | None] | None = None,
+        folders: dict[str, str] | None = None,
     ) -> Iterator[DriveFile]:
         """Yield every file under ``folder_id`` that passes the filters, with unique paths.
 
-        ``folders``, when given, receives every folder id walked (mapped to the shared drive's
-        id, or ``None``) once the walk has ended: the changes feed filters by these.
+        ``folders``, when given, receives every folder id walked, mapped to its path (the root
+        ``""``), once the walk has ended: the changes feed filters and places changes by these.
 
         Globs match the whole relative path (``**`` crosses folders); ``mime_types`` takes
         MIME types or format names (csv, tsv, xlsx, xls, json, jsonl, parquet, gsheet).
@@ -138,7 +138,7 @@ class DriveClient:
         walker.batching = self.batch_folders
         yield from walker.walk(folder_id, workers=self.walk_workers)
         if folders is not None:
-            folders.update(dict.fromkeys(walker.visited, walker.drive_id))
+            folders.update(walker.folder_paths)
 
     # ---- changes feed (see shared.drive.changes) -------------------------------------------
     def start_page_token(self, drive_id: str | None = None) -> str:

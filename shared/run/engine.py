@@ -258,19 +258,31 @@ def plan(ctx: SyncContext) -> SyncPlan:
         manifest.notes.append(checked.note)
     if checked and checked.unchanged:
         return _unchanged(ctx, manifest, feed.kept_position(checked, state))
-    folders: dict[str, str | None] = {}
-    # The whole listing first: a walk that fails part-way raises here, before any removal.
-    files = list(
-        ctx.drive.walk(
-            ctx.folder,
-            include=source.include,
-            exclude=source.exclude,
-            modified_since=since,
-            drive_id=source.drive_id,
-            folders=folders,
+    folders: dict[str, str] = {}
+    if checked and checked.changes:  # the feed's changes, placed without a walk
+        files = checked.changes.listed
+        touched = checked.changes.touched
+        _unchanged(ctx, manifest, None, skip=touched)
+        previous = {k: e for k, e in state.inputs.items() if mirror.key_id(k) in touched}
+        matched = mirror.reconcile(previous, files)
+        reasons = checked.changes.reasons
+        matched.removals = [
+            mirror.Removal(r.old_key, r.previous, reasons.get(r.source_id, r.reason))
+            for r in matched.removals
+        ]
+    else:
+        # The whole listing first: a walk that fails part-way raises here, before any removal.
+        files = list(
+            ctx.drive.walk(
+                ctx.folder,
+                include=source.include,
+                exclude=source.exclude,
+                modified_since=since,
+                drive_id=source.drive_id,
+                folders=folders,
+            )
         )
-    )
-    matched = _reconcile(ctx, files, manifest)
+        matched = _reconcile(ctx, files, manifest)
     relocations: list[Relocation] = []
     superseded: list[str] = []
     for file in files:
@@ -324,7 +336,11 @@ def plan(ctx: SyncContext) -> SyncPlan:
             "removed": len(removals),
         },
     )
-    position = feed.position(checked, ctx.folder, folders) if checked and not since else None
+    position = None
+    if checked and checked.changes:
+        position = feed.kept_position(checked, state)
+    elif checked and not since:
+        position = feed.position(checked, ctx.folder, folders)
     return SyncPlan(
         manifest, to_fetch, relocations, superseded, removals, manifest.removals_blocked, position
     )
@@ -340,9 +356,18 @@ def _walk_forced(ctx: SyncContext) -> str | None:
     return None
 
 
-def _unchanged(ctx: SyncContext, manifest: RunManifest, position: dict[str, Any]) -> SyncPlan:
-    """The plan of a run the changes feed spared: every known input, as the state has it."""
+def _unchanged(
+    ctx: SyncContext,
+    manifest: RunManifest,
+    position: dict[str, Any] | None,
+    *,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> SyncPlan:
+    """The plan of a run the changes feed spared: every known input (but the ids in ``skip``,
+    which the feed changed), as the state has it."""
     for key, entry in sorted(ctx.state.inputs.items(), key=lambda item: item[1].path):
+        if mirror.key_id(key) in skip:
+            continue
         record = InputRecord(
             source_id=mirror.key_id(key),
             path=entry.path,

@@ -16,17 +16,18 @@ A feed that fails part-way raises: nothing is decided from a partial feed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.drive.models import FOLDER_MIME, SHORTCUT_MIME
 from shared.errors import ChangesTokenInvalid, DriveError
 from shared.run.manifest import utc_now
 from shared.run.mirror import key_id
 
 if TYPE_CHECKING:
     from shared.config import Source
-    from shared.drive import DriveClient
+    from shared.drive import DriveClient, DriveFile
     from shared.drive.models import DriveChange
     from shared.run.state import SyncState
 
@@ -41,6 +42,17 @@ class FeedCheck:
     drive_id: str | None
     unchanged: bool = False  # nothing under the folder changed: no walk
     note: str | None = None
+    changes: Incremental | None = None  # the changes, applied without a walk
+
+
+@dataclass
+class Incremental:
+    """Changes the feed can apply without a walk: the changed files at their paths (``listed``),
+    every id they touch, and why the ids gone from the folder are gone."""
+
+    listed: list[DriveFile] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def check(
@@ -68,6 +80,10 @@ def check(
     relevant = Relevance(drive, state, feed)
     changed = [c for c in page.changes if relevant(c)]
     if changed:
+        applied = apply(changed, state, feed, source)
+        if applied is not None:
+            note = f"changes feed: {len(changed)} change(s) under the folder, applied unwalked"
+            return FeedCheck(token, drive_id, note=note, changes=applied)
         note = f"changes feed: {len(changed)} change(s) under the folder; walked it"
         return FeedCheck(token, drive_id, note=note)
     note = f"changes feed: nothing changed under the folder ({len(page.changes)} elsewhere)"
@@ -128,18 +144,71 @@ class Relevance:
         return False
 
 
+def apply(
+    changes: list[DriveChange],
+    state: SyncState,
+    feed: dict[str, Any],
+    source: Source,
+) -> Incremental | None:
+    """Place file changes at their paths, without a walk; ``None`` when only a walk can tell.
+
+    A walk is needed for any folder change (a renamed folder moves every path under it), a
+    shortcut, a file with several parents or in a folder the last walk did not see, an id with
+    several state entries, and a name that may collide with another file of its folder.
+    """
+    from shared.drive.filters import FileFilter
+
+    folders = feed.get("folders")
+    if not isinstance(folders, dict):
+        return None
+    filters = FileFilter.build(source.include, source.exclude, None, None)
+    entries: dict[str, list[str]] = {}
+    for key, entry in state.inputs.items():
+        entries.setdefault(key_id(key), []).append(entry.path)
+    taken = {path: key_id(key) for key, entry in state.inputs.items() for path in [entry.path]}
+    result = Incremental()
+    for change in changes:
+        file_id = change.file_id
+        if file_id in folders or len(entries.get(file_id, ())) > 1 or change.shortcut_target_id:
+            return None
+        result.touched.add(file_id)
+        if change.removed or change.file is None:
+            result.reasons[file_id] = "deleted (or no longer readable by these credentials)"
+            continue
+        if change.file.mime_type in (FOLDER_MIME, SHORTCUT_MIME) or len(change.parents) != 1:
+            return None
+        if change.trashed:
+            result.reasons[file_id] = "trashed"
+            continue
+        parent = change.parents[0]
+        known = entries.get(file_id, [])
+        if parent not in folders or any("~" in p for p in known):
+            # A folder the last walk did not see, a shortcut's target outside the folder or a
+            # file moved out (a walk tells them apart), or a name the walk had tagged.
+            return None
+        prefix = folders[parent]
+        path = f"{prefix}/{change.file.name}" if prefix else change.file.name
+        if taken.get(path, file_id) != file_id:
+            return None  # the walk would tag colliding names
+        taken[path] = file_id
+        if not filters.accepts(path, change.file.mime_type, change.file.modified_time):
+            result.reasons[file_id] = "excluded by the pipeline's filters"
+            continue
+        result.listed.append(replace(change.file, path=path))
+    return result
+
+
 def kept_position(check: FeedCheck, state: SyncState) -> dict[str, Any]:
     """The stored position moved on to ``check.token``, after a run that did not walk."""
     return {**(state.feed or {}), "token": check.token}
 
 
-def position(check: FeedCheck, folder: str, folders: dict[str, str | None]) -> dict[str, Any]:
-    """The feed position to store after a walk that listed ``folders``."""
-    drive_id = check.drive_id or next((d for d in folders.values() if d), None)
+def position(check: FeedCheck, folder: str, folders: dict[str, str]) -> dict[str, Any]:
+    """The feed position to store after a walk that listed ``folders`` (id -> path)."""
     return {
         "token": check.token,
         "folder": folder,
-        "drive_id": drive_id,
-        "folders": sorted(folders),
+        "drive_id": check.drive_id,
+        "folders": dict(sorted(folders.items())),
         "walked_at": utc_now(),
     }

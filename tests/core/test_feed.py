@@ -8,6 +8,7 @@ with a note; a run that could not download a file stores no position, so the nex
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,33 @@ def test_a_failed_download_stores_no_position(tmp_path: Path, drive: DriveEmulat
     assert json.loads(open_storage(url).read(sync_state_key("lake"))).get("feed") is None
     second = run_sync(SyncRequest(pipeline=pipeline))
     assert second.counts()["written"] == len(scenario.FILES)
+
+
+def test_file_changes_are_applied_without_a_walk(storage_url: str, drive: DriveEmulator) -> None:
+    pipeline = feed_pipeline(storage_url, drive)
+    run_sync(SyncRequest(pipeline=pipeline))
+    lake = drive.tree.root / scenario.FOLDER
+    os.rename(lake / "g.csv", lake / "elsewhere.csv")  # keep the scenario's files in the lake
+    run_sync(SyncRequest(pipeline=pipeline))
+    os.rename(lake / "elsewhere.csv", lake / "g.csv")
+    run_sync(SyncRequest(pipeline=pipeline))
+    scenario.change(drive.tree.root)
+    os.rename(drive.tree.root / "elsewhere/g.csv", lake / "g.csv")  # no move out: no walk
+    drive.reset_stats()
+    manifest = run_sync(SyncRequest(pipeline=pipeline))
+    calls = requests(drive)
+    assert "list" not in calls and calls.get("media") == 2, calls
+    assert any("applied unwalked" in note for note in manifest.notes), manifest.notes
+    by_path = {r.path: r for r in manifest.inputs}
+    assert by_path["keep/d2.csv"].status == "moved"
+    assert by_path["other/e.csv"].status == "moved"
+    assert by_path["keep/b.csv"].status == "removed"
+    assert by_path["keep/c.csv"].status == "removed" and by_path["keep/c.csv"].reason == "trashed"
+    assert by_path["keep/f.csv"].status == "written" and by_path["new.csv"].status == "written"
+    assert by_path["g.csv"].status == "skipped_unchanged"
+    expected = scenario.expected_keys() | {"region=EU/g.parquet", "_raw/g.csv"}
+    assert scenario.data_keys(storage_url) == expected
+    drive.reset_stats()
+    again = run_sync(SyncRequest(pipeline=pipeline))
+    assert "list" not in requests(drive)
+    assert again.counts()["skipped_unchanged"] == len(scenario.AFTER) + 1
