@@ -19,6 +19,7 @@ from devstack.drive_emulator import DriveEmulator
 from devstack.drive_emulator.faults import FaultConfig
 from shared.drive import DriveClient
 from shared.drive.retry import RetryPolicy
+from shared.errors import DriveError
 from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from shared.storage.layout import sync_state_key
@@ -158,3 +159,35 @@ def test_file_changes_are_applied_without_a_walk(storage_url: str, drive: DriveE
     again = run_sync(SyncRequest(pipeline=pipeline))
     assert "list" not in requests(drive)
     assert again.counts()["skipped_unchanged"] == len(scenario.AFTER) + 1
+
+
+def test_a_feed_that_fails_part_way_decides_nothing(tmp_path: Path, drive: DriveEmulator) -> None:
+    url = str(tmp_path / "out")
+    pipeline = feed_pipeline(url, drive)
+    run_sync(SyncRequest(pipeline=pipeline))
+    before = {o.key: o.etag for o in open_storage(url).list() if not o.key.startswith("_locks/")}
+    scenario.change(drive.tree.root)
+    drive.set_faults(FaultConfig(rate=1.0, kinds=("503",)))
+    impatient = DriveClient.from_env(retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(DriveError):
+        run_sync(SyncRequest(pipeline=pipeline), drive=impatient)
+    drive.set_faults(FaultConfig())
+    after = {o.key: o.etag for o in open_storage(url).list() if not o.key.startswith("_locks/")}
+    assert after == before
+
+
+def test_a_shared_drive_uses_its_own_feed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "shared"
+    scenario.build(root)
+    with DriveEmulator(root, drive_id="0AsharedDrive01") as emulator:
+        monkeypatch.setenv("DRIVE_API_URL", emulator.url)
+        monkeypatch.setenv("DRIVE_ACCESS_TOKEN", "test-token")
+        url = str(tmp_path / "out")
+        pipeline = feed_pipeline(url, emulator)
+        run_sync(SyncRequest(pipeline=pipeline))
+        assert stored_feed(url)["drive_id"] == "0AsharedDrive01"
+        (root / scenario.FOLDER / "keep/b.csv").unlink()
+        emulator.reset_stats()
+        manifest = run_sync(SyncRequest(pipeline=pipeline))
+        assert "list" not in requests(emulator)
+        assert {r.path: r.status for r in manifest.inputs}["keep/b.csv"] == "removed"
