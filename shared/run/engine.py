@@ -389,12 +389,17 @@ def _unchanged(
 def _reconcile(ctx: SyncContext, files: list[DriveFile], manifest: RunManifest) -> MirrorPlan:
     """The moves and removals of a complete listing (no removals from a partial one)."""
     request, source = ctx.request, ctx.request.pipeline.source
+    if request.folder_id and source.folder_id and request.folder_id != source.folder_id:
+        # Paths relative to another folder: neither moves nor removals mean anything.
+        if ctx.state.inputs:
+            manifest.notes.append(
+                f"folder {request.folder_id} is not the pipeline's folder: nothing mirrored"
+            )
+        return MirrorPlan()
     matched = mirror.reconcile(ctx.state.inputs, files)
     partial = None
     if request.since or source.modified_since:
         partial = "listing limited by modifiedTime (since / modified_since)"
-    elif request.folder_id and source.folder_id and request.folder_id != source.folder_id:
-        partial = f"folder {request.folder_id} is not the pipeline's folder"
     if partial:
         if matched.removals:
             manifest.notes.append(f"{partial}: removals not computed")

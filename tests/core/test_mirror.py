@@ -166,3 +166,15 @@ def test_relocated_keys() -> None:
     assert relocated_key("r=EU/a/b.parquet", "a/b.csv", "x.csv") == "r=EU/x.parquet"
     assert relocated_key("book/North.csv", "book.xlsx", "old/book.xlsx") == "old/book/North.csv"
     assert relocated_key("elsewhere/b.parquet", "a/b.csv", "c.csv") is None
+
+
+def test_a_sync_of_another_folder_mirrors_nothing(tmp_path: Path, drive: DriveEmulator) -> None:
+    url = str(tmp_path / "out")
+    pipeline = lake_pipeline(url, drive)
+    run_sync(SyncRequest(pipeline=pipeline))
+    kept = scenario.data_keys(url)
+    sub = run_sync(SyncRequest(pipeline=pipeline, folder_id=drive.id_for("lake/keep")))
+    counts = sub.counts()
+    assert counts["moved"] == counts["removed"] == counts["removal_blocked"] == 0, counts
+    assert any("nothing mirrored" in note for note in sub.notes)
+    assert kept <= scenario.data_keys(url)
