@@ -7,12 +7,14 @@ with a note; a run that could not download a file stores no position, so the nex
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from devstack.drive_emulator import DriveEmulator
@@ -191,3 +193,42 @@ def test_a_shared_drive_uses_its_own_feed(tmp_path: Path, monkeypatch: pytest.Mo
         manifest = run_sync(SyncRequest(pipeline=pipeline))
         assert "list" not in requests(emulator)
         assert {r.path: r.status for r in manifest.inputs}["keep/b.csv"] == "removed"
+
+
+def test_a_change_to_a_shortcut_target_reaches_the_shortcut(
+    tmp_path: Path, drive: DriveEmulator
+) -> None:
+    root = drive.tree.root
+    (root / "elsewhere/target.csv").write_text("region,units\nEU,21\n")
+    (root / scenario.FOLDER / "link.shortcut").write_text("")
+    overrides = {"link.shortcut": {"name": "link.csv", "shortcutTarget": "elsewhere/target.csv"}}
+    (root / scenario.FOLDER / ".drive.json").write_text(json.dumps({"entries": overrides}))
+    url = str(tmp_path / "out")
+    pipeline = feed_pipeline(url, drive)
+    first = run_sync(SyncRequest(pipeline=pipeline))
+    assert {r.path: r.status for r in first.inputs}["link.csv"] == "written"
+    target = root / "elsewhere/target.csv"
+    target.write_text("region,units\nEU,23\n")
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    second = run_sync(SyncRequest(pipeline=pipeline))
+    assert {r.path: r.status for r in second.inputs}["link.csv"] == "written"
+    table = pd.read_parquet(io.BytesIO(open_storage(url).read("region=EU/link.parquet")))
+    assert table["units"].tolist() == [23]
+
+
+def test_a_walk_is_due_after_reconcile_every_hours(tmp_path: Path, drive: DriveEmulator) -> None:
+    url = str(tmp_path / "out")
+    pipeline = feed_pipeline(url, drive, reconcile_every_hours=24)
+    run_sync(SyncRequest(pipeline=pipeline))
+    store = open_storage(url)
+    raw = json.loads(store.read(sync_state_key("lake")))
+    raw["feed"]["walked_at"] = "2026-01-01T00:00:00.000Z"
+    store.write(sync_state_key("lake"), json.dumps(raw).encode())
+    drive.reset_stats()
+    manifest = run_sync(SyncRequest(pipeline=pipeline))
+    assert any("last full walk over 24 h ago" in note for note in manifest.notes)
+    assert requests(drive).get("list", 0) > 0
+    drive.reset_stats()
+    run_sync(SyncRequest(pipeline=pipeline))
+    assert "list" not in requests(drive)
