@@ -263,8 +263,8 @@ def plan(ctx: SyncContext) -> SyncPlan:
         files = checked.changes.listed
         touched = checked.changes.touched
         _unchanged(ctx, manifest, None, skip=touched)
-        previous = {k: e for k, e in state.inputs.items() if mirror.key_id(k) in touched}
-        matched = mirror.reconcile(previous, files)
+        touched_state = {k: e for k, e in state.inputs.items() if mirror.key_id(k) in touched}
+        matched = mirror.reconcile(touched_state, files)
         reasons = checked.changes.reasons
         matched.removals = [
             mirror.Removal(r.old_key, r.previous, reasons.get(r.source_id, r.reason))

@@ -122,7 +122,7 @@ class Relevance:
         return any(self._under(parent) for parent in change.parents)
 
     def _under(self, folder_id: str) -> bool:
-        chain = []
+        chain: list[str] = []
         current: str | None = folder_id
         for _ in range(MAX_DEPTH):
             if current is None or current in self.outside:
