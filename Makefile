@@ -47,6 +47,7 @@ test-lambda-compat: $(LAMBDA_VENV)/.installed-stamp
 
 bench: setup
 	$(PY) -m bench.drive_sync
+	$(PY) -m bench.drive_changes
 	$(PY) -m bench.transform
 	$(PY) -m bench.aws_package
 

@@ -80,6 +80,11 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
     sync.add_argument("--exclude", action="append", default=[], help="glob on the relative path")
     sync.add_argument("--dry-run", action="store_true", help="list and plan, write nothing")
     sync.add_argument("--full-refresh", action="store_true", help="ignore the incremental state")
+    sync.add_argument(
+        "--force-removals",
+        action="store_true",
+        help="remove the outputs of inputs gone from Drive even past the removal guard",
+    )
 
     transform = sub.add_parser("transform", help="run a pipeline on one file, local or in a bucket")
     transform.add_argument("source", help="path, file://, s3://bucket/key or gs://bucket/key")
@@ -217,6 +222,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         since=args.since,
         full_refresh=args.full_refresh,
         dry_run=args.dry_run,
+        force_removals=args.force_removals,
     )
     reporter = Reporter(quiet=args.json)
     try:

@@ -82,6 +82,9 @@ class Source(_Model):
     formats: tuple[SourceFormat, ...] = SOURCE_FORMATS
     modified_since: datetime | None = None
     incoming_url: str | None = None  # upload-triggered runs: objects under this prefix
+    # Read the Drive changes feed first and skip the walk when nothing changed under the folder.
+    changes_feed: bool = False
+    reconcile_every_hours: float | None = Field(default=168.0, gt=0)  # walk at least this often
 
     @field_validator("incoming_url")
     @classmethod
@@ -118,6 +121,16 @@ class Output(_Model):
         return self
 
 
+class MirrorOptions(_Model):
+    """What a sync does with inputs gone from Drive, and the guard on mass removals."""
+
+    on_removed: Literal["delete", "keep"] = "delete"  # keep: outputs stay, `removed_kept`
+    # Delete nothing when more inputs than this are gone in one run (rclone's --max-delete)...
+    max_removed: int | None = Field(default=50, ge=0)
+    # ...or more than this fraction of the inputs the state knew (force_removals goes past).
+    max_removed_fraction: float | None = Field(default=0.5, ge=0.0, le=1.0)
+
+
 class Pipeline(_Model):
     """One named pipeline: source → read → steps → output."""
 
@@ -132,6 +145,7 @@ class Pipeline(_Model):
     concurrency: int = Field(default=8, ge=1, le=64)
     fanout: FanoutOptions | None = None  # spread big syncs over queue workers
     streaming: StreamingOptions = StreamingOptions()
+    mirror: MirrorOptions = MirrorOptions()  # removals, and the guard on them
 
 
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")

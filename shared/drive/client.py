@@ -117,8 +117,12 @@ class DriveClient:
         mime_types: Iterable[str] | None = None,
         modified_since: datetime | None = None,
         drive_id: str | None = None,
+        folders: dict[str, str] | None = None,
     ) -> Iterator[DriveFile]:
         """Yield every file under ``folder_id`` that passes the filters, with unique paths.
+
+        ``folders``, when given, receives every folder id walked, mapped to its path (the root
+        ``""``), once the walk has ended: the changes feed filters and places changes by these.
 
         Globs match the whole relative path (``**`` crosses folders); ``mime_types`` takes
         MIME types or format names (csv, tsv, xlsx, xls, json, jsonl, parquet, gsheet).
@@ -133,6 +137,8 @@ class DriveClient:
         walker = TreeWalker(self._http, filters, drive_id=drive_id)
         walker.batching = self.batch_folders
         yield from walker.walk(folder_id, workers=self.walk_workers)
+        if folders is not None:
+            folders.update(walker.folder_paths)
 
     # ---- changes feed (see shared.drive.changes) -------------------------------------------
     def start_page_token(self, drive_id: str | None = None) -> str:

@@ -96,6 +96,8 @@ class TreeWalker:
     """Walks a folder tree; one instance per walk (it holds the filter and shared-drive id)."""
 
     def __init__(self, http: DriveHttp, filters: FileFilter, *, drive_id: str | None):
+        self.visited: set[str] = set()
+        self.folder_paths: dict[str, str] = {}  # folder id -> path in the walk ("" the root)
         self.http = http
         self.filters = filters
         self.drive_id = drive_id
@@ -268,7 +270,8 @@ class TreeWalker:
 
     def walk(self, root_id: str, *, workers: int) -> Iterator[DriveFile]:
         """Yield every accepted file under ``root_id``; folders are listed in parallel."""
-        visited = {root_id}
+        visited = self.visited = {root_id}  # every folder walked (read it once the walk ends)
+        self.folder_paths = {root_id: ""}
         pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="drive-walk")
         try:
             root_check = pool.submit(self._check_root, root_id)
@@ -297,6 +300,7 @@ class TreeWalker:
                             )
                             continue
                         visited.add(folder_id)
+                        self.folder_paths[folder_id] = path
                         new_folders.append((folder_id, path))
                 free_workers = max(1, workers - len(pending))
                 for batch in self.batches(new_folders, free_workers):

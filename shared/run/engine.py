@@ -18,14 +18,16 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from shared.errors import ConfigError, DriveError, StorageError
 from shared.log import get_logger
+from shared.run import feed, mirror
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, utc_now
+from shared.run.mirror import MirrorPlan, state_key
 from shared.run.ownership import claim_outputs
 from shared.run.state import InputState, SyncState, definition_hash
 from shared.settings import runtime_settings
@@ -51,6 +53,8 @@ class SyncRequest:
     since: datetime | None = None
     full_refresh: bool = False
     dry_run: bool = False
+    # Apply removals even past the pipeline's removal guard (mirror.max_removed...).
+    force_removals: bool = False
     # Save the state after this many processed inputs and/or seconds (None: the runtime
     # settings, DRIVEPIPE_CHECKPOINT_EVERY / DRIVEPIPE_CHECKPOINT_SECONDS, else every 10 s).
     checkpoint_every: int | None = None
@@ -88,12 +92,41 @@ class Processed(NamedTuple):
         return state_key(self.file)
 
 
+class Relocation(NamedTuple):
+    """An unchanged file at a new path: its outputs move storage-side (no download)."""
+
+    move: mirror.Move
+    planned: Planned
+
+
 @dataclass
 class SyncPlan:
-    """A listed folder: every input's record in ``manifest``, and the files to fetch."""
+    """A listed folder: every input's record in ``manifest``, and the files to fetch.
+
+    The mirror part: ``relocations`` (unchanged moved files), ``superseded`` (state keys of
+    previous entries whose outputs go, e.g. a moved file that is fetched again) and
+    ``removals`` (previous entries gone from the folder, applied unless ``blocked``).
+    """
 
     manifest: RunManifest
     to_fetch: list[Planned]
+    relocations: list[Relocation] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    removals: list[tuple[mirror.Removal, InputRecord]] = field(default_factory=list)
+    removals_blocked: str | None = None
+    # The changes-feed position to store if the run ends clean (shared.run.feed).
+    feed: dict[str, Any] | None = None
+
+
+@dataclass
+class MirrorChanges:
+    """A plan's mirror part once applied to storage: the state edits, the keys to delete
+    once the edited state is saved, and the moved files to fetch after all."""
+
+    forget: list[str] = field(default_factory=list)
+    record: dict[str, InputState] = field(default_factory=dict)
+    delete: set[str] = field(default_factory=set)
+    fetch: list[Planned] = field(default_factory=list)
 
 
 @dataclass
@@ -122,11 +155,6 @@ class SyncContext:
         """Release the lease (idempotent)."""
         if self.lease is not None:
             self.lease.release()
-
-
-def state_key(file: DriveFile) -> str:
-    """The state entry of a Drive file: its id and path (a shortcut shares its target's id)."""
-    return f"{file.id}:{file.path}"
 
 
 def input_format(file: DriveFile, pipeline: Pipeline) -> str | None:
@@ -225,27 +253,66 @@ def plan(ctx: SyncContext) -> SyncPlan:
         dry_run=request.dry_run,
     )
     to_fetch: list[Planned] = []
-    for file in ctx.drive.walk(
-        ctx.folder,
-        include=source.include,
-        exclude=source.exclude,
-        modified_since=request.since or source.modified_since,
-        drive_id=source.drive_id,
-    ):
+    since = request.since or source.modified_since
+    checked = feed.check(ctx.drive, state, ctx.folder, source, walk_forced=_walk_forced(ctx))
+    if checked and checked.note:
+        manifest.notes.append(checked.note)
+    if checked and checked.unchanged:
+        return _unchanged(ctx, manifest, feed.kept_position(checked, state))
+    folders: dict[str, str] = {}
+    if checked and checked.changes:  # the feed's changes, placed without a walk
+        files = checked.changes.listed
+        touched = checked.changes.touched
+        _unchanged(ctx, manifest, None, skip=touched)
+        touched_state = {k: e for k, e in state.inputs.items() if mirror.key_id(k) in touched}
+        matched = mirror.reconcile(touched_state, files)
+        reasons = checked.changes.reasons
+        matched.removals = [
+            mirror.Removal(r.old_key, r.previous, reasons.get(r.source_id, r.reason))
+            for r in matched.removals
+        ]
+    else:
+        # The whole listing first: a walk that fails part-way raises here, before any removal.
+        files = list(
+            ctx.drive.walk(
+                ctx.folder,
+                include=source.include,
+                exclude=source.exclude,
+                modified_since=since,
+                drive_id=source.drive_id,
+                folders=folders,
+            )
+        )
+        matched = _reconcile(ctx, files, manifest)
+    relocations: list[Relocation] = []
+    superseded: list[str] = []
+    for file in files:
         record = input_record(file)
         manifest.inputs.append(record)
         fmt = input_format(file, pipeline)
-        key = state_key(file)
+        move = matched.moves.get(file)
+        key = move.old_key if move else state_key(file)
+        if move:
+            record.previous_path = move.previous.path
         if file.skip_reason or fmt is None:
             record.status = "skipped_unsupported"
             record.error = (
                 file.skip_reason or f"format not taken by this pipeline ({file.mime_type})"
             )
+            if move:
+                superseded.append(move.old_key)
         elif not request.full_refresh and state.is_unchanged(
             key, md5=file.md5, modified_time=file.modified_time, size=file.size
         ):
             previous = state.inputs[key]
-            if previous.error:  # bad content, unchanged: report it again, don't re-quarantine
+            if move and not previous.error and mirror.planned_keys(move) is not None:
+                record.status = "moved"
+                record.output_keys = list(previous.output_keys)  # the old keys, until moved
+                relocations.append(Relocation(move, Planned(file, fmt, record)))
+            elif move:  # failed before, or outputs of an unknown shape: fetch it again
+                superseded.append(move.old_key)
+                to_fetch.append(Planned(file, fmt, record))
+            elif previous.error:  # bad content, unchanged: report it again, don't re-quarantine
                 record.status = "failed"
                 record.error = (
                     f"unchanged since it failed in run {previous.run_id}: {previous.error}"
@@ -255,8 +322,11 @@ def plan(ctx: SyncContext) -> SyncPlan:
                 record.status = "skipped_unchanged"
                 record.output_keys = list(previous.output_keys)
         else:
+            if move:
+                superseded.append(move.old_key)
             to_fetch.append(Planned(file, fmt, record))
     to_fetch = claim_outputs(pipeline, state, to_fetch, state_key)  # every output key has one owner
+    removals = _plan_removals(ctx, matched, manifest)
     log.info(
         "planned sync",
         extra={
@@ -264,9 +334,151 @@ def plan(ctx: SyncContext) -> SyncPlan:
             "run_id": ctx.run_id,
             "inputs": len(manifest.inputs),
             "to_fetch": len(to_fetch),
+            "moved": len(relocations),
+            "removed": len(removals),
         },
     )
-    return SyncPlan(manifest, to_fetch)
+    position = None
+    if checked and checked.changes:
+        position = feed.kept_position(checked, state)
+    elif checked and not since:
+        position = feed.position(checked, ctx.folder, folders)
+    return SyncPlan(
+        manifest, to_fetch, relocations, superseded, removals, manifest.removals_blocked, position
+    )
+
+
+def _walk_forced(ctx: SyncContext) -> str | None:
+    """Why this run walks whatever the changes feed says, or ``None``."""
+    request, source = ctx.request, ctx.request.pipeline.source
+    if request.full_refresh:
+        return "changes feed: full refresh; walked the folder"
+    if request.since or source.modified_since:
+        return "changes feed: a since run lists by modifiedTime; walked the folder"
+    return None
+
+
+def _unchanged(
+    ctx: SyncContext,
+    manifest: RunManifest,
+    position: dict[str, Any] | None,
+    *,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> SyncPlan:
+    """The plan of a run the changes feed spared: every known input (but the ids in ``skip``,
+    which the feed changed), as the state has it."""
+    for key, entry in sorted(ctx.state.inputs.items(), key=lambda item: item[1].path):
+        if mirror.key_id(key) in skip:
+            continue
+        record = InputRecord(
+            source_id=mirror.key_id(key),
+            path=entry.path,
+            md5=entry.md5,
+            size=entry.size,
+            modified_time=entry.modified_time,
+        )
+        if entry.error:
+            record.status = "failed"
+            record.error = f"unchanged since it failed in run {entry.run_id}: {entry.error}"
+            record.quarantine_key = entry.quarantine_key
+        else:
+            record.status = "skipped_unchanged"
+            record.output_keys = list(entry.output_keys)
+        manifest.inputs.append(record)
+    return SyncPlan(manifest, [], feed=position)
+
+
+def _reconcile(ctx: SyncContext, files: list[DriveFile], manifest: RunManifest) -> MirrorPlan:
+    """The moves and removals of a complete listing (no removals from a partial one)."""
+    request, source = ctx.request, ctx.request.pipeline.source
+    if request.folder_id and source.folder_id and request.folder_id != source.folder_id:
+        # Paths relative to another folder: neither moves nor removals mean anything.
+        if ctx.state.inputs:
+            manifest.notes.append(
+                f"folder {request.folder_id} is not the pipeline's folder: nothing mirrored"
+            )
+        return MirrorPlan()
+    matched = mirror.reconcile(ctx.state.inputs, files)
+    partial = None
+    if request.since or source.modified_since:
+        partial = "listing limited by modifiedTime (since / modified_since)"
+    if partial:
+        if matched.removals:
+            manifest.notes.append(f"{partial}: removals not computed")
+        matched.removals = []
+    return matched
+
+
+def _plan_removals(
+    ctx: SyncContext, matched: MirrorPlan, manifest: RunManifest
+) -> list[tuple[mirror.Removal, InputRecord]]:
+    """One manifest record per removal: ``removed``, ``removed_kept`` or ``removal_blocked``."""
+    request, pipeline = ctx.request, ctx.request.pipeline
+    blocked = mirror.guard(
+        pipeline,
+        len(matched.removals),
+        len(ctx.state.inputs),
+        forced=request.full_refresh or request.force_removals,
+    )
+    removals = matched.removals if blocked else mirror.explain(ctx.drive, matched.removals)
+    planned = []
+    for removal in removals:
+        entry = removal.previous
+        record = InputRecord(
+            source_id=removal.source_id,
+            path=entry.path,
+            md5=entry.md5,
+            size=entry.size,
+            modified_time=entry.modified_time,
+            reason=removal.reason,
+        )
+        if blocked:
+            record.status = "removal_blocked"
+            record.output_keys = list(entry.output_keys)
+        elif pipeline.mirror.on_removed == "keep":
+            record.status = "removed_kept"
+            record.output_keys = list(entry.output_keys)
+        else:
+            record.status = "removed"
+            record.deleted_keys = mirror.removed_keys(pipeline, entry)
+        manifest.inputs.append(record)
+        planned.append((removal, record))
+    if blocked:
+        manifest.removals_blocked = blocked
+        manifest.notes.append(blocked)
+        log.warning("removal guard", extra={"pipeline": pipeline.name, "reason": blocked})
+    return planned
+
+
+def apply_mirror(ctx: SyncContext, planned: SyncPlan) -> MirrorChanges:
+    """Move the relocated files' outputs storage-side; say how the state changes and what
+    to delete once it is saved. Writes no state and deletes nothing itself."""
+    pipeline, state = ctx.request.pipeline, ctx.state
+    changes = MirrorChanges()
+    for key in planned.superseded:
+        changes.forget.append(key)
+        changes.delete.update(mirror.removed_keys(pipeline, state.inputs[key]))
+    for move, item in planned.relocations:
+        entry = mirror.relocate(pipeline, ctx.dest, move, item.record, ctx.run_id)
+        old = mirror.removed_keys(pipeline, move.previous)
+        changes.forget.append(move.old_key)
+        if entry is None:  # could not move them: fetch the file at its new path
+            item.record.status, item.record.output_keys = "planned", []
+            changes.delete.update(old)
+            changes.fetch.append(item)
+            continue
+        changes.record[state_key(move.file)] = entry
+        keep = set(entry.output_keys)
+        if pipeline.output.keep_raw:
+            keep.add(mirror.layout.raw_key(move.file.path))
+        item.record.deleted_keys = sorted(set(old) - keep)
+        changes.delete.update(item.record.deleted_keys)
+    if planned.removals_blocked is None:
+        for removal, record in planned.removals:
+            changes.forget.append(removal.old_key)
+            if record.status == "removed":
+                changes.delete.update(record.deleted_keys)
+    return changes
 
 
 def stale_outputs(previous: Iterable[str], entry: InputState) -> set[str]:

@@ -14,12 +14,26 @@ from shared.storage.layout import run_key
 if TYPE_CHECKING:
     from shared.drive import DriveFile
 
-Status = Literal["written", "skipped_unchanged", "skipped_unsupported", "failed", "planned"]
+Status = Literal[
+    "written",
+    "skipped_unchanged",
+    "skipped_unsupported",
+    "failed",
+    "moved",
+    "removed",
+    "removed_kept",
+    "removal_blocked",
+    "planned",
+]
 STATUSES: tuple[Status, ...] = (
     "written",
     "skipped_unchanged",
     "skipped_unsupported",
     "failed",
+    "moved",  # same Drive id at a new path: outputs moved, not downloaded again
+    "removed",  # gone from the folder: outputs deleted (deleted_keys)
+    "removed_kept",  # gone, outputs kept (on_removed = "keep")
+    "removal_blocked",  # gone, but the removal guard (or a partial listing) kept everything
     "planned",
 )
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
@@ -58,6 +72,9 @@ class InputRecord:
     # shared.run.ownership): the path they are named after instead, and why.
     output_path: str | None = None
     renamed: str | None = None
+    previous_path: str | None = None  # moved or renamed: the path it had before
+    reason: str | None = None  # removed: why (deleted, trashed, moved out of the folder)
+    deleted_keys: list[str] = field(default_factory=list)  # removed or moved: old keys deleted
 
 
 def input_record(file: DriveFile) -> InputRecord:
@@ -86,6 +103,7 @@ class RunManifest:
     ended_at: str | None = None
     inputs: list[InputRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    removals_blocked: str | None = None  # why inputs gone from Drive were not removed
 
     def counts(self) -> dict[str, int]:
         """How many inputs ended in each status (every status listed, zeros included)."""
@@ -122,6 +140,7 @@ class RunManifest:
                 for r in self.failed
             ],
             "notes": list(self.notes),
+            "removals_blocked": self.removals_blocked,
         }
 
     def to_dict(self) -> dict[str, Any]:

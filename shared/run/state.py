@@ -64,6 +64,8 @@ class SyncState:
     pipeline: str
     definition: str
     inputs: dict[str, InputState] = field(default_factory=dict)
+    # The changes feed (shared.run.feed): {"token", "folder", "drive_id", "folders"}, or None.
+    feed: dict[str, Any] | None = None
     dirty: bool = field(default=True, compare=False)  # a fresh state has never been saved
 
     @classmethod
@@ -76,7 +78,13 @@ class SyncState:
         if raw.get("version") != STATE_VERSION or raw.get("definition") != definition:
             return cls(pipeline, definition)
         inputs = {k: InputState(**v) for k, v in raw.get("inputs", {}).items()}
-        return cls(pipeline, definition, inputs, dirty=False)
+        return cls(pipeline, definition, inputs, raw.get("feed"), dirty=False)
+
+    def set_feed(self, feed: dict[str, Any] | None) -> None:
+        """Remember (or, with ``None``, drop) the changes-feed position."""
+        if self.feed != feed:
+            self.feed = feed
+            self.dirty = True
 
     def is_unchanged(
         self, source_id: str, *, md5: str | None, modified_time: str | None, size: int | None
@@ -111,6 +119,8 @@ class SyncState:
             "definition": self.definition,
             "inputs": {k: vars(v) for k, v in sorted(self.inputs.items())},
         }
+        if self.feed is not None:
+            data["feed"] = self.feed
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def save(self, storage: Storage) -> None:

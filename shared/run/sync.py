@@ -19,15 +19,18 @@ from shared.run.engine import (
     SyncContext,
     SyncPlan,
     SyncRequest,
+    apply_mirror,
     fetch_and_process,
     open_sync,
     plan,
     save_manifest,
 )
+from shared.run.mirror import delete_unclaimed
 from shared.settings import runtime_settings
 
 if TYPE_CHECKING:
     from shared.drive import DriveClient
+    from shared.run.engine import Planned
     from shared.run.manifest import RunManifest
     from shared.run.state import SyncState
 
@@ -85,18 +88,25 @@ def run_planned(
         save_manifest(ctx.dest, manifest)
         return manifest
     state, pipeline = ctx.state, request.pipeline
+    try:
+        to_fetch = _mirror(ctx, planned) + planned.to_fetch
+    except BaseException:
+        save_manifest(ctx.dest, manifest)
+        raise
     total = len(manifest.inputs)
-    done = total - len(planned.to_fetch)
+    done = total - len(to_fetch)
     checkpoints = Checkpoints.for_request(request)
     last_checkpoint, since_checkpoint = time.monotonic(), 0
+    clean = planned.removals_blocked is None  # else the next run must walk to see them again
     results = fetch_and_process(
-        pipeline, ctx.dest, ctx.drive, planned.to_fetch, ctx.run_id, previous=state.inputs
+        pipeline, ctx.dest, ctx.drive, to_fetch, ctx.run_id, previous=state.inputs
     )
     try:
         with closing(results):
             for outcome in results:
                 if outcome.state is None:
                     state.forget(outcome.key)
+                    clean = False
                 else:
                     state.record(outcome.key, outcome.state)
                 done += 1
@@ -106,6 +116,7 @@ def run_planned(
                 if checkpoints.due(since_checkpoint, last_checkpoint):
                     _save_state(ctx, state)  # only inputs whose outputs are durable
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
+        state.set_feed(planned.feed if clean else None)  # only after every input is recorded
     finally:
         try:
             _save_state(ctx, state)
@@ -116,6 +127,25 @@ def run_planned(
         extra={"pipeline": pipeline.name, "run_id": manifest.run_id, **manifest.counts()},
     )
     return manifest
+
+
+def _mirror(ctx: SyncContext, planned: SyncPlan) -> list[Planned]:
+    """Apply the plan's moves and removals: outputs moved, the state saved without the old
+    entries, then (only then) the old keys deleted. The moved files to fetch after all."""
+    changes = apply_mirror(ctx, planned)
+    if not (changes.forget or changes.record):
+        return changes.fetch
+    state = ctx.state
+    for key in changes.forget:
+        state.forget(key)
+    for key, entry in changes.record.items():
+        state.record(key, entry)
+    _save_state(ctx, state)  # durable before any output is deleted
+    deleted = set(delete_unclaimed(ctx.dest, changes.delete, state.inputs))
+    for record in planned.manifest.inputs:
+        if record.deleted_keys:
+            record.deleted_keys = [k for k in record.deleted_keys if k in deleted]
+    return changes.fetch
 
 
 def _save_state(ctx: SyncContext, state: SyncState) -> None:

@@ -86,6 +86,10 @@ def test_manifest_counts_and_summary() -> None:
         "skipped_unchanged": 0,
         "skipped_unsupported": 1,
         "failed": 1,
+        "moved": 0,
+        "removed": 0,
+        "removed_kept": 0,
+        "removal_blocked": 0,
     }
     assert summary["rows_out"] == 3
     assert summary["failed"] == [

@@ -13,10 +13,19 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from shared.log import get_logger
-from shared.run.engine import Progress, SyncContext, SyncPlan, open_sync, plan, state_key
+from shared.run.engine import (
+    Progress,
+    SyncContext,
+    SyncPlan,
+    apply_mirror,
+    open_sync,
+    plan,
+    state_key,
+)
 from shared.run.fanout.items import ItemResult, PlannedFile, WorkItem, item_id
 from shared.run.fanout.runs import maybe_finalize, run_lease
 from shared.run.manifest import RunManifest, input_record
+from shared.run.mirror import plan_section
 from shared.run.sync import run_planned, run_sync
 from shared.storage.layout import plan_key, result_key, run_key
 
@@ -102,8 +111,11 @@ def _enqueue(
     ctx: SyncContext, planned: SyncPlan, queue: WorkQueue, options: FanoutOptions
 ) -> FanoutStarted:
     """Write the plan, send the work items, and say where to watch the run."""
-    pipeline, manifest, to_fetch = ctx.request.pipeline, planned.manifest, planned.to_fetch
+    pipeline, manifest = ctx.request.pipeline, planned.manifest
     state, request, dest = ctx.state, ctx.request, ctx.dest
+    # Moves are copied now; the finalizer edits the state, saves it, then deletes old keys.
+    changes = apply_mirror(ctx, planned)
+    to_fetch = changes.fetch + planned.to_fetch
     size = options.batch_size
     items = [
         WorkItem(
@@ -133,6 +145,10 @@ def _enqueue(
         "queue": queue.name,
         "item_ids": [item.item_id for item in items],
         "inputs": [asdict(record) for record in manifest.inputs],
+        "notes": list(manifest.notes),
+        "removals_blocked": manifest.removals_blocked,
+        "mirror": plan_section(changes.forget, changes.record, changes.delete),
+        "feed": planned.feed,
         # What the state said each file to fetch produced: the finalizer deletes what an input
         # no longer produces against this snapshot, so a re-run after a crash still can.
         "previous_outputs": {

@@ -69,7 +69,10 @@ def _merged_records(plan: dict[str, Any], results: list[ItemResult]) -> list[Inp
     merged = []
     for raw in plan["inputs"]:
         record = InputRecord(**raw)
-        merged.append(done.get((record.source_id, record.path), record))
+        result = done.get((record.source_id, record.path))
+        if result is not None:
+            result.previous_path = result.previous_path or record.previous_path
+        merged.append(result or record)
     return merged
 
 
@@ -181,7 +184,10 @@ def _finalize(dest: Storage, plan: dict[str, Any], ids: set[str], lease: Lease) 
 def assemble(plan: dict[str, Any], results: list[ItemResult]) -> RunManifest:
     """The run's manifest from its plan and its item results."""
     crashed = [r for r in results if r.status == "failed"]
-    notes = [f"fanned out: {len(plan['item_ids'])} work items of up to {plan['batch_size']} files"]
+    notes = list(plan.get("notes", []))
+    notes.append(
+        f"fanned out: {len(plan['item_ids'])} work items of up to {plan['batch_size']} files"
+    )
     if crashed:
         notes.append(f"{len(crashed)} work item(s) failed as a whole: " + crashed[0].error_text())
     return RunManifest(
@@ -194,6 +200,7 @@ def assemble(plan: dict[str, Any], results: list[ItemResult]) -> RunManifest:
         ended_at=utc_now(),
         inputs=_merged_records(plan, results),
         notes=notes,
+        removals_blocked=plan.get("removals_blocked"),
     )
 
 
@@ -210,7 +217,14 @@ def _merge_state(
     """
     state = SyncState.load(dest, plan["pipeline"], plan["definition"])
     before: dict[str, list[str]] = plan.get("previous_outputs", {})
-    stale: set[str] = set()
+    # The plan's moves and removals: old entries forgotten, moved ones recorded at their new
+    # path, and the old keys deleted once the saved state no longer claims them.
+    mirrored = plan.get("mirror", {})
+    for key in mirrored.get("forget", ()):
+        state.forget(key)
+    for key, entry in mirrored.get("record", {}).items():
+        state.record(key, InputState(**entry))
+    stale: set[str] = set(mirrored.get("delete", ()))
     kept: set[str] = set()
     for result in results:
         for key, entry in result.states.items():
@@ -223,5 +237,11 @@ def _merge_state(
             fresh = InputState(**entry)
             stale |= stale_outputs(old, fresh)  # outputs this input no longer produces
             state.record(key, fresh)
+    # The changes-feed position only when every input was recorded and no removal held back.
+    clean = not plan.get("removals_blocked") and all(
+        r.status != "failed" and all(e is not None for e in r.states.values()) for r in results
+    )
+    state.set_feed(plan.get("feed") if clean else None)
     kept.update(k for entry in state.inputs.values() for k in entry.output_keys)
+    kept.update(e.quarantine_key for e in state.inputs.values() if e.quarantine_key)
     return state, stale - kept
