@@ -32,6 +32,7 @@ class SyncBody(BaseModel):
     since: datetime | None = None
     full_refresh: StrictBool = False
     dry_run: StrictBool = False
+    force_removals: StrictBool = False  # past the mirror's removal guard; must be allowed
 
     def overrides(self) -> dict[str, Any]:
         """The override fields the caller actually set."""

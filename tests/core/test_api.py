@@ -68,3 +68,14 @@ def test_a_decoded_body_validates_as_its_json_text_does(body: dict[str, object])
 def test_the_override_fields_are_the_sync_body_fields() -> None:
     assert ("pipeline", *OVERRIDE_FIELDS) == tuple(SyncBody.model_fields)
     assert OVERRIDABLE == OVERRIDE_FIELDS
+
+
+def test_force_removals_is_an_override_the_pipeline_must_allow() -> None:
+    from shared.config import DEFAULT_OVERRIDES
+
+    body = validate_sync_body({"pipeline": "sales", "force_removals": True})
+    assert body.overrides() == {"force_removals": True}
+    assert "force_removals" in OVERRIDE_FIELDS and "force_removals" not in DEFAULT_OVERRIDES
+    with pytest.raises(ApiError) as refused:
+        validate_sync_body({"pipeline": "sales", "force_removals": "yes"})
+    assert refused.value.field == "force_removals"

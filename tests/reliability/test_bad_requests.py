@@ -167,6 +167,12 @@ BODIES: list[tuple[str, bytes | None, int, str]] = [
         400,
         "override_not_allowed",
     ),
+    (
+        "force_removals not allowed",
+        b'{"pipeline": "rel", "force_removals": true}',
+        400,
+        "override_not_allowed",
+    ),
 ]
 
 
