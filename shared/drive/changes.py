@@ -34,8 +34,8 @@ def to_change(item: dict[str, Any]) -> DriveChange:
     """A DriveChange from one `changes[]` entry (file changes only)."""
     file_id = str(item.get("fileId") or (item.get("file") or {}).get("id") or "")
     resource = item.get("file")
-    removed = bool(item.get("removed")) or resource is None
-    if removed:
+    removed = bool(item.get("removed")) or not isinstance(resource, dict)
+    if removed or not isinstance(resource, dict):
         return DriveChange(file_id=file_id, removed=True, time=str(item.get("time", "")))
     name = str(resource.get("name", ""))
     shortcut = resource.get("shortcutDetails") or {}

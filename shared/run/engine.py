@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
@@ -494,7 +494,7 @@ def fetch_and_process(
     run_id: str,
     *,
     previous: Mapping[str, InputState] | None = None,
-) -> Iterator[Processed]:
+) -> Generator[Processed, None, None]:
     """Fetch ``planned`` in parallel and process each file as it arrives, in arrival order.
 
     Downloads land in a per-call scratch directory (on Lambda, /tmp), one file per input, each
