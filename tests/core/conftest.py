@@ -86,3 +86,17 @@ def drive_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Driv
         monkeypatch.setenv("DRIVE_ACCESS_TOKEN", "test-token")
         monkeypatch.delenv("DRIVE_API_KEY", raising=False)
         yield DriveTree(root=root, emulator=emulator)
+
+
+@pytest.fixture
+def drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DriveEmulator]:
+    """The mirror scenario's Drive tree (tests/core/mirror_scenario.py), served over HTTP."""
+    from tests.core import mirror_scenario as scenario
+
+    root = tmp_path / "drive"
+    scenario.build(root)
+    with DriveEmulator(root) as emulator:
+        monkeypatch.setenv("DRIVE_API_URL", emulator.url)
+        monkeypatch.setenv("DRIVE_ACCESS_TOKEN", "test-token")
+        monkeypatch.delenv("DRIVE_API_KEY", raising=False)
+        yield emulator

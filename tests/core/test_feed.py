@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,6 @@ from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from shared.storage.layout import sync_state_key
 from tests.core import mirror_scenario as scenario
-
-
-@pytest.fixture
-def drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DriveEmulator]:
-    root = tmp_path / "drive"
-    scenario.build(root)
-    with DriveEmulator(root) as emulator:
-        monkeypatch.setenv("DRIVE_API_URL", emulator.url)
-        monkeypatch.setenv("DRIVE_ACCESS_TOKEN", "test-token")
-        monkeypatch.delenv("DRIVE_API_KEY", raising=False)
-        yield emulator
 
 
 def feed_pipeline(url: str, drive: DriveEmulator, **source: Any) -> Any:

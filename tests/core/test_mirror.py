@@ -25,17 +25,6 @@ from shared.storage.layout import sync_state_key
 from tests.core import mirror_scenario as scenario
 
 
-@pytest.fixture
-def drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DriveEmulator]:
-    root = tmp_path / "drive"
-    scenario.build(root)
-    with DriveEmulator(root) as emulator:
-        monkeypatch.setenv("DRIVE_API_URL", emulator.url)
-        monkeypatch.setenv("DRIVE_ACCESS_TOKEN", "test-token")
-        monkeypatch.delenv("DRIVE_API_KEY", raising=False)
-        yield emulator
-
-
 def lake_pipeline(url: str, drive: DriveEmulator, **extra: Any) -> Any:
     return scenario.pipeline(url, drive.id_for(scenario.FOLDER), **extra)
 
