@@ -205,7 +205,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     pipeline = resolve_pipeline(args)
     if args.concurrency:
         pipeline = pipeline.model_copy(update={"concurrency": args.concurrency})
+    narrowed = None
     if args.config and (args.include or args.exclude):
+        narrowed = "listing narrowed by --include / --exclude"
         source = pipeline.source.model_copy(
             update={
                 "include": tuple(args.include) or pipeline.source.include,
@@ -223,6 +225,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         full_refresh=args.full_refresh,
         dry_run=args.dry_run,
         force_removals=args.force_removals,
+        listing_narrowed=narrowed,
     )
     reporter = Reporter(quiet=args.json)
     try:

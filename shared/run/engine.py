@@ -55,6 +55,9 @@ class SyncRequest:
     dry_run: bool = False
     # Apply removals even past the pipeline's removal guard (mirror.max_removed...).
     force_removals: bool = False
+    # Why this run lists less than the pipeline's folder (the CLI's --include / --exclude on a
+    # configured pipeline): like a since run, it computes no removals and keeps no feed position.
+    listing_narrowed: str | None = None
     # Save the state after this many processed inputs and/or seconds (None: the runtime
     # settings, DRIVEPIPE_CHECKPOINT_EVERY / DRIVEPIPE_CHECKPOINT_SECONDS, else every 10 s).
     checkpoint_every: int | None = None
@@ -341,7 +344,7 @@ def plan(ctx: SyncContext) -> SyncPlan:
     position = None
     if checked and checked.changes:
         position = feed.kept_position(checked, state)
-    elif checked and not since:
+    elif checked and not since and not ctx.request.listing_narrowed:
         position = feed.position(checked, ctx.folder, folders)
     return SyncPlan(
         manifest, to_fetch, relocations, superseded, removals, manifest.removals_blocked, position
@@ -355,6 +358,8 @@ def _walk_forced(ctx: SyncContext) -> str | None:
         return "changes feed: full refresh; walked the folder"
     if request.since or source.modified_since:
         return "changes feed: a since run lists by modifiedTime; walked the folder"
+    if request.listing_narrowed:
+        return f"changes feed: {request.listing_narrowed}; walked the folder"
     return None
 
 
@@ -399,7 +404,7 @@ def _reconcile(ctx: SyncContext, files: list[DriveFile], manifest: RunManifest) 
             )
         return MirrorPlan()
     matched = mirror.reconcile(ctx.state.inputs, files)
-    partial = None
+    partial = request.listing_narrowed
     if request.since or source.modified_since:
         partial = "listing limited by modifiedTime (since / modified_since)"
     if partial:

@@ -167,3 +167,19 @@ def test_a_sync_of_another_folder_mirrors_nothing(tmp_path: Path, drive: DriveEm
     assert counts["moved"] == counts["removed"] == counts["removal_blocked"] == 0, counts
     assert any("nothing mirrored" in note for note in sub.notes)
     assert kept <= scenario.data_keys(url)
+
+
+def test_a_narrowed_listing_removes_nothing(tmp_path: Path, drive: DriveEmulator) -> None:
+    """What the CLI's --include on a configured pipeline does: files outside it stay."""
+    url = str(tmp_path / "out")
+    pipeline = lake_pipeline(url, drive)
+    run_sync(SyncRequest(pipeline=pipeline))
+    kept = scenario.data_keys(url)
+    source = pipeline.source.model_copy(update={"include": ("keep/a.csv",)})
+    narrowed = pipeline.model_copy(update={"source": source})
+    reason = "listing narrowed by --include / --exclude"
+    manifest = run_sync(SyncRequest(pipeline=narrowed, listing_narrowed=reason))
+    assert manifest.counts()["removed"] == 0
+    assert any(reason in note for note in manifest.notes), manifest.notes
+    assert scenario.data_keys(url) == kept
+    assert len(state_paths(url)) > 1  # the state still knows the files outside the listing
