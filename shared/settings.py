@@ -14,10 +14,13 @@ Variable                           Default            Meaning
                                                       blocks its storage event
 ``DRIVEPIPE_EVENT_WAIT_SECONDS``   10                 how long a delivery waits for another's
                                                       claim before asking for redelivery
+``DRIVEPIPE_POISON_ATTEMPTS``      3                  an input on which this many invocations
+                                                      in a row died is quarantined unprocessed
 =================================  =================  =========================================
 
 An empty variable means its default; any other value must be a positive number (a positive
-integer for ``DRIVEPIPE_CHECKPOINT_EVERY``), else :class:`~shared.errors.ConfigError` names it.
+integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``), else
+:class:`~shared.errors.ConfigError` names it.
 Drive, storage, queue and logging variables are read by their own modules.
 """
 
@@ -44,6 +47,7 @@ class RuntimeSettings(BaseModel):
     lease_seconds: PositiveFloat = Field(900.0, alias="DRIVEPIPE_LEASE_SECONDS")
     event_claim_seconds: PositiveFloat = Field(900.0, alias="DRIVEPIPE_EVENT_CLAIM_SECONDS")
     event_wait_seconds: PositiveFloat = Field(10.0, alias="DRIVEPIPE_EVENT_WAIT_SECONDS")
+    poison_attempts: PositiveInt = Field(3, alias="DRIVEPIPE_POISON_ATTEMPTS")
 
 
 VARIABLES: tuple[str, ...] = tuple(

@@ -6,6 +6,8 @@
    failed before and unchanged, or to fetch), in a manifest.
 3. :func:`fetch_and_process`: fetch the files to fetch in parallel and process each as it
    arrives, yielding what became of it and the state entry to record (``None``: forget it).
+   Each input is processed under an attempt marker (:mod:`shared.run.attempts`): one that
+   K invocations in a row died on is quarantined instead of processed again.
 
 :func:`shared.run.sync.run_planned` applies those results to the state inline, saving it at
 checkpoints; a fan-out worker (:mod:`shared.run.fanout.worker`) collects them into its item
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from shared.errors import ConfigError, DriveError, StorageError
 from shared.log import get_logger
 from shared.run import feed, mirror
+from shared.run.attempts import Attempts, crash_reason
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, input_record, new_run_id, utc_now
 from shared.run.mirror import MirrorPlan, state_key
@@ -508,8 +511,9 @@ def fetch_and_process(
     that to its finalizer. Storage errors propagate: the destination, not the input, failed.
     Close the iterator (``contextlib.closing``) if you stop early.
     """
-    from shared.run.process import process_input
+    from shared.run.process import process_input, quarantine
 
+    attempts = Attempts(dest, pipeline.name, run_id, runtime_settings().poison_attempts)
     # Keyed by the whole DriveFile: a shortcut and its target share an id, not a path.
     by_file = {p.file: p for p in planned}
     with tempfile.TemporaryDirectory(prefix="drivepipe-") as scratch:
@@ -534,16 +538,26 @@ def fetch_and_process(
                 record.status, record.error = "failed", f"download failed: {result}"
                 entry = None
             else:
-                before = previous.get(state_key(file)) if previous is not None else None
+                key = state_key(file)
+                before = previous.get(key) if previous is not None else None
+                crashes = attempts.begin(key, file)  # a marker while it is processed
                 with open(path, "rb") as data:
-                    process_input(pipeline, dest, data, fmt, record, run_id)
+                    if crashes >= attempts.limit:  # a poison pill: never processed again
+                        quarantine(dest, data, record, run_id, crash_reason(crashes))
+                    else:
+                        try:
+                            process_input(pipeline, dest, data, fmt, record, run_id)
+                        except Exception:  # the run's error, not a crash on this input
+                            attempts.abandon(key)
+                            raise
                 entry = _entry(file, record, run_id)
                 _report(file, record)
                 stale = stale_outputs(before.output_keys if before else (), entry)
                 if stale and previous is not None:  # never one another entry still claims
-                    stale -= _claimed_by_others(previous, state_key(file))
-                for key in sorted(stale):
-                    dest.delete(key)
+                    stale -= _claimed_by_others(previous, key)
+                for stale_key in sorted(stale):
+                    dest.delete(stale_key)
+                attempts.done(key)  # its outcome is known: no crash to count
             if os.path.exists(path):
                 os.remove(path)
             yield Processed(file, record, entry)

@@ -56,11 +56,7 @@ def process_input(
             raise
         except Exception as exc:
             # Anything the input's content caused: quarantine the bytes and report why.
-            record.status = "failed"
-            record.error = describe_failure(exc)
-            record.quarantine_key = layout.quarantine_key(run_id, relpath)
-            data.seek(0)
-            dest.write(record.quarantine_key, data)
+            quarantine(dest, data, record, run_id, describe_failure(exc))
             return
         if pipeline.output.keep_raw:
             record.raw_key = layout.raw_key(relpath)
@@ -71,6 +67,17 @@ def process_input(
             record.output_keys.append(out.key)
             record.bytes_out += out.size
         record.status = "written"
+
+
+def quarantine(
+    dest: Storage, data: BinaryIO, record: InputRecord, run_id: str, reason: str
+) -> None:
+    """Fail ``record`` with ``reason`` and keep a copy of the input's bytes in quarantine."""
+    record.status = "failed"
+    record.error = reason
+    record.quarantine_key = layout.quarantine_key(run_id, record.output_path or record.path)
+    data.seek(0)
+    dest.write(record.quarantine_key, data)
 
 
 def describe_failure(exc: BaseException) -> str:

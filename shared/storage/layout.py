@@ -11,6 +11,7 @@ destination prefix. Bookkeeping lives under reserved prefixes, which no output u
     _runs/<run_id>/progress.json             what progress polls have read so far
     _state/<pipeline>.json                   the pipeline's incremental state
     _state/events/<sha256>.json              one processed storage event
+    _state/attempts/<pipeline>/<sha256>.json an input being processed (poison-pill marker)
     _locks/<lease name>/<epoch>.json         a lease's epochs (sync/, finalize/, events/)
     _quarantine/<run_id>/<path>              a failed input's original bytes
     _raw/<path>                              ``keep_raw`` copies
@@ -123,6 +124,12 @@ def _digest(dedupe_id: str) -> str:
 def event_marker_key(dedupe_id: str) -> str:
     """The marker recording that one storage event was processed."""
     return f"{STATE_PREFIX}events/{_digest(dedupe_id)}.json"
+
+
+def attempt_marker_key(pipeline: str, input_key: str) -> str:
+    """The marker of one input being processed (``input_key``: its state key), kept while it
+    is: one left behind means the invocation died on it (:mod:`shared.run.attempts`)."""
+    return f"{STATE_PREFIX}attempts/{safe_key(pipeline)}/{_digest(input_key)}.json"
 
 
 # ---- leases: ``_locks/<name>/<epoch>.json`` ---------------------------------------------------

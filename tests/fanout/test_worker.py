@@ -266,3 +266,31 @@ def test_fanout_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match=r"pipelines\.p\.fanout\.workers: unknown field"):
         parse_config({"pipelines": {"p": {**base, "fanout": {"workers": 3}}}})
     assert parse_config({"pipelines": {"p": base}}).pipelines["p"].fanout is None
+
+
+def test_an_input_that_crashed_k_deliveries_is_quarantined_and_the_item_acknowledged(
+    tmp_path: Path, drive: DriveClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIVEPIPE_POISON_ATTEMPTS", "2")
+    queue = ListQueue()
+    pipeline, run_id = plan(tmp_path, drive, queue)
+    dest = open_storage(pipeline.output.url)
+    poison = item_with(queue, "c/poison.csv")
+    for attempt in (1, 2):  # max_attempts 5: redelivered, not dead-lettered yet
+        with pytest.raises(ItemCrashed, match="SimulatedCrash"):
+            handle_item(poison, pipeline, attempt=attempt, max_attempts=5, drive=drive)
+    # The third delivery does not run the step again: the input is quarantined, the item done.
+    assert handle_item(poison, pipeline, attempt=3, max_attempts=5, drive=drive) == "done"
+    result = json.loads(dest.read(result_key(run_id, poison.item_id)))
+    assert "crashed the function 2 times" in json.dumps(result)
+    for item in queue.items:
+        if item is not poison:
+            assert handle_item(item, pipeline, drive=drive) == "done"
+    manifest = json.loads(dest.read(run_key(run_id)))
+    record = next(r for r in manifest["inputs"] if r["path"] == "c/poison.csv")
+    assert (record["status"], record["error"]) == ("failed", "crashed the function 2 times")
+    assert dest.read(record["quarantine_key"]) == FILES["c/poison.csv"].encode()
+    assert manifest["counts"]["written"] == 3
+    assert not list(dest.list("_state/attempts/"))
+    state = json.loads(dest.read("_state/p.json"))["inputs"]
+    assert any(v["path"] == "c/poison.csv" and v["error"] for v in state.values())
