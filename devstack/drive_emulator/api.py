@@ -12,9 +12,8 @@ from typing import Any
 from devstack.drive_emulator.errors import ApiError, invalid_value, not_found
 from devstack.drive_emulator.exports import EXPORT_FORMATS
 from devstack.drive_emulator.fields import (
-    FieldError,
     apply_mask,
-    parse_mask,
+    requested_mask,
     validate_file_mask,
     validate_list_mask,
 )
@@ -69,7 +68,7 @@ class DriveApi:
     def get_file(self, file_id: str, params: Params, base_url: str) -> dict[str, Any]:
         """files.get metadata, masked by `fields`."""
         entry = self.lookup(file_id, params)
-        mask = self._mask(params, validate_file_mask, DEFAULT_FILE_MASK)
+        mask = requested_mask(params, validate_file_mask, DEFAULT_FILE_MASK)
         return apply_mask(self.resource(entry, base_url), mask)
 
     # ---- files.list -----------------------------------------------------------------------
@@ -95,7 +94,7 @@ class DriveApi:
         except QueryError:
             raise invalid_value("q") from None
         order = self._order(params.text("orderBy"))
-        mask = self._mask(
+        mask = requested_mask(
             params,
             validate_list_mask,
             f"kind,incompleteSearch,nextPageToken,files({DEFAULT_FILE_MASK})",
@@ -175,16 +174,6 @@ class DriveApi:
             return result
 
         return order
-
-    @staticmethod
-    def _mask(params: Params, validate: Callable[[Any], None], default: str) -> Any:
-        text = params.text("fields")
-        try:
-            mask = parse_mask(text if text is not None else default)
-            validate(mask)
-        except FieldError as exc:
-            raise ApiError(400, "invalidParameter", str(exc), location="fields") from None
-        return mask
 
     # ---- rendering ------------------------------------------------------------------------
     def resource(self, entry: Entry, base_url: str) -> dict[str, Any]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from devstack.drive_emulator.errors import ApiError, invalid_value
 from devstack.drive_emulator.exports import EXPORT_FORMATS
 from devstack.drive_emulator.fields import (
-    FieldError,
-    Mask,
     apply_mask,
-    parse_mask,
+    requested_mask,
     validate_about_mask,
     validate_change_list_mask,
     validate_start_page_token_mask,
@@ -48,7 +45,7 @@ class ChangesApi:
     def start_page_token(self, params: Params) -> dict[str, Any]:
         """The token for "now", after noticing everything that changed on disk so far."""
         self._check_drive(params.text("driveId") or params.text("teamDriveId"))
-        mask = _mask(params, validate_start_page_token_mask, "kind,startPageToken")
+        mask = requested_mask(params, validate_start_page_token_mask, "kind,startPageToken")
         self.tree.refresh()
         body = {"kind": "drive#startPageToken", "startPageToken": self.tree.changes.start_token()}
         return apply_mask(body, mask)
@@ -67,7 +64,7 @@ class ChangesApi:
         if any(s.strip() not in ("drive", "appDataFolder") for s in spaces.split(",")):
             raise invalid_value("spaces")
         visible = self._visible(params) and "drive" in spaces
-        mask = _mask(params, validate_change_list_mask, DEFAULT_CHANGE_LIST_MASK)
+        mask = requested_mask(params, validate_change_list_mask, DEFAULT_CHANGE_LIST_MASK)
         self.tree.refresh()
         logged, next_token, new_start = self.tree.changes.page(token, page_size, include_removed)
         changes = []
@@ -120,7 +117,7 @@ class ChangesApi:
         """about.get: `fields` is required, as Drive requires it for the about resource."""
         if not params.text("fields"):
             raise ApiError(400, "required", FIELDS_REQUIRED, location="fields")
-        mask = _mask(params, validate_about_mask, "")
+        mask = requested_mask(params, validate_about_mask, "")
         body = {
             "kind": "drive#about",
             "user": dict(EMULATOR_USER),
@@ -140,13 +137,3 @@ class ChangesApi:
             "driveThemes": [],
         }
         return apply_mask(body, mask)
-
-
-def _mask(params: Params, validate: Callable[[Mask], None], default: str) -> Mask:
-    text = params.text("fields")
-    try:
-        mask = parse_mask(text if text is not None else default)
-        validate(mask)
-    except FieldError as exc:
-        raise ApiError(400, "invalidParameter", str(exc), location="fields") from None
-    return mask

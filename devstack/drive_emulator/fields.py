@@ -7,7 +7,13 @@ server answers with 400 `invalidParameter` like the real API.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from devstack.drive_emulator.errors import ApiError
+
+if TYPE_CHECKING:
+    from devstack.drive_emulator.params import Params
 
 from devstack.drive_emulator.file_fields import (
     ABOUT_FIELDS,
@@ -147,3 +153,14 @@ def apply_mask(value: Any, mask: Mask | None) -> Any:
     if "*" in mask:
         return {k: apply_mask(v, mask.get(k)) for k, v in value.items()}
     return {k: apply_mask(value[k], sub) for k, sub in mask.items() if k in value}
+
+
+def requested_mask(params: Params, validate: Callable[[Mask], None], default: str) -> Mask:
+    """The request's ``fields`` mask (else ``default``), validated; a bad one is Drive's 400."""
+    text = params.text("fields")
+    try:
+        mask = parse_mask(text if text is not None else default)
+        validate(mask)
+    except FieldError as exc:
+        raise ApiError(400, "invalidParameter", str(exc), location="fields") from None
+    return mask
