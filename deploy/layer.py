@@ -368,7 +368,7 @@ def write_zip(root: Path, zip_path: Path) -> None:
 
 
 def measure(zip_path: Path) -> tuple[int, dict[str, int]]:
-    """Unzipped bytes of ``zip_path`` and per top-level package under ``python/``."""
+    """Unzipped bytes of ``zip_path`` and per top-level package (under ``python/`` in a layer)."""
     top: dict[str, int] = {}
     total = 0
     with zipfile.ZipFile(zip_path) as archive:

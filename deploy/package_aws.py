@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,23 +243,9 @@ def run_chalice_package(
     return zip_path
 
 
-def zip_contents(zip_path: Path) -> tuple[int, dict[str, int]]:
-    """Unzipped size (sum of member sizes) and per-top-level-entry sizes of ``zip_path``."""
-    top: dict[str, int] = {}
-    total = 0
-    with zipfile.ZipFile(zip_path) as archive:
-        for info in archive.infolist():
-            total += info.file_size
-            head = info.filename.split("/", 1)[0]
-            name = head.split("-", 1)[0] if head.endswith((".dist-info", ".libs")) else head
-            name = name.removesuffix(".py")
-            top[name] = top.get(name, 0) + info.file_size
-    return total, top
-
-
 def measure(zip_path: Path, layer: LayerReport | None = None) -> PackageReport:
     """The function zip's sizes beside the layer's: ``layer``, else the managed layer's."""
-    total, top = zip_contents(zip_path)
+    total, top = layer_builder.measure(zip_path)  # the same sizing as the layer's
     if layer is None:
         return PackageReport(
             zip_path,
