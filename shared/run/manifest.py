@@ -13,6 +13,7 @@ from shared.storage.layout import run_key
 
 if TYPE_CHECKING:
     from shared.drive import DriveFile
+    from shared.storage import Storage
 
 Status = Literal[
     "written",
@@ -152,3 +153,10 @@ class RunManifest:
     def to_json(self) -> bytes:
         """The full manifest, pretty-printed UTF-8 JSON."""
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False).encode("utf-8")
+
+
+def save_manifest(dest: Storage, manifest: RunManifest) -> None:
+    """Stamp the manifest's end and write it (a dry run writes nothing)."""
+    manifest.ended_at = utc_now()
+    if not manifest.dry_run:
+        dest.write(run_key(manifest.run_id), manifest.to_json(), content_type="application/json")

@@ -107,7 +107,7 @@ def test_the_checker_sees_a_circle_and_function_level_imports() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     # A function-level import counts; a TYPE_CHECKING one does not.
-    names = imported_names(CORE / "run" / "engine.py")
+    names = imported_names(CORE / "run" / "context.py")
     assert "shared.drive" in names  # imported inside open_sync
 
 
