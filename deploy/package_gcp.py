@@ -31,6 +31,7 @@ SOURCE_FILES = ("main.py", "requirements.txt", "drivepipe.toml", ".gcloudignore"
 GCS_AGENT = "{GCS_SERVICE_AGENT}"
 RUNTIMES = ("python311", "python312")
 HTTP_MAX_TIMEOUT_S = 3600
+GCS_BUCKET_METADATA_OFF = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 EVENT_MAX_TIMEOUT_S = 540
 SERVICES = (
     "cloudfunctions.googleapis.com",
@@ -177,6 +178,10 @@ class DeployConfig:
             "DRIVEPIPE_INPUT_BUCKET": self.input_bucket,
             "DRIVEPIPE_OUTPUT_BUCKET": self.output_bucket,
             "DRIVEPIPE_LOG_LEVEL": "INFO",
+            # google-cloud-storage >= 3.5 fetches each bucket's metadata (buckets.get) in the
+            # background for trace attributes; the runtime roles grant objects.* only, so that
+            # call would be refused on every cold start. The core itself never needs it.
+            GCS_BUCKET_METADATA_OFF: "true",
         }
         if self.drive_folder_id:
             env["DRIVE_FOLDER_ID"] = self.drive_folder_id
@@ -301,6 +306,21 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
         _cmd("gcloud", "pubsub", "topics", "create", cfg.topic, p, why="Cloud Scheduler target"),
         *(fanout_setup_commands(cfg) if cfg.fanout else []),
     ]
+
+
+def runtime_bucket_grants(cfg: DeployConfig) -> dict[str, list[str]]:
+    """Bucket -> roles the runtime service account gets, read off :func:`setup_commands`.
+
+    The permission proxy (``devstack.gcs_permission_proxy``) enforces exactly these in tests.
+    """
+    grants: dict[str, list[str]] = {}
+    member = f"--member=serviceAccount:{cfg.runtime_sa}"
+    for command in setup_commands(cfg):
+        argv = command.argv
+        if argv[1:4] == ("storage", "buckets", "add-iam-policy-binding") and member in argv:
+            role = next(w.split("=", 1)[1] for w in argv if w.startswith("--role="))
+            grants.setdefault(argv[4].removeprefix("gs://"), []).append(role)
+    return grants
 
 
 def _invoker_bindings(cfg: DeployConfig, *entry_points: str) -> list[Command]:
