@@ -5,12 +5,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-lambda-compat lint typecheck bench package-aws package-gcp clean
+.PHONY: setup demo test test-lambda-compat lint typecheck bench package-aws package-gcp clean lock
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
+# requirements/dev.txt is a lock (every package ==, with --hash): pip installs in hash-checking
+# mode, so a package that is not in the lock, or a file whose hash differs, fails the install.
+$(STAMP): requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip<26.3"  # chalice 1.34 requires pip<26.3
-	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -31,19 +33,30 @@ test: setup lint
 	$(PY) -m pytest -n 2
 	$(MAKE) test-lambda-compat
 
-# The core's tests again, on the pandas/numpy/pyarrow versions of the Lambda layer.
+# The core's tests again, on the pandas/numpy/pyarrow versions of the Lambda layer
+# (requirements/lambda-compat.txt: lambda-compat.in locked with lambda-layer.txt as overrides).
 LAMBDA_VENV := .venv-lambda
-$(LAMBDA_VENV)/.installed-stamp: requirements/runtime.txt requirements/dev.txt requirements/lambda-layer.txt pyproject.toml
+$(LAMBDA_VENV)/.installed-stamp: requirements/lambda-compat.txt pyproject.toml
 	$(PYTHON) -m venv $(LAMBDA_VENV)
-	grep -vE '^(pandas|numpy|pyarrow)==' requirements/runtime.txt > $(LAMBDA_VENV)/runtime-rest.txt
-	grep -E '^(pytest|pytest-timeout|pytest-xdist|hypothesis|moto|gcp-storage-emulator)[=[]' requirements/dev.txt > $(LAMBDA_VENV)/test-tools.txt
-	$(LAMBDA_VENV)/bin/python -m pip install --quiet -r requirements/lambda-layer.txt \
-		-r $(LAMBDA_VENV)/runtime-rest.txt -r $(LAMBDA_VENV)/test-tools.txt
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet --no-deps -r requirements/lambda-compat.txt
 	$(LAMBDA_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 test-lambda-compat: $(LAMBDA_VENV)/.installed-stamp
 	$(LAMBDA_VENV)/bin/python -m pytest tests/transforms tests/streaming tests/core tests/storage -q -n 2 -m "not slow"
+
+# Regenerate every lock from the requirements/*.in files (uv resolves against PyPI for Linux
+# x86_64, CPython 3.11, keeping the versions already locked unless an .in file changed them;
+# UPGRADE=1 takes the newest allowed). Then `make setup` installs the new dev lock.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
+	$(if $(UPGRADE),--upgrade)
+lock: setup
+	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
+	$(UV_COMPILE) requirements/gcp.in -c requirements/dev.txt -o gcp_functions/requirements.txt
+	$(UV_COMPILE) requirements/lambda-compat.in --override requirements/lambda-layer.txt \
+		-o requirements/lambda-compat.txt
+	$(PY) -c "from deploy import locks; p = locks.all_problems(); print(*p, sep='\n'); exit(bool(p))"
 
 bench: setup
 	$(PY) -m bench.drive_sync

@@ -10,6 +10,7 @@ everything again. Only ``--source`` is uploaded, so the core must sit inside it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -18,10 +19,10 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from deploy import vendor
+from deploy import locks, vendor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIR = REPO_ROOT / "gcp_functions"
@@ -31,6 +32,7 @@ SOURCE_FILES = ("main.py", "requirements.txt", "drivepipe.toml", ".gcloudignore"
 GCS_AGENT = "{GCS_SERVICE_AGENT}"
 RUNTIMES = ("python311", "python312")
 HTTP_MAX_TIMEOUT_S = 3600
+GCS_BUCKET_METADATA_OFF = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 EVENT_MAX_TIMEOUT_S = 540
 SERVICES = (
     "cloudfunctions.googleapis.com",
@@ -42,7 +44,12 @@ SERVICES = (
     "cloudscheduler.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
+    "iam.googleapis.com",  # service accounts are created below
 )
+# The build service account's role (Cloud Build writes the image and its logs as it).
+BUILD_ROLE = "roles/cloudbuild.builds.builder"
+# Where the generated script stages the deploy source: the function files + a copy of shared/.
+STAGED_SOURCE = REPO_ROOT / "build" / "gcp" / "source"
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,23 @@ class Command:
     why: str = ""
     # Placeholders resolved at run time by a shell snippet (printed as "$(snippet)").
     lookups: tuple[tuple[str, str], ...] = ()
+    # Create-or-update: ``probe`` exits 0 when the resource exists; then ``update`` runs
+    # instead of ``argv`` (nothing runs when ``update`` is empty), so a re-run never stops at
+    # ALREADY_EXISTS.
+    probe: tuple[str, ...] = ()
+    update: tuple[str, ...] = ()
+
+    def script(self) -> str:
+        """What the generated script runs: :meth:`shell`, guarded by the probe if any."""
+        create = self.shell(multiline=True)
+        if not self.probe:
+            return create
+        probe = shlex.join(self.probe) + " >/dev/null 2>&1"
+        if not self.update:
+            return f"{probe} ||\n  " + create.replace("\n", "\n  ")
+        update = replace(self, argv=self.update, probe=(), update=()).shell(multiline=True)
+        indent = lambda text: "  " + text.replace("\n", "\n  ")  # noqa: E731
+        return f"if {probe}; then\n{indent(update)}\nelse\n{indent(create)}\nfi"
 
     def shell(self, gcs_agent: str | None = None, *, multiline: bool = False) -> str:
         """The command for a shell (the GCS service agent as ``$(...)`` if unknown).
@@ -115,7 +139,7 @@ class DeployConfig:
     fanout_max_instances: int = 5  # workers at once: keeps Drive under its quota
     fanout_timeout_s: int = 300
     fanout_max_delivery_attempts: int = 5  # Pub/Sub allows 5..100
-    source: Path = SOURCE_DIR
+    source: Path = STAGED_SOURCE
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,6 +164,11 @@ class DeployConfig:
     def runtime_sa(self) -> str:
         """The functions' own identity (least privilege, see :func:`setup_commands`)."""
         return f"{self.prefix}-fn@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def build_sa(self) -> str:
+        """The identity Cloud Build builds the functions as (not the default compute SA)."""
+        return f"{self.prefix}-build@{self.project}.iam.gserviceaccount.com"
 
     @property
     def trigger_sa(self) -> str:
@@ -177,6 +206,10 @@ class DeployConfig:
             "DRIVEPIPE_INPUT_BUCKET": self.input_bucket,
             "DRIVEPIPE_OUTPUT_BUCKET": self.output_bucket,
             "DRIVEPIPE_LOG_LEVEL": "INFO",
+            # google-cloud-storage >= 3.5 fetches each bucket's metadata (buckets.get) in the
+            # background for trace attributes; the runtime roles grant objects.* only, so that
+            # call would be refused on every cold start. The core itself never needs it.
+            GCS_BUCKET_METADATA_OFF: "true",
         }
         if self.drive_folder_id:
             env["DRIVE_FOLDER_ID"] = self.drive_folder_id
@@ -198,7 +231,37 @@ def _flag_list(values: dict[str, str]) -> str:
 
 
 def _cmd(*words: str, why: str = "") -> Command:
-    return Command(tuple(words), why)
+    return _idempotent(Command(tuple(words), why))
+
+
+def _option(argv: tuple[str, ...], name: str) -> str:
+    return next(w for w in argv if w.startswith(f"--{name}="))
+
+
+def _idempotent(command: Command) -> Command:
+    """Give a ``create`` command the probe (and update) that make re-running it safe."""
+    argv = command.argv
+    project = _option(argv, "project") if any(w.startswith("--project=") for w in argv) else ""
+    if argv[1:4] == ("scheduler", "jobs", "create"):
+        probe = ("gcloud", "scheduler", "jobs", "describe", argv[5], project,
+                 _option(argv, "location"))  # fmt: skip
+        update = (*argv[:3], "update", *argv[4:])
+        return replace(command, probe=probe, update=update)
+    describe = {
+        ("pubsub", "topics", "create"): lambda: ("gcloud", "pubsub", "topics", "describe", argv[4]),
+        ("secrets", "create"): lambda: ("gcloud", "secrets", "describe", argv[3]),
+        ("storage", "buckets", "create"): lambda: (
+            "gcloud", "storage", "buckets", "describe", argv[4],
+        ),
+        ("iam", "service-accounts", "create"): lambda: (
+            "gcloud", "iam", "service-accounts", "describe",
+            f"{argv[4]}@{project.split('=', 1)[1]}.iam.gserviceaccount.com",
+        ),
+    }  # fmt: skip
+    for prefix, probe in describe.items():
+        if argv[1 : 1 + len(prefix)] == prefix:
+            return replace(command, probe=(*probe(), project))
+    return command
 
 
 def setup_commands(cfg: DeployConfig) -> list[Command]:
@@ -208,17 +271,22 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
     trigger_member = f"--member=serviceAccount:{cfg.trigger_sa}"
     return [
         _cmd("gcloud", "services", "enable", *SERVICES, p, why="APIs the deployment uses"),
-        _cmd(
-            "gcloud",
-            "storage",
-            "buckets",
-            "create",
-            f"gs://{cfg.input_bucket}",
-            f"gs://{cfg.output_bucket}",
-            p,
-            f"--location={cfg.region}",
-            "--uniform-bucket-level-access",
-            why="input (trigger) and output buckets, in the functions' region",
+        *(
+            _cmd(
+                "gcloud",
+                "storage",
+                "buckets",
+                "create",
+                f"gs://{bucket}",
+                p,
+                f"--location={cfg.region}",
+                "--uniform-bucket-level-access",
+                why=f"{role} bucket, in the functions' region",
+            )
+            for role, bucket in (
+                ("input (trigger)", cfg.input_bucket),
+                ("output", cfg.output_bucket),
+            )
         ),
         _cmd(
             "gcloud",
@@ -249,6 +317,26 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
             p,
             "--display-name=drivepipe event triggers",
             why="Eventarc trigger identity",
+        ),
+        _cmd(
+            "gcloud",
+            "iam",
+            "service-accounts",
+            "create",
+            f"{cfg.prefix}-build",
+            p,
+            "--display-name=drivepipe function builds",
+            why="build identity: new projects no longer let Cloud Build use a default account",
+        ),
+        _cmd(
+            "gcloud",
+            "projects",
+            "add-iam-policy-binding",
+            cfg.project,
+            f"--member=serviceAccount:{cfg.build_sa}",
+            f"--role={BUILD_ROLE}",
+            "--condition=None",
+            why="the build SA reads the uploaded source, pushes the image, writes build logs",
         ),
         _cmd(
             "gcloud",
@@ -303,6 +391,21 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
     ]
 
 
+def runtime_bucket_grants(cfg: DeployConfig) -> dict[str, list[str]]:
+    """Bucket -> roles the runtime service account gets, read off :func:`setup_commands`.
+
+    The permission proxy (``devstack.gcs_permission_proxy``) enforces exactly these in tests.
+    """
+    grants: dict[str, list[str]] = {}
+    member = f"--member=serviceAccount:{cfg.runtime_sa}"
+    for command in setup_commands(cfg):
+        argv = command.argv
+        if argv[1:4] == ("storage", "buckets", "add-iam-policy-binding") and member in argv:
+            role = next(w.split("=", 1)[1] for w in argv if w.startswith("--role="))
+            grants.setdefault(argv[4].removeprefix("gs://"), []).append(role)
+    return grants
+
+
 def _invoker_bindings(cfg: DeployConfig, *entry_points: str) -> list[Command]:
     """Let the trigger service account invoke each event function (gen2 runs on Cloud Run)."""
     return [
@@ -330,6 +433,7 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
         f"--runtime={cfg.runtime}",
         f"--source={cfg.source}",
         f"--service-account={cfg.runtime_sa}",
+        f"--build-service-account=projects/{cfg.project}/serviceAccounts/{cfg.build_sa}",
         f"--set-env-vars={_flag_list(cfg.env_vars())}",
         f"--set-secrets=DRIVE_SERVICE_ACCOUNT_JSON={cfg.secret}:latest",
         f"--max-instances={cfg.max_instances}",  # caps cost when a burst of uploads arrives
@@ -342,6 +446,7 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
     )
     message = json.dumps({"pipelines": list(cfg.scheduled_pipelines)})
     commands = [
+        *stage_commands(cfg.source),
         _cmd(
             "gcloud",
             "functions",
@@ -401,6 +506,45 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
     return commands
 
 
+def shared_digest(shared_dir: Path = SHARED_DIR) -> str:
+    """``sha256sum`` of every ``*.py`` under ``shared/``, sorted, hashed again (16 hex digits).
+
+    The same as the script's ``find shared -name '*.py' | LC_ALL=C sort | xargs sha256sum |
+    sha256sum`` run from the repository root.
+    """
+    listing = ""
+    root = shared_dir.parent
+    for path in sorted(shared_dir.rglob("*.py"), key=lambda p: str(p.relative_to(root)).encode()):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        listing += f"{digest}  {path.relative_to(root)}\n"
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def stage_commands(dest: Path) -> list[Command]:
+    """Shell steps that build the deploy source in ``dest`` from the working tree (run from the
+    repository root): the function files plus a fresh copy of ``shared/``, refused when
+    ``shared/`` changed since the script was generated or the copy differs from it."""
+    digest = shared_digest()
+    check = (
+        "test \"$(find shared -name '*.py' -type f | LC_ALL=C sort | xargs sha256sum"
+        f' | sha256sum | cut -c1-16)" = {digest}'
+        " || { echo 'shared/ changed since this script was generated: generate it again' >&2;"
+        " exit 1; }"
+    )
+    files = [f"{SOURCE_DIR.relative_to(REPO_ROOT)}/{name}" for name in SOURCE_FILES]
+    return [
+        Command(("bash", "-c", check), "the core this script was generated (and reviewed) for"),
+        Command(("rm", "-rf", str(dest)), "a fresh deploy source: only --source is uploaded"),
+        Command(("mkdir", "-p", str(dest))),
+        Command(("cp", *files, f"{dest}/")),
+        Command(("cp", "-R", "shared", f"{dest}/shared"), "vendor the core into the source"),
+        Command(
+            ("diff", "-r", "-x", "__pycache__", "shared", f"{dest}/shared"),
+            "fail on a stale or partial copy",
+        ),
+    ]
+
+
 def teardown_commands(cfg: DeployConfig) -> list[Command]:
     """Delete what setup and deploy created (buckets last, and only when empty)."""
     p, r = f"--project={cfg.project}", f"--region={cfg.region}"
@@ -431,6 +575,7 @@ def teardown_commands(cfg: DeployConfig) -> list[Command]:
         _cmd("gcloud", "secrets", "delete", cfg.secret, p, "--quiet"),
         _cmd("gcloud", "iam", "service-accounts", "delete", cfg.runtime_sa, p, "--quiet"),
         _cmd("gcloud", "iam", "service-accounts", "delete", cfg.trigger_sa, p, "--quiet"),
+        _cmd("gcloud", "iam", "service-accounts", "delete", cfg.build_sa, p, "--quiet"),
         _cmd(
             "gcloud",
             "storage",
@@ -564,7 +709,7 @@ def render(commands: Iterable[Command]) -> str:
     for command in commands:
         if command.why:
             out.append(f"# {command.why}")
-        out.append(command.shell(multiline=True))
+        out.append(command.script())
         out.append("")
     return "\n".join(out)
 
@@ -587,37 +732,9 @@ def stage_source(dest: Path, source_dir: Path = SOURCE_DIR, shared_dir: Path = S
     return dest
 
 
-def _pins(path: Path) -> dict[str, str]:
-    pins = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line and not line.startswith("-"):
-            name, _, version = line.partition("==")
-            pins[re.sub(r"\[.*\]", "", name).strip().lower()] = version.strip()
-    return pins
-
-
-def requirement_problems(
-    function_reqs: Path = SOURCE_DIR / "requirements.txt",
-    pinned: Sequence[Path] = (
-        REPO_ROOT / "requirements" / "runtime.txt",
-        REPO_ROOT / "requirements" / "dev.txt",
-    ),
-) -> list[str]:
-    """Lines that differ between the function's requirements and the project's pins."""
-    ours = _pins(function_reqs)
-    project: dict[str, str] = {}
-    for path in pinned:
-        project.update(_pins(path))
-    problems = [f"{name}: not pinned (==)" for name, v in ours.items() if not v]
-    problems += [
-        f"{name}=={v} but the project pins {project[name]}"
-        for name, v in ours.items()
-        if v and name in project and project[name] != v
-    ]
-    runtime = _pins(pinned[0])
-    problems += [f"{name}: runtime dependency missing" for name in runtime if name not in ours]
-    return problems
+def requirement_problems(function_reqs: Path = SOURCE_DIR / "requirements.txt") -> list[str]:
+    """What is wrong with the function's hash-pinned lock (see :mod:`deploy.locks`)."""
+    return locks.gcp_problems(function_reqs)
 
 
 def run_commands(commands: Sequence[Command]) -> int:
@@ -631,8 +748,17 @@ def run_commands(commands: Sequence[Command]) -> int:
                 capture_output=True,
                 text=True,
             ).stdout.strip()
+        argv_words = command.argv
+        if command.probe:
+            exists = subprocess.run(list(command.probe), check=False, capture_output=True)
+            if exists.returncode == 0 and not command.update:
+                print(f"= exists, kept: {shlex.join(command.probe[1:4])}", flush=True)
+                continue
+            if exists.returncode == 0:
+                argv_words = command.update
+                command = replace(command, argv=command.update)
         print(f"+ {command.shell(agent)}", flush=True)
-        argv = [w.replace(GCS_AGENT, agent or GCS_AGENT) for w in command.argv]
+        argv = [w.replace(GCS_AGENT, agent or GCS_AGENT) for w in argv_words]
         for placeholder, snippet in command.lookups:
             value = subprocess.run(
                 ["bash", "-c", snippet], check=True, capture_output=True, text=True
@@ -704,7 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scheduled_pipelines=tuple(args.pipelines),
             fanout=args.fanout,
             fanout_max_instances=args.fanout_max_instances,
-            source=Path(os.path.relpath(SOURCE_DIR)),
+            source=Path(os.path.relpath(STAGED_SOURCE, REPO_ROOT)),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -728,7 +854,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        print(f"vendored {vendor_shared()}", flush=True)
+    os.chdir(REPO_ROOT)  # the staging steps copy from the working tree
     return run_commands(commands)
 
 

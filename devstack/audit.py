@@ -1,9 +1,10 @@
 """Audit the pinned requirements for known vulnerabilities with pip-audit; never fake a pass.
 
-    python -m devstack.audit [--service pypi|osv] [requirements/runtime.txt ...]
+    python -m devstack.audit [--service pypi|osv] [requirements/dev.txt ...]
 
 Runs ``pip-audit -r FILE --no-deps --disable-pip -f json`` on each pinned file (default: every
-``requirements/*.txt``) and reads the JSON report:
+``requirements/*.txt`` lock plus ``gcp_functions/requirements.txt``, hashes and all) and reads
+the JSON report:
 
 - exit 1 (FAILED) when any pin has a known vulnerability, listing the ids and fixed versions;
 - exit 0 with ``PASSED`` only when every pin was actually looked up;
@@ -123,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", type=Path, help="pinned requirements files")
     parser.add_argument("--service", choices=["pypi", "osv"], default="pypi")
     args = parser.parse_args(argv)
-    files = args.files or sorted((REPO / "requirements").glob("*.txt"))
+    files = args.files or [
+        *sorted((REPO / "requirements").glob("*.txt")),
+        REPO / "gcp_functions" / "requirements.txt",
+    ]
     verdict = audit(files, args.service)
     print(f"dependency audit {verdict.status}: {verdict.reason()}")
     return EXIT_VULNERABLE if verdict.status == "FAILED" else EXIT_OK

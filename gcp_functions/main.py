@@ -8,8 +8,9 @@ Five functions deploy from this one source directory (see ``deploy/package_gcp.p
 - ``fanout_worker`` CloudEvent from the work topic (``DRIVEPIPE_FANOUT_TOPIC``): one work item.
 - ``fanout_dead_letter`` CloudEvent from the work subscription's dead-letter topic.
 
-Event functions are deployed with ``--retry``; :mod:`shared.triggers.gcp` raises a transient
-failure so Eventarc redelivers and acknowledges a permanent one, logged for Error Reporting.
+Event functions are deployed with ``--retry``; :mod:`shared.triggers.gcp` logs every failure as
+one JSON line, answers 503 for a transient one (``quiet_redelivery``) so Eventarc redelivers,
+and acknowledges a permanent one, logged for Error Reporting.
 """
 
 from __future__ import annotations
@@ -43,24 +44,28 @@ def sync_http(request: flask.Request) -> tuple[str, int, dict[str, str]]:
 
 
 @functions_framework.cloud_event
+@gcp.quiet_redelivery
 def on_upload(event: CloudEvent) -> None:
     """A GCS object was finalized: transform it, start a requested sync, or ignore it."""
     gcp.on_finalized(event.get_attributes(), event.data, trigger="gcs")
 
 
 @functions_framework.cloud_event
+@gcp.quiet_redelivery
 def on_schedule(event: CloudEvent) -> None:
     """Cloud Scheduler published to the topic: sync the named (or all scheduled) pipelines."""
     gcp.on_scheduler_message(event.get_attributes(), event.data)
 
 
 @functions_framework.cloud_event
+@gcp.quiet_redelivery
 def fanout_worker(event: CloudEvent) -> None:
     """One fan-out work item; a failure is raised, so Pub/Sub redelivers (then dead-letters)."""
     gcp.on_work_message(event.get_attributes(), event.data)
 
 
 @functions_framework.cloud_event
+@gcp.quiet_redelivery
 def fanout_dead_letter(event: CloudEvent) -> None:
     """A dead-lettered work item: recorded as failed in its run, with the last error."""
     gcp.on_dead_letter_message(event.get_attributes(), event.data)

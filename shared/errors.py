@@ -10,7 +10,8 @@
     ├── ReadError              an input file could not be parsed
     ├── TransformError         a transform step failed
     ├── StorageError           reading or writing a store failed (transient)
-    │   └── StorageNotFound    no object at that key (the bucket or root exists)
+    │   ├── StorageNotFound    no object at that key (the bucket or root exists)
+    │   └── StorageUnavailable the store did not answer (outage, retries exhausted): 503 / retry
     ├── ApiError               an HTTP request was rejected (status, code, field)
     ├── EventError             a cloud event without the shape its cloud sends
     ├── BadWorkItem            a queue message that is not a work item (dropped, never retried)
@@ -120,6 +121,11 @@ class StorageError(DrivepipeError):
 
 class StorageNotFound(StorageError):
     """The object does not exist at the key (the bucket/root itself does)."""
+
+
+class StorageUnavailable(StorageError):
+    """The store did not answer: connection refused or reset, timeouts, 5xx/429 after the
+    client's bounded retries. HTTP answers 503 with ``Retry-After``; events are redelivered."""
 
 
 class ApiError(DrivepipeError):

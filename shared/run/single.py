@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,13 +74,16 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
     if progress:
         progress(record, 1, 1)
     save_manifest(dest, manifest)
-    log.info(
-        "object processed",
+    failed = record.status == "failed"  # quarantined: ERROR, so a severity alert fires
+    log.log(
+        logging.ERROR if failed else logging.INFO,
+        "object failed" if failed else "object processed",
         extra={
             "pipeline": pipeline.name,
             "run_id": manifest.run_id,
             "path": request.relpath,
             "status": record.status,
+            **({"error": record.error} if failed else {}),
         },
     )
     return manifest

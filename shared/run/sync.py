@@ -8,6 +8,7 @@ fan out hands its plan to :func:`run_planned` instead, so the folder is listed o
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -122,9 +123,11 @@ def run_planned(
             _save_state(ctx, state)
         finally:
             save_manifest(ctx.dest, manifest)
-    log.info(
+    counts = manifest.counts()
+    log.log(  # WARNING when inputs failed (quarantined, listed in the manifest): alertable
+        logging.WARNING if counts.get("failed") else logging.INFO,
         "sync finished",
-        extra={"pipeline": pipeline.name, "run_id": manifest.run_id, **manifest.counts()},
+        extra={"pipeline": pipeline.name, "run_id": manifest.run_id, **counts},
     )
     return manifest
 

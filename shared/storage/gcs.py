@@ -1,6 +1,15 @@
 """GCS backend (google-cloud-storage). Honours STORAGE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT.
 
 google.cloud.storage is imported lazily, on first use, so ``import shared.storage`` stays cheap.
+
+Every call retries transient failures (connection errors, 408/429/5xx) for at most
+``DRIVEPIPE_GCS_RETRY_SECONDS`` (default 20 s; the library's own default is 120 s, which let a
+GCS outage hold ``POST /sync`` for 99 s before a 500). What is still failing then raises
+:class:`~shared.errors.StorageUnavailable`: ``503`` on HTTP, a redelivery for events.
+
+Only object permissions are needed (``storage.objects.*``): whether a bucket exists is asked
+with ``objects.list``, not ``buckets.get``, which ``roles/storage.objectViewer`` and
+``roles/storage.objectAdmin`` do not grant.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from shared.errors import StorageError, StorageNotFound
+from shared.errors import ConfigError, StorageError, StorageNotFound, StorageUnavailable
 from shared.storage._bucket import BucketLayout, as_stream
 from shared.storage.base import ObjectInfo, guess_content_type
 
@@ -20,6 +29,24 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 DEFAULT_RESUMABLE_THRESHOLD = 8 * MIB
 CHUNK_GRANULARITY = 256 * 1024  # resumable chunk sizes must be multiples of 256 KiB
+RETRY_ENV = "DRIVEPIPE_GCS_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 20.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+READ_TIMEOUT_SECONDS = 60.0
+
+
+def retry_seconds() -> float:
+    """The retry budget of one GCS call (``DRIVEPIPE_GCS_RETRY_SECONDS``, positive seconds)."""
+    raw = os.environ.get(RETRY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_RETRY_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{RETRY_ENV} {raw!r} must be a positive number of seconds")
+    return value
 
 
 def _chunk_size(requested: int) -> int:
@@ -37,8 +64,10 @@ class GcsStorage:
         resumable_threshold: int = DEFAULT_RESUMABLE_THRESHOLD,
         chunk_size: int | None = None,
         client: Client | None = None,
+        retry_budget: float | None = None,
     ) -> None:
         self._layout = BucketLayout("gs", bucket, prefix)
+        self.retry_budget = retry_seconds() if retry_budget is None else retry_budget
         self.bucket = bucket
         self.base_url = self._layout.base_url
         self.resumable_threshold = max(resumable_threshold, 1)
@@ -78,12 +107,33 @@ class GcsStorage:
             self._bucket_handle = self.client.bucket(self.bucket)
         return self._bucket_handle
 
+    def _call_options(self) -> dict[str, Any]:
+        """``retry`` and ``timeout`` for one call: transient failures retried within the budget."""
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        connect = min(CONNECT_TIMEOUT_SECONDS, self.retry_budget)
+        return {
+            "retry": DEFAULT_RETRY.with_timeout(self.retry_budget),
+            "timeout": (connect, READ_TIMEOUT_SECONDS),
+        }
+
     def _errors(self) -> tuple[type[Exception], ...]:
         import requests
-        from google.api_core.exceptions import GoogleAPICallError
+        from google.api_core.exceptions import GoogleAPIError
         from google.auth.exceptions import GoogleAuthError
 
-        return (GoogleAPICallError, GoogleAuthError, requests.RequestException)
+        # GoogleAPIError covers the HTTP errors and RetryError (a retry budget ran out)
+        return (GoogleAPIError, GoogleAuthError, requests.RequestException, ConnectionError)
+
+    def _unavailable(self, exc: Exception) -> bool:
+        """True for failures of the service rather than of the request: outages, throttling."""
+        import requests
+        from google.api_core import exceptions as api
+        from google.auth.exceptions import TransportError
+
+        outage = (api.RetryError, api.ServerError, api.TooManyRequests)
+        transport = (requests.ConnectionError, requests.Timeout, TransportError, ConnectionError)
+        return isinstance(exc, outage + transport)
 
     def _is_not_found(self, exc: Exception) -> bool:
         from google.api_core.exceptions import NotFound
@@ -99,6 +149,9 @@ class GcsStorage:
         code = getattr(exc, "code", None)
         message = getattr(exc, "message", None) or str(exc)
         prefix = f"{code} " if isinstance(code, int) else ""
+        if self._unavailable(exc):
+            text = f"GCS unavailable: cannot {action} {where}: {prefix}{message}"
+            return StorageUnavailable(text)
         return StorageError(f"cannot {action} {where}: {prefix}{message}")
 
     def _ensure_bucket(self) -> None:
@@ -106,17 +159,19 @@ class GcsStorage:
         if self._bucket_checked:
             return
         try:
-            found = self._bucket.exists()
+            # objects.list answers 404 for a missing bucket and needs only storage.objects.list
+            pages: Any = self.client.list_blobs(self.bucket, max_results=1, **self._call_options())
+            next(iter(pages.pages), None)
         except self._errors() as exc:
+            if self._is_not_found(exc):
+                raise self._missing_bucket() from exc
             raise self._wrap(exc, "check bucket of", None) from exc
-        if not found:
-            raise self._missing_bucket()
         self._bucket_checked = True
 
     def _get_blob(self, key: str, action: str) -> Blob | None:
         name = self._layout.name(key)
         try:
-            blob = self._bucket.get_blob(name)
+            blob = self._bucket.get_blob(name, **self._call_options())
         except self._errors() as exc:
             raise self._wrap(exc, action, key) from exc
         if blob is None:
@@ -132,7 +187,7 @@ class GcsStorage:
         """Return the object's bytes; ``StorageNotFound`` if absent."""
         name = self._layout.name(key)
         try:
-            data: bytes = self._bucket.blob(name).download_as_bytes()
+            data: bytes = self._bucket.blob(name).download_as_bytes(**self._call_options())
         except self._errors() as exc:
             if self._is_not_found(exc):
                 self._ensure_bucket()
@@ -145,7 +200,9 @@ class GcsStorage:
         blob = self._get_blob(key, "read")
         if blob is None:
             raise StorageNotFound(f"no object at {self._layout.url(key)}")
-        reader: BinaryIO = blob.open("rb", chunk_size=self.chunk_size)
+        reader: BinaryIO = blob.open(
+            "rb", chunk_size=self.chunk_size, retry=self._call_options()["retry"]
+        )
         return reader
 
     def write(
@@ -161,7 +218,10 @@ class GcsStorage:
         blob = self._bucket.blob(name, chunk_size=chunk)
         try:
             blob.upload_from_file(
-                stream, size=size, content_type=content_type or guess_content_type(key)
+                stream,
+                size=size,
+                content_type=content_type or guess_content_type(key),
+                **self._call_options(),
             )
         except self._errors() as exc:
             if self._is_not_found(exc):
@@ -178,7 +238,10 @@ class GcsStorage:
         blob = self._bucket.blob(self._layout.name(key))
         try:
             blob.upload_from_string(
-                data, content_type=guess_content_type(key), if_generation_match=0
+                data,
+                content_type=guess_content_type(key),
+                if_generation_match=0,
+                **self._call_options(),
             )
         except PreconditionFailed:
             return False
@@ -201,7 +264,9 @@ class GcsStorage:
         """``objects.list`` under the root prefix; GCS returns names in lexicographic order."""
         full_prefix = self._layout.list_prefix(prefix)
         try:
-            blobs: Any = self.client.list_blobs(self.bucket, prefix=full_prefix)
+            blobs: Any = self.client.list_blobs(
+                self.bucket, prefix=full_prefix, **self._call_options()
+            )
             for blob in blobs:
                 key = self._layout.key_of(blob.name)
                 if key is not None:
@@ -215,7 +280,7 @@ class GcsStorage:
         """Delete the object; an absent object is fine, an absent bucket raises."""
         blob = self._bucket.blob(self._layout.name(key))
         try:
-            blob.delete()
+            blob.delete(**self._call_options())
         except self._errors() as exc:
             if self._is_not_found(exc):
                 self._ensure_bucket()

@@ -4,17 +4,31 @@ Each function parses the event with :mod:`shared.triggers.events`, calls
 :mod:`shared.triggers.service`, logs the outcome with the event's ids (so a log search finds
 every line of one delivery) and settles failures with :mod:`shared.triggers.delivery`: a
 transient failure is raised, so ``--retry`` redelivers; a permanent one is logged for Error
-Reporting and the delivery acknowledged.
+Reporting and the delivery acknowledged. Storage events and schedule messages also redeliver
+an unexpected exception (a bug, a module missing from the deploy): only input drivepipe knows
+is bad is acknowledged.
+
+Every failure is logged once, as one JSON line with the event's ids, before it is raised;
+:func:`quiet_redelivery` then answers the platform 503 instead of letting functions-framework
+print the traceback again as plain text.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from shared.log import get_logger
 from shared.triggers import service
-from shared.triggers.delivery import Failure, attempt, log_failure, queue_item_transient
+from shared.triggers.delivery import (
+    Failure,
+    attempt,
+    log_failure,
+    queue_item_transient,
+    unexpected_or_transient,
+)
 from shared.triggers.events import (
     cloudevent_context,
     cloudevent_data,
@@ -25,24 +39,49 @@ from shared.triggers.events import (
 
 log = get_logger("gcp")
 T = TypeVar("T")
+_LOGGED = "_drivepipe_logged"  # set on an exception once its failure line is written
 
 
 def _deliver(
     name: str,
     context: Mapping[str, Any],
     work: Callable[[], T],
-    transient: Callable[[BaseException], bool] | None = None,
+    transient: Callable[[BaseException], bool] = unexpected_or_transient,
 ) -> T | None:
     """``work()`` under the delivery policy; ``None`` when a permanent failure was dropped."""
-    if transient is None:
-        result = attempt(work)
-    else:
-        result = attempt(work, catch_all=True, transient=transient)
+    result = attempt(work, catch_all=True, transient=transient)
     if not isinstance(result, Failure):
         return result
     log_failure(log, name, result, context)
+    setattr(result.error, _LOGGED, True)
     result.raise_if_transient()
     return None
+
+
+Handler = Callable[[Any], None]
+
+
+def quiet_redelivery(handler: Handler) -> Handler:
+    """Fail a delivery that wants redelivery with a 503 and no second, plain-text traceback.
+
+    The failure was logged already (one JSON line with the event's ids); Eventarc and Pub/Sub
+    redeliver on any non-2xx answer. Under functions-framework a ``werkzeug`` HTTP error is
+    answered as it is, where any other exception is printed by Flask and answered 500.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(event: Any) -> None:
+        try:
+            handler(event)
+        except Exception as exc:
+            if not getattr(exc, _LOGGED, False):
+                log.exception("%s failed before its event was parsed", handler.__name__)
+            from werkzeug.exceptions import ServiceUnavailable
+
+            description = f"redelivery wanted: {type(exc).__name__} (see the function's logs)"
+            raise ServiceUnavailable(description=description) from exc
+
+    return wrapper
 
 
 def on_finalized(attributes: Mapping[str, Any], data: Any, *, trigger: str = "gcs") -> None:
@@ -58,7 +97,10 @@ def on_finalized(attributes: Mapping[str, Any], data: Any, *, trigger: str = "gc
     if done is not None:
         fields = ("object", "generation", "outcome", "reason", "summary")
         extra = {**context, **{f: done.get(f) for f in fields}}
-        log.info("on_upload %s", done.get("outcome"), extra=extra)
+        failed = ((done.get("summary") or {}).get("counts") or {}).get("failed")
+        # the uploaded file could not be read: quarantined and acknowledged, logged as ERROR
+        level = logging.ERROR if failed else logging.INFO
+        log.log(level, "on_upload %s", done.get("outcome"), extra=extra)
 
 
 def on_scheduler_message(attributes: Mapping[str, Any], data: Any) -> None:

@@ -57,7 +57,7 @@ ROUTES = (SYNC, HEALTH, ROOT, RUN)
 def respond(entry: Route, params: dict[str, str] | None = None, body: Body = None) -> Response:
     """Call the route's view; a transient failure is 503 with ``Retry-After``, a crash 500."""
     try:
-        return entry.view(params or {}, body)
+        response = entry.view(params or {}, body)
     except (RetryableError, StorageError) as exc:
         log.warning("%s: transient failure: %s", entry.path, exc)
         response = error_response(
@@ -69,6 +69,11 @@ def respond(entry: Route, params: dict[str, str] | None = None, body: Body = Non
         return error_response(
             ApiError("internal error; see the function's logs", status=500, code="internal")
         )
+    if response.status == 503 and "Retry-After" not in response.headers:
+        # a view that answered "unavailable" itself (storage or Drive down): same as above
+        log.warning("%s: transient failure: %s", entry.path, response.body.get("error"))
+        return _with_headers(response, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return response
 
 
 def route(method: str, path: str, body: Body = None, *, mounts: Collection[str] = ()) -> Response:

@@ -272,7 +272,7 @@ def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dic
         body = parse_json_object(raw, max_bytes=MAX_REQUEST_FILE_BYTES)
         request = sync_request_from_body(body, trigger=f"{trigger}:request")
     except ApiError as exc:
-        log.warning("bad request file", extra={"url": event.url, "error": exc.message})
+        log.error("bad request file", extra={"url": event.url, "error": exc.message})
         return _outcome("ignored", f"bad request file: {exc.message}")
     return _once(request.pipeline.output.url, event, "sync", lambda: _run_sync_or_retry(request))
 

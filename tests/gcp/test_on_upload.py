@@ -23,7 +23,7 @@ from devstack.gcp_cloudevents import (
     resource_from_blob,
 )
 from devstack.gcp_dev import GcpDevStack
-from tests.gcp.conftest import logs_for_event
+from tests.gcp.conftest import function_logs, logs_for_event
 
 CSV = "Order ID,Units,Unit Price\nX1,4,1.00\nX2,0,1.00\nX3,9,2.50\n"
 
@@ -156,6 +156,27 @@ def test_bad_input_file_is_acknowledged_not_retried(gcp_stack: GcpDevStack):
     failed = record["summary"]["failed"]
     assert [f["path"] for f in failed] == ["broken.csv"]
     assert record["summary"]["counts"]["failed"] == 1
+    assert record["severity"] == "ERROR"  # quarantined and acknowledged: an alert can fire
+    (core,) = [
+        r
+        for r in function_logs(gcp_stack.functions["on_upload"])
+        if r["message"] == "object failed" and r.get("path") == "broken.csv"
+    ]
+    assert core["severity"] == "ERROR" and core["status"] == "failed" and core["error"]
+
+
+def test_a_bad_request_file_is_logged_as_error_and_acknowledged(gcp_stack: GcpDevStack):
+    blob = upload(gcp_stack, "requests/bad.json", b'{"pipeline": 42}', "application/json")
+    record = send(gcp_stack, gcs_finalize_event(resource_from_blob(blob)))
+
+    assert record["outcome"] == "ignored"
+    assert record["reason"].startswith("bad request file: pipeline")
+    (line,) = [
+        r
+        for r in function_logs(gcp_stack.functions["on_upload"])
+        if r["message"] == "bad request file" and r.get("url", "").endswith("/requests/bad.json")
+    ]
+    assert line["severity"] == "ERROR"
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
@@ -210,7 +231,7 @@ def test_transient_failure_fails_the_delivery_so_it_is_redelivered(
 
     delivery = deliver(on_upload_without_output_bucket.url, event)
 
-    assert delivery.status == 500  # with --retry, Eventarc redelivers on any non-2xx
+    assert delivery.status == 503  # with --retry, Eventarc redelivers on any non-2xx
     (record,) = logs_for_event(on_upload_without_output_bucket, event.attributes["id"])
     assert record["severity"] == "ERROR"
     assert "redelivery" in record["message"]

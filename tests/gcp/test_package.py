@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,27 @@ def test_function_requirements_match_the_project_pins():
 
 def test_requirement_drift_is_reported(tmp_path: Path):
     reqs = tmp_path / "requirements.txt"
-    reqs.write_text("pandas==0.1\nfunctions-framework\n")
+    reqs.write_text(
+        "pandas==0.1 --hash=sha256:aa\nfunctions-framework\nboto3==1.44.5 \\\n"
+        "    --hash=sha256:bb\n"
+    )
     problems = requirement_problems(reqs)
-    assert any(p.startswith("pandas==0.1 but the project pins") for p in problems)
-    assert "functions-framework: not pinned (==)" in problems
-    assert "pyarrow: runtime dependency missing" in problems
+    assert "pandas==0.1 but gcp.in says 3.1.1; run `make lock`" in problems
+    assert "functions-framework: not pinned with ==" in problems
+    assert "functions-framework==: no --hash" in problems
+    assert "pyarrow: in gcp.in but not in requirements.txt; run `make lock`" in problems
+    assert "boto3: the GCP functions never import it" in problems
+
+
+def test_every_lock_is_complete_hashed_and_matches_its_in_file():
+    from deploy import locks
+
+    assert locks.all_problems() == []
+    gcp = locks.read_lock(locks.GCP_LOCK)
+    assert not {"boto3", "botocore", "s3transfer"} & set(gcp)
+    assert {"google-cloud-storage", "functions-framework", "pandas"} <= set(gcp)
+    dev = locks.read_lock(locks.DEV_LOCK)
+    assert all(dev[name].version == pin.version for name, pin in gcp.items())  # as tested
 
 
 def test_three_functions_with_the_right_triggers():
@@ -152,6 +169,8 @@ def test_cli_prints_a_script_and_refuses_bad_input(capsys: pytest.CaptureFixture
     script = capsys.readouterr().out
     assert script.startswith("#!/usr/bin/env bash\nset -euo pipefail")
     assert script.count("gcloud functions deploy") == 3
+    assert "cp -R shared build/gcp/source/shared" in script  # the script vendors the core
+    assert "--source=build/gcp/source" in script
     # the GCS service agent is looked up by the script itself
     assert '"--member=serviceAccount:$(gcloud storage service-agent --project=acme-data)"' in script
     assert package_gcp.main(["--teardown"]) == 0
@@ -181,7 +200,8 @@ def test_stage_source_vendors_the_core(tmp_path: Path):
 GCLOUD = shutil.which("gcloud")
 
 
-@pytest.mark.slow  # ~1 s of gcloud start-up per command
+@pytest.mark.slow  # ~1-5 s of gcloud start-up per command
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud CLI is not installed")
 def test_gcloud_accepts_every_generated_command(tmp_path: Path):
     """gcloud parses each command offline; with no account it stops at auth, not at a flag."""
@@ -195,6 +215,13 @@ def test_gcloud_accepts_every_generated_command(tmp_path: Path):
     }
     cfg = config(drive_folder_id="1AbC", scheduled_pipelines=("sales",))
     commands = setup_commands(cfg) + deploy_commands(cfg) + teardown_commands(cfg)
+    commands = [c for c in commands if c.argv[0] == "gcloud"]  # not the staging steps
+    commands += [replace(c, argv=c.update) for c in commands if c.update]  # create-or-update
+    shapes: dict[tuple[str, ...], Command] = {}  # one command per verb and set of flags
+    for c in commands:
+        flag_names = tuple(sorted(w.split("=", 1)[0] for w in c.argv if w.startswith("--")))
+        shapes.setdefault((*c.argv[:4], *flag_names), c)
+    commands = list(shapes.values())
     (tmp_path / "drive-sa.json").write_text("{}")  # gcloud reads --data-file before auth
     argvs = [
         [
@@ -225,3 +252,79 @@ def test_printed_commands_are_exactly_the_commands_run():
         assert shlex.split(text.replace("\\\n", " ")) == [
             w.replace(GCS_AGENT, "agent@x.iam.gserviceaccount.com") for w in command.argv
         ]
+
+
+def test_reruns_create_or_update_instead_of_stopping_at_already_exists():
+    cfg = config(fanout=True)
+    commands = setup_commands(cfg) + deploy_commands(cfg)
+    creates = [c for c in commands if "create" in c.argv[:4] and c.argv[0] == "gcloud"]
+    assert creates and all(c.probe for c in creates), [c.argv for c in creates if not c.probe]
+    (job,) = [c for c in commands if c.argv[1:3] == ("scheduler", "jobs")]
+    assert job.probe[:4] == ("gcloud", "scheduler", "jobs", "describe")
+    assert job.update[:5] == ("gcloud", "scheduler", "jobs", "update", "pubsub")
+    script = package_gcp.render(deploy_commands(cfg))
+    assert "then\n  gcloud scheduler jobs update pubsub drivepipe-hourly" in script
+    # the workers come after the scheduler job in --deploy-only --fanout
+    deployed = [c.argv[3] for c in deploy_commands(cfg) if c.argv[1:3] == ("functions", "deploy")]
+    assert deployed[-2:] == ["drivepipe-work", "drivepipe-dead-letter"]
+
+
+def test_run_skips_what_exists_and_updates_the_job(monkeypatch: pytest.MonkeyPatch):
+    ran: list[list[str]] = []
+
+    def fake_run(argv, **kwargs):
+        ran.append(list(argv))
+        exists = argv[:2] == ["gcloud", "scheduler"] or argv[:3] == ["gcloud", "pubsub", "topics"]
+        return subprocess.CompletedProcess(argv, 0 if exists else 1, stdout="", stderr="")
+
+    monkeypatch.setattr(package_gcp.subprocess, "run", fake_run)
+    cfg = config()
+    topic = [c for c in setup_commands(cfg) if c.argv[1:4] == ("pubsub", "topics", "create")]
+    job = [c for c in deploy_commands(cfg) if c.argv[1:3] == ("scheduler", "jobs")]
+    assert package_gcp.run_commands(topic + job) == 0
+    assert ran[0][:4] == ["gcloud", "pubsub", "topics", "describe"]  # exists: not created
+    assert ran[1][:4] == ["gcloud", "scheduler", "jobs", "describe"]
+    assert ran[2][:4] == ["gcloud", "scheduler", "jobs", "update"]
+    assert len(ran) == 3
+
+
+def test_the_deploy_script_stages_the_source_and_refuses_a_changed_core(tmp_path: Path):
+    repo = tmp_path / "repo"
+    shutil.copytree(package_gcp.REPO_ROOT / "shared", repo / "shared",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(package_gcp.SOURCE_DIR, repo / "gcp_functions",
+                    ignore=shutil.ignore_patterns("shared", "__pycache__"))  # fmt: skip
+    script = package_gcp.render(package_gcp.stage_commands(Path("build/gcp/source")))
+    (repo / "stage.sh").write_text(script)
+    staged = subprocess.run(["bash", "stage.sh"], cwd=repo, capture_output=True, text=True)
+    assert staged.returncode == 0, staged.stderr
+    source = repo / "build/gcp/source"
+    assert (source / "shared/triggers/gcp.py").is_file() and (source / "main.py").is_file()
+    (repo / "shared/__init__.py").write_text("# changed after the script was generated\n")
+    stale = subprocess.run(["bash", "stage.sh"], cwd=repo, capture_output=True, text=True)
+    assert stale.returncode == 1 and "generate it again" in stale.stderr
+
+
+def test_gcloudignore_keeps_keys_out_of_the_upload():
+    ignored = (package_gcp.SOURCE_DIR / ".gcloudignore").read_text().splitlines()
+    import fnmatch
+
+    for name in ("service-account.json", "drive-sa.json", "my-credentials.json", ".env", "x.pem"):
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in ignored), name
+    for name in ("main.py", "requirements.txt", "drivepipe.toml"):
+        assert not any(fnmatch.fnmatch(name, pattern) for pattern in ignored), name
+
+
+def test_builds_run_as_their_own_service_account():
+    cfg = config()
+    enabled = next(c for c in setup_commands(cfg) if c.argv[1:3] == ("services", "enable"))
+    assert "iam.googleapis.com" in enabled.argv
+    build_sa = "drivepipe-build@acme-data.iam.gserviceaccount.com"
+    grants = [
+        c.argv for c in setup_commands(cfg) if f"--member=serviceAccount:{build_sa}" in c.argv
+    ]
+    assert [next(w for w in g if w.startswith("--role=")) for g in grants] == [
+        "--role=roles/cloudbuild.builds.builder"
+    ]
+    for f in deploys(cfg).values():
+        assert f["--build-service-account"] == f"projects/acme-data/serviceAccounts/{build_sa}"

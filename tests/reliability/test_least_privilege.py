@@ -36,6 +36,7 @@ GCP_ROLES = {
     "roles/pubsub.publisher",
     "roles/run.invoker",
     "roles/iam.serviceAccountTokenCreator",
+    "roles/cloudbuild.builds.builder",  # the build service account's only role
 }
 
 
