@@ -121,6 +121,7 @@ def run_planned(
         try:
             _save_state(ctx, state)
         finally:
+            manifest.note_deferred()  # inputs the function's time ran out before
             save_manifest(ctx.dest, manifest)
     log.info(
         "sync finished",
