@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from shared import deadline
 from shared.log import get_logger
 from shared.triggers import service
 from shared.triggers.delivery import Failure, attempt, log_failure, queue_item_transient
@@ -33,11 +34,13 @@ def _deliver(
     work: Callable[[], T],
     transient: Callable[[BaseException], bool] | None = None,
 ) -> T | None:
-    """``work()`` under the delivery policy; ``None`` when a permanent failure was dropped."""
-    if transient is None:
-        result = attempt(work)
-    else:
-        result = attempt(work, catch_all=True, transient=transient)
+    """``work()`` under the delivery policy, within the function's deadline (its deployed
+    timeout, :func:`shared.deadline.from_env`); ``None`` when a permanent failure was dropped."""
+    with deadline.within(deadline.from_env()):
+        if transient is None:
+            result = attempt(work)
+        else:
+            result = attempt(work, catch_all=True, transient=transient)
     if not isinstance(result, Failure):
         return result
     log_failure(log, name, result, context)
