@@ -24,6 +24,7 @@ from shared.triggers.stage import Stage
 service.configure(base_dir=Path(__file__).parent, default="chalicelib/drivepipe.toml")
 log.configure()
 app = Chalice(app_name="drivepipe")
+app.register_middleware(aws.within_deadline)  # the Lambda context's time left, for the core
 STAGE = Stage.from_env()
 INPUT_BUCKET = STAGE.input_bucket
 AUTH: dict[str, Any] = {

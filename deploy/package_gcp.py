@@ -503,7 +503,20 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
     )
     if cfg.fanout:
         commands += fanout_deploy_commands(cfg, common, event)
-    return commands
+    return [_tell_timeout(cfg, c) for c in commands]
+
+
+def _tell_timeout(cfg: DeployConfig, command: Command) -> Command:
+    """Give a deployed function its own ``--timeout`` as ``DRIVEPIPE_TIMEOUT_SECONDS``: gen2
+    has no remaining-time API, and the core's time budget (``shared.deadline``) needs it."""
+    timeout = [w.removeprefix("--timeout=") for w in command.argv if w.startswith("--timeout=")]
+    if not timeout or not timeout[-1].endswith("s"):
+        return command
+    env = _flag_list({**cfg.env_vars(), "DRIVEPIPE_TIMEOUT_SECONDS": timeout[-1][:-1]})
+    argv = tuple(
+        f"--set-env-vars={env}" if w.startswith("--set-env-vars=") else w for w in command.argv
+    )
+    return replace(command, argv=argv)
 
 
 def shared_digest(shared_dir: Path = SHARED_DIR) -> str:

@@ -261,6 +261,22 @@ class PipelineFile(_Model):
         """The pipeline called ``name``, or ``None``."""
         return self.pipelines.get(name)
 
+    def poison_attempt_problems(self) -> list[str]:
+        """``field: reason`` for each fanned-out pipeline whose queue would dead-letter a work
+        item before poison detection (``DRIVEPIPE_POISON_ATTEMPTS``) could quarantine the input
+        that kills its worker: that takes one delivery more than the limit."""
+        from shared.settings import runtime_settings
+
+        limit = runtime_settings().poison_attempts
+        return [
+            f"pipelines.{name}.fanout.max_attempts: {p.fanout.max_attempts} must be above "
+            f"DRIVEPIPE_POISON_ATTEMPTS ({limit}), or an item whose input kills the worker is "
+            f"dead-lettered before delivery {limit + 1} quarantines that input; raise it (and "
+            "the queue's maxReceiveCount or --max-delivery-attempts) or lower the variable"
+            for name, p in self.pipelines.items()
+            if p.fanout is not None and p.fanout.max_attempts <= limit
+        ]
+
     def custom_step_problems(self) -> list[str]:
         """``field: reason`` for each custom step whose module is not allowed."""
         allowed = self.settings.custom_step_modules
@@ -340,9 +356,9 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> PipelineF
             message = message.removeprefix("Value error, ")  # pydantic's wrapper of our ValueErrors
             problems.append(f"{_format_location(tuple(loc))}: {message}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
-    custom_problems = parsed.custom_step_problems()
-    if custom_problems:
-        raise ConfigError(f"{source}: " + "; ".join(custom_problems))
+    problems = parsed.custom_step_problems() + parsed.poison_attempt_problems()
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
     return parsed
 
 

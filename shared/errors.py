@@ -17,6 +17,7 @@
     ├── BadWorkItem            a queue message that is not a work item (dropped, never retried)
     ├── LeaseHeld              someone else holds a live lease (who, which run, until when)
     ├── LeaseLost              our lease expired and was taken over: stop without saving
+    ├── OutOfTime              an input would outlast the function's remaining time
     └── RetryableError         transient: redeliver later
         ├── EventInProgress    another delivery is processing this event
         └── ItemCrashed        a worker could not finish an item: the queue redelivers it
@@ -167,6 +168,22 @@ class LeaseHeld(DrivepipeError):
 
 class LeaseLost(DrivepipeError):
     """Our lease expired and another holder took it over; stop without saving shared state."""
+
+
+class OutOfTime(DrivepipeError):
+    """An input would outlast the invocation: the function's time, less the reserve kept to
+    finish the run, is spent (see :mod:`shared.deadline`).
+
+    ``first`` is true when the input was the first this invocation processed: it had the whole
+    of the function's time, so another invocation would not do better.
+    """
+
+    def __init__(self, remaining: float, budget: float, reserve: float, *, first: bool) -> None:
+        self.remaining, self.budget, self.reserve, self.first = remaining, budget, reserve, first
+        super().__init__(
+            f"would exceed the function's remaining time: {max(remaining, 0.0):.1f} s left, "
+            f"budget {budget:.1f} s ({reserve:.1f} s are kept to finish the run)"
+        )
 
 
 class RetryableError(DrivepipeError):

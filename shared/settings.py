@@ -16,6 +16,11 @@ Variable                           Default            Meaning
                                                       claim before asking for redelivery
 ``DRIVEPIPE_POISON_ATTEMPTS``      3                  an input on which this many invocations
                                                       in a row died is quarantined unprocessed
+``DRIVEPIPE_RESERVE_SECONDS``      30                 of the function's time, what is kept to
+                                                      finish a run (at most a quarter of it)
+``DRIVEPIPE_TIMEOUT_SECONDS``      unset              Cloud Functions: the ``--timeout`` the
+                                                      function was deployed with (gen2 has no
+                                                      remaining-time API; deploy sets it)
 =================================  =================  =========================================
 
 An empty variable means its default; any other value must be a positive number (a positive
@@ -48,6 +53,8 @@ class RuntimeSettings(BaseModel):
     event_claim_seconds: PositiveFloat = Field(900.0, alias="DRIVEPIPE_EVENT_CLAIM_SECONDS")
     event_wait_seconds: PositiveFloat = Field(10.0, alias="DRIVEPIPE_EVENT_WAIT_SECONDS")
     poison_attempts: PositiveInt = Field(3, alias="DRIVEPIPE_POISON_ATTEMPTS")
+    reserve_seconds: PositiveFloat = Field(30.0, alias="DRIVEPIPE_RESERVE_SECONDS")
+    timeout_seconds: PositiveFloat | None = Field(None, alias="DRIVEPIPE_TIMEOUT_SECONDS")
 
 
 VARIABLES: tuple[str, ...] = tuple(

@@ -16,14 +16,25 @@ from __future__ import annotations
 import json
 from contextlib import suppress
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import StorageError, StorageNotFound
 from shared.storage import layout
 
 if TYPE_CHECKING:
-    from shared.drive import DriveFile
     from shared.storage import Storage
+
+
+class InputVersion(Protocol):
+    """What a marker records of an input: a Drive file, or an uploaded object's version."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def md5(self) -> str | None: ...
+    @property
+    def modified_time(self) -> str | None: ...
+
 
 CRASH_REASON = "crashed the function {count} times"
 
@@ -79,7 +90,7 @@ class Attempts:
         """Where the marker of the input with state key ``input_key`` lives."""
         return layout.attempt_marker_key(self.pipeline, input_key)
 
-    def begin(self, input_key: str, file: DriveFile) -> int:
+    def begin(self, input_key: str, file: InputVersion) -> int:
         """Record an attempt at ``file``; return how many invocations in a row died on it.
 
         When that reaches :attr:`limit` the marker is left as it is and the caller quarantines

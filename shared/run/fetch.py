@@ -9,11 +9,13 @@ import tempfile
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
+from shared import deadline
 from shared.errors import DriveError
 from shared.log import get_logger
 from shared.run.attempts import Attempts, crash_reason
 from shared.run.manifest import InputRecord
 from shared.run.mirror import state_key
+from shared.run.ownership import quarantine_path
 from shared.run.state import InputState
 from shared.settings import runtime_settings
 
@@ -60,8 +62,14 @@ def fetch_and_process(
     outputs a written input no longer produces are deleted at once; a fanned-out run leaves
     that to its finalizer. Storage errors propagate: the destination, not the input, failed.
     Close the iterator (``contextlib.closing``) if you stop early.
+
+    A file the plan already failed (an output key clash) is fetched only to keep a quarantine
+    copy of its bytes. Within a deadline (:mod:`shared.deadline`), each input is processed
+    within its share of the function's time; once only the reserve is left, the downloads stop
+    and every file not processed yet is yielded ``deferred``. Those, and inputs that failed on
+    a clash or a download, yield no state entry: the next run tries them again.
     """
-    from shared.run.process import process_input, quarantine
+    from shared.run.process import defer, process_input, quarantine
 
     attempts = Attempts(dest, pipeline.name, run_id, runtime_settings().poison_attempts)
     # Keyed by the whole DriveFile: a shortcut and its target share an id, not a path.
@@ -81,11 +89,26 @@ def fetch_and_process(
             concurrency=max(1, min(pipeline.concurrency, len(by_file))),
             sheet_format=pipeline.read.sheets_export,
         )
-        for file, result in fetched:
+        left: dict[DriveFile, None] = dict.fromkeys(by_file)  # not yielded yet, in order
+        out_of_time = deadline.refusal()  # planning may have used the time up already
+        for file, result in () if out_of_time else fetched:
             _, fmt, record = by_file[file]
             path = scratch_path(file)
+            out_of_time = deadline.refusal()
+            if out_of_time is not None:  # only the reserve is left: start nothing more
+                break
+            del left[file]
             if isinstance(result, DriveError):  # not the content's fault: retry next run
-                record.status, record.error = "failed", f"download failed: {result}"
+                why = f"download failed: {result}"
+                if record.status == "failed":  # failed by the plan: no copy to keep either
+                    why = f"{record.error} (no quarantine copy: {why})"
+                record.status, record.error = "failed", why
+                entry = None
+            elif record.status == "failed":  # failed by the plan: keep its bytes, process none
+                relpath = quarantine_path(file.id, file.path)
+                with open(path, "rb") as data:
+                    quarantine(dest, data, record, run_id, record.error or "", relpath=relpath)
+                _report(file, record)
                 entry = None
             else:
                 key = state_key(file)
@@ -96,13 +119,16 @@ def fetch_and_process(
                         quarantine(dest, data, record, run_id, crash_reason(crashes))
                     else:
                         try:
-                            process_input(pipeline, dest, data, fmt, record, run_id)
+                            with deadline.for_input():
+                                process_input(pipeline, dest, data, fmt, record, run_id)
                         except Exception:  # the run's error, not a crash on this input
                             attempts.abandon(key)
                             raise
-                entry = _entry(file, record, run_id)
+                entry = None if record.status == "deferred" else _entry(file, record, run_id)
                 _report(file, record)
-                stale = stale_outputs(before.output_keys if before else (), entry)
+                stale = (
+                    stale_outputs(before.output_keys if before else (), entry) if entry else set()
+                )
                 if stale and previous is not None:  # never one another entry still claims
                     stale -= _claimed_by_others(previous, key)
                 for stale_key in sorted(stale):
@@ -111,6 +137,18 @@ def fetch_and_process(
             if os.path.exists(path):
                 os.remove(path)
             yield Processed(file, record, entry)
+        if out_of_time is not None:
+            log.warning("out of time", extra={"not_started": len(left), "reason": out_of_time})
+            close = getattr(fetched, "close", None)
+            if close is not None:
+                close()  # cancels the downloads not started (waits for the running ones)
+            for file in left:
+                record = by_file[file].record
+                if record.status == "failed":  # failed by the plan: tried again next run
+                    record.error = f"{record.error} (no quarantine copy: {out_of_time})"
+                else:
+                    defer(record, out_of_time)
+                yield Processed(file, record, None)
 
 
 def _claimed_by_others(entries: Mapping[str, InputState], owner: str) -> set[str]:
@@ -132,7 +170,9 @@ def _entry(file: DriveFile, record: InputRecord, run_id: str) -> InputState:
 
 
 def _report(file: DriveFile, record: InputRecord) -> None:
-    if record.status != "written":
+    if record.status == "deferred":
+        log.warning("input deferred", extra={"path": file.path, "reason": record.error})
+    elif record.status != "written":
         log.warning(
             "input failed",
             extra={

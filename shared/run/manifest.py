@@ -24,6 +24,7 @@ Status = Literal[
     "removed",
     "removed_kept",
     "removal_blocked",
+    "deferred",
     "planned",
 ]
 STATUSES: tuple[Status, ...] = (
@@ -35,6 +36,7 @@ STATUSES: tuple[Status, ...] = (
     "removed",  # gone from the folder: outputs deleted (deleted_keys)
     "removed_kept",  # gone, outputs kept (on_removed = "keep")
     "removal_blocked",  # gone, but the removal guard (or a partial listing) kept everything
+    "deferred",  # the function's time ran out first: not processed, left for the next run
     "planned",
 )
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
@@ -120,6 +122,20 @@ class RunManifest:
         """The inputs that failed."""
         return [r for r in self.inputs if r.status == "failed"]
 
+    @property
+    def deferred(self) -> list[InputRecord]:
+        """The inputs the function's time ran out before (the next run processes them)."""
+        return [r for r in self.inputs if r.status == "deferred"]
+
+    def note_deferred(self) -> None:
+        """Say in the notes how many inputs were left for the next run, and why (once)."""
+        deferred = self.deferred
+        if deferred and not any(n.startswith("deferred:") for n in self.notes):
+            self.notes.append(
+                f"deferred: {len(deferred)} input(s) left for the next run, as the function's "
+                f"time ran out (first: {deferred[0].path}: {deferred[0].error})"
+            )
+
     def summary(self) -> dict[str, Any]:
         """The short form handlers return and ``--json`` prints."""
         return {
@@ -140,6 +156,7 @@ class RunManifest:
                 {"path": r.path, "error": r.error, "quarantine_key": r.quarantine_key}
                 for r in self.failed
             ],
+            "deferred": [{"path": r.path, "reason": r.error} for r in self.deferred],
             "notes": list(self.notes),
             "removals_blocked": self.removals_blocked,
         }

@@ -93,6 +93,16 @@ def tagged_path(path: str, tag: str) -> str:
     return f"{stem}~{tag}{path[len(stem) :]}"
 
 
+def quarantine_path(file_id: str, path: str) -> str:
+    """Where an input that got no output key keeps its bytes in the run's quarantine: one flat
+    name led by a tag of its id and path (``<16 hex>~a_b.csv``), so it clashes with nothing."""
+    tag = hashlib.sha1(f"{file_id}:{path}".encode(), usedforsecurity=False).hexdigest()[:16]
+    try:
+        return safe_key(f"{tag}~{path.rsplit('/', 1)[-1]}").replace("/", "_")
+    except StorageError:
+        return tag
+
+
 def _tags(candidate: Candidate) -> list[str]:
     longer = hashlib.sha1(f"{candidate.file_id}:{candidate.path}".encode(), usedforsecurity=False)
     return [id_tag(candidate.file_id), longer.hexdigest()[:16]]
@@ -248,7 +258,8 @@ def claim_outputs(
     """Give each input to fetch an output path no other input shares (see the module doc).
 
     Sets ``record.output_path`` and ``record.renamed`` where the Drive path cannot be used;
-    an input left without a usable path is marked failed and dropped from the list.
+    an input left without a usable path is marked failed with the reason and stays in the
+    list: it is fetched only for a quarantine copy of its bytes (see ``fetch_and_process``).
     """
     from shared.transform.outputs import compression
     from shared.transform.writers import extension
@@ -286,8 +297,7 @@ def claim_outputs(
         choice = assigned.get(state_key(planned.file))
         if choice is not None and choice.output_path is None:
             planned.record.status, planned.record.error = "failed", choice.reason
-            continue
-        if choice is not None:
+        elif choice is not None:
             planned.record.output_path = choice.output_path
             planned.record.renamed = choice.reason
         kept.append(planned)

@@ -7,12 +7,20 @@ behind.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from shared.errors import DriveError, LeaseHeld, LeaseLost, RetryableError, StorageError
+from shared.errors import (
+    DriveError,
+    LeaseHeld,
+    LeaseLost,
+    OutOfTime,
+    RetryableError,
+    StorageError,
+)
 from shared.run.manifest import InputRecord
 from shared.storage import layout
 from shared.transform.outputs import SPOOL_BYTES
@@ -41,12 +49,16 @@ def process_input(
 ) -> None:
     """Turn one fetched input into outputs at ``dest``; on a bad input, quarantine it.
 
-    Marks ``record`` as ``written`` or ``failed``. This is the per-input boundary: whatever
-    rendering the input raises (a reader, a step or a serializer; ``RecursionError`` and other
-    bugs included) fails this input alone, except the run's own infrastructure errors
+    Marks ``record`` as ``written``, ``failed`` or ``deferred``. This is the per-input boundary:
+    whatever rendering the input raises (a reader, a step or a serializer; ``RecursionError``
+    and other bugs included) fails this input alone, except the run's own infrastructure errors
     (:data:`RUN_ERRORS`). Writing to the destination is outside the boundary: its
     ``StorageError`` propagates, as it is about the destination, not the input, and the
     caller decides whether to retry.
+
+    An input that would outlast the function's remaining time (:class:`OutOfTime`, from the
+    cooperative checks of :mod:`shared.deadline`) is ``deferred`` to the next run, unless it was
+    the invocation's first: it had all of the function's time, so it fails and is quarantined.
     """
     relpath = record.output_path or record.path  # what its keys are named after
     with ExitStack() as stack:
@@ -54,6 +66,13 @@ def process_input(
             outputs = render(pipeline, data, fmt, relpath, record, stack)
         except RUN_ERRORS:
             raise
+        except OutOfTime as exc:
+            if not exc.first:
+                defer(record, f"{exc}; left for the next run")
+                return
+            reason = f"{describe_failure(exc)}; it had the function's whole time to itself"
+            quarantine(dest, data, record, run_id, reason)
+            return
         except Exception as exc:
             # Anything the input's content caused: quarantine the bytes and report why.
             quarantine(dest, data, record, run_id, describe_failure(exc))
@@ -70,14 +89,37 @@ def process_input(
 
 
 def quarantine(
-    dest: Storage, data: BinaryIO, record: InputRecord, run_id: str, reason: str
+    dest: Storage,
+    data: BinaryIO,
+    record: InputRecord,
+    run_id: str,
+    reason: str,
+    *,
+    relpath: str | None = None,
 ) -> None:
-    """Fail ``record`` with ``reason`` and keep a copy of the input's bytes in quarantine."""
+    """Fail ``record`` with ``reason`` and keep a copy of the input's bytes in quarantine.
+
+    The copy is named after ``relpath`` (default: the input's output path), or after a hash of
+    the input's id and path when that gives no usable key (too long, say): a copy is always kept.
+    """
     record.status = "failed"
     record.error = reason
-    record.quarantine_key = layout.quarantine_key(run_id, record.output_path or record.path)
+    try:
+        key = layout.quarantine_key(run_id, relpath or record.output_path or record.path)
+    except StorageError:
+        digest = hashlib.sha1(f"{record.source_id}:{record.path}".encode(), usedforsecurity=False)
+        key = layout.quarantine_key(run_id, digest.hexdigest()[:16])
+    record.quarantine_key = key
     data.seek(0)
-    dest.write(record.quarantine_key, data)
+    dest.write(key, data)
+
+
+def defer(record: InputRecord, reason: str) -> None:
+    """Leave ``record`` for the next run (the function's time ran out), saying why."""
+    record.status = "deferred"
+    record.error = reason
+    record.rows_in = record.rows_out = None
+    record.steps.clear()
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from shared.errors import StorageError
+from shared import deadline
+from shared.errors import RetryableError, StorageError
 from shared.log import get_logger
+from shared.run.attempts import Attempts, crash_reason
 from shared.run.engine import Progress, open_store, save_manifest
 from shared.run.manifest import InputRecord, RunManifest, new_run_id
-from shared.run.process import copy_to_temp, process_input
+from shared.run.process import copy_to_temp, process_input, quarantine
+from shared.settings import runtime_settings
 from shared.storage import layout
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
+    from shared.storage import ObjectInfo, Storage
 
 log = get_logger("pipeline")
 
@@ -34,7 +38,11 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
     """Process one object (``relpath`` under ``source_url``) into the pipeline's destination.
 
     Storage failures (either store unreachable, the object unreadable) raise ``StorageError``,
-    which :func:`shared.errors.is_transient` treats as worth a redelivery.
+    which :func:`shared.errors.is_transient` treats as worth a redelivery; so does an object
+    the function's time ran out before (``RetryableError``, see :mod:`shared.deadline`). The
+    object is processed under an attempt marker (:mod:`shared.run.attempts`): once
+    ``DRIVEPIPE_POISON_ATTEMPTS`` invocations in a row died on this version of it, it is
+    quarantined unprocessed and the event acknowledged.
     """
     from shared.transform.readers import detect_format
 
@@ -70,7 +78,7 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
         except StorageError as exc:
             raise StorageError(f"cannot read {record.source_id}: {exc}") from exc
         with data:
-            process_input(pipeline, dest, data, fmt, record, manifest.run_id)
+            _process(pipeline, dest, data, fmt, record, manifest.run_id, info)
     if progress:
         progress(record, 1, 1)
     save_manifest(dest, manifest)
@@ -87,6 +95,46 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
         },
     )
     return manifest
+
+
+@dataclass(frozen=True)
+class _Version:
+    """An uploaded object's version, as an attempt marker records it."""
+
+    path: str
+    md5: str | None
+    modified_time: str | None
+
+
+def _process(
+    pipeline: Pipeline,
+    dest: Storage,
+    data: BinaryIO,
+    fmt: str,
+    record: InputRecord,
+    run_id: str,
+    info: ObjectInfo,
+) -> None:
+    """``process_input`` under an attempt marker and within the function's time."""
+    late = deadline.refusal()
+    if late is not None:
+        raise RetryableError(f"{record.source_id}: {late}")
+    attempts = Attempts(dest, pipeline.name, run_id, runtime_settings().poison_attempts)
+    key = record.source_id  # the object's URL: the marker's name
+    updated = info.updated.isoformat() if info.updated else None
+    crashes = attempts.begin(key, _Version(record.path, info.etag, updated))
+    if crashes >= attempts.limit:  # a poison pill: acknowledged, never processed again
+        quarantine(dest, data, record, run_id, crash_reason(crashes))
+    else:
+        try:
+            with deadline.for_input():
+                process_input(pipeline, dest, data, fmt, record, run_id)
+        except Exception:  # the run's error, not a crash on this object
+            attempts.abandon(key)
+            raise
+    attempts.done(key)
+    if record.status == "deferred":  # not the invocation's first: a redelivery takes it
+        raise RetryableError(f"{record.source_id}: {record.error}")
 
 
 def relative_to_prefix(url: str, prefix_url: str) -> str | None:

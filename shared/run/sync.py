@@ -122,6 +122,7 @@ def run_planned(
         try:
             _save_state(ctx, state)
         finally:
+            manifest.note_deferred()  # inputs the function's time ran out before
             save_manifest(ctx.dest, manifest)
     counts = manifest.counts()
     log.log(  # WARNING when inputs failed (quarantined, listed in the manifest): alertable

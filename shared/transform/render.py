@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO
 
+from shared import deadline
 from shared.transform.outputs import RenderedOutput, render_frame
 from shared.transform.streaming import should_stream
 
@@ -38,6 +39,7 @@ def render(
     rows_in = rows_out = 0
     data.seek(0)
     for table in read_table(data, fmt, pipeline.read):
+        deadline.check()  # reading may have taken the input's time (steps check again)
         frame, stats = apply_steps(table.frame, list(pipeline.steps))
         rows_in += len(table.frame)
         rows_out += len(frame)

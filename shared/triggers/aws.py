@@ -7,10 +7,11 @@ failures with :mod:`shared.triggers.delivery`. Every record is reported on its o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
+from shared import deadline
 from shared.log import get_logger
 from shared.triggers import service
 from shared.triggers.delivery import (
@@ -22,6 +23,19 @@ from shared.triggers.delivery import (
 from shared.triggers.events import from_s3_event, pipelines_from_detail, sqs_attempt
 
 log = get_logger("aws")
+T = TypeVar("T")
+
+
+def within_deadline(event: Any, get_response: Callable[[Any], T]) -> T:
+    """Chalice middleware (``app.register_middleware(aws.within_deadline)``): run the handler
+    within the invocation's deadline, from its Lambda context (:mod:`shared.deadline`).
+
+    ``event`` is Chalice's event object (its ``context``) or, for a route, the request (its
+    ``lambda_context``); so no handler passes the context on itself.
+    """
+    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
+    with deadline.within(deadline.from_lambda_context(context)):
+        return get_response(event)
 
 
 def s3_notification(event: Mapping[str, Any], *, trigger: str = "s3") -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from shared import deadline
 from shared.log import get_logger
 from shared.triggers import service
 from shared.triggers.delivery import (
@@ -48,8 +49,10 @@ def _deliver(
     work: Callable[[], T],
     transient: Callable[[BaseException], bool] = unexpected_or_transient,
 ) -> T | None:
-    """``work()`` under the delivery policy; ``None`` when a permanent failure was dropped."""
-    result = attempt(work, catch_all=True, transient=transient)
+    """``work()`` under the delivery policy, within the function's deadline (its deployed
+    timeout, :func:`shared.deadline.from_env`); ``None`` when a permanent failure was dropped."""
+    with deadline.within(deadline.from_env()):
+        result = attempt(work, catch_all=True, transient=transient)
     if not isinstance(result, Failure):
         return result
     log_failure(log, name, result, context)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from shared import deadline
 from shared.errors import ApiError, RetryableError, StorageError
 from shared.log import get_logger
 from shared.triggers import service
@@ -80,7 +81,8 @@ def route(method: str, path: str, body: Body = None, *, mounts: Collection[str] 
     """Answer ``method path`` from :data:`ROUTES`: the view's response, 405 or 404.
 
     A leading segment in ``mounts`` (the function's own name, which some proxies keep in the
-    path) is dropped first.
+    path) is dropped first. The view runs within the function's deadline when its deployed
+    timeout is known (:func:`shared.deadline.from_env`; on AWS, Chalice's middleware sets it).
     """
     parts = [p for p in path.split("/") if p]
     if parts and parts[0] in mounts:
@@ -91,7 +93,8 @@ def route(method: str, path: str, body: Body = None, *, mounts: Collection[str] 
             continue
         if method not in entry.methods:
             return _method_not_allowed(entry)
-        return respond(entry, params, body)
+        with deadline.within(deadline.from_env()):
+            return respond(entry, params, body)
     return error_response(ApiError(f"no route for {method} {path}", status=404, code="not_found"))
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shared import deadline
 from shared.config import Pipeline, PipelineFile, load_config_from_env
 from shared.errors import (
     ApiError,
@@ -287,7 +288,10 @@ def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
 
 
 def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, Any]]:
-    """Run the named pipelines (or every ``scheduled`` one) incrementally."""
+    """Run the named pipelines (or every ``scheduled`` one) incrementally.
+
+    A pipeline reached once only the function's reserve of time is left is not started (the
+    result says so): the next tick syncs it."""
     cfg = config()
     if pipelines is None:
         chosen = [p for p in cfg.pipelines.values() if p.scheduled]
@@ -296,9 +300,14 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
         if unknown:
             log.error("unknown pipelines in schedule", extra={"pipelines": unknown})
         chosen = [cfg.pipelines[n] for n in pipelines if n in cfg.pipelines]
-    results = []
+    results: list[dict[str, Any]] = []
     transient: list[str] = []
     for pipeline in chosen:
+        late = deadline.refusal()  # an earlier pipeline took the function's time
+        if late is not None:
+            log.warning("scheduled sync not started", extra={"pipeline": pipeline.name})
+            results.append({"pipeline": pipeline.name, "skipped": late})
+            continue
         try:
             manifest = run_or_fan_out(SyncRequest(pipeline=pipeline, trigger=trigger))
             results.append({"pipeline": pipeline.name, "summary": manifest.summary()})

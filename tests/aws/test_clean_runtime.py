@@ -49,7 +49,7 @@ FANOUT_PIPELINE = """
 scheduled = false
 source = { folder_id = "${DRIVE_FOLDER_ID}", include = ["**/*.csv"] }
 output = { url = "s3://${DRIVEPIPE_OUTPUT_BUCKET}/bulk", format = "parquet" }
-fanout = { min_files = 3, batch_size = 1, max_attempts = 3 }
+fanout = { min_files = 3, batch_size = 1, max_attempts = 4 }
 """
 CSV = "Region Name,Units\nnorth,3\nsouth,5\n"
 RUN_TIMEOUT = 240

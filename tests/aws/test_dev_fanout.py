@@ -36,7 +36,7 @@ FANOUT_CONFIG = f"""
 scheduled = true
 source = {{ folder_id = "${{DRIVE_FOLDER_ID}}" }}
 output = {{ url = "s3://${{DRIVEPIPE_OUTPUT_BUCKET}}/bulk", format = "parquet" }}
-fanout = {{ min_files = 3, batch_size = {BATCH}, max_attempts = 3 }}
+fanout = {{ min_files = 3, batch_size = {BATCH}, max_attempts = 4 }}
 """
 
 
@@ -102,7 +102,7 @@ def test_the_bridge_pumps_the_work_queue_until_the_run_is_finalized(
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
     redrive = json.loads(policy["Attributes"]["RedrivePolicy"])
-    assert int(redrive["maxReceiveCount"]) == 3  # the pipeline's fanout.max_attempts
+    assert int(redrive["maxReceiveCount"]) == 4  # the pipeline's fanout.max_attempts
     app = load_app(DRIVEPIPE_CONFIG=str(config), **env)
     seen: list[Invocation] = []
     bridge = AwsDevBridge(app.app, stack.s3(), stack.input_bucket, sqs=sqs, report=seen.append)

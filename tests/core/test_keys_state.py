@@ -90,6 +90,7 @@ def test_manifest_counts_and_summary() -> None:
         "removed": 0,
         "removed_kept": 0,
         "removal_blocked": 0,
+        "deferred": 0,
     }
     assert summary["rows_out"] == 3
     assert summary["failed"] == [

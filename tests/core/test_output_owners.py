@@ -20,6 +20,7 @@ from shared.cli import EXIT_OK, main
 from shared.config import Pipeline, parse_config
 from shared.drive.naming import id_tag
 from shared.run.manifest import RunManifest
+from shared.run.ownership import quarantine_path
 from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from tests.core.conftest import DriveTree, xlsx_bytes
@@ -198,9 +199,19 @@ def test_a_folder_appearing_under_a_file_key_the_state_keeps(
     by_path = {r.path: r for r in second.inputs}
     assert by_path["k.tsv"].status == "skipped_unchanged"
     inner = by_path["k.csv/x.csv"]
-    assert inner.status == "failed" and inner.quarantine_key is None
+    assert inner.status == "failed" and inner.output_keys == []
     assert "k.csv/x.csv would be under" in str(inner.error)
     assert "rename one of them in Drive" in str(inner.error)
+    # fetched only for a quarantine copy of its exact bytes, under a flat name that cannot
+    # clash either; no state entry, so the next run tries it again
+    store = open_storage(url)
+    assert inner.quarantine_key == f"_quarantine/{second.run_id}/" + quarantine_path(
+        inner.source_id, "k.csv/x.csv"
+    )
+    assert store.read(inner.quarantine_key) == (clash_tree.root / "k.csv" / "x.csv").read_bytes()
+    assert "/" not in inner.quarantine_key.split(f"{second.run_id}/", 1)[1]
+    entries = json.loads(store.read("_state/clash.json"))["inputs"].values()
+    assert "k.csv/x.csv" not in {e["path"] for e in entries}
     # k.tsv is edited: it is renamed now (the upper side yields), and the folder's file is
     # written by the next run, once k.csv is gone.
     clash_tree.write("k.tsv", _csv("k.tsv v2", "\t"))

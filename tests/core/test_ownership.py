@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.drive.naming import id_tag, unique_names
-from shared.run.ownership import Candidate, assign_output_paths, tagged_path
+from shared.run.ownership import Candidate, assign_output_paths, quarantine_path, tagged_path
 from shared.storage import layout
 
 EXT = ".parquet"
@@ -142,7 +142,7 @@ def test_distinct_drive_files_get_distinct_unnested_keys_under_the_prefix(
     for c in candidates:
         choice = assigned.get(c.owner)
         if choice is not None and choice.output_path is None:
-            assert choice.reason  # failed clearly, not fetched
+            assert choice.reason  # failed clearly: fetched only for a quarantine copy
             continue
         path = choice.output_path if choice else c.path
         key = layout.output_key(path, EXT, sheet="S" if c.sheets_dir else None)
@@ -154,6 +154,24 @@ def test_distinct_drive_files_get_distinct_unnested_keys_under_the_prefix(
             assert a != b, f"two inputs share {a}"
             assert not b.startswith(a + "/") and not a.startswith(b + "/"), (a, b)
     assert assign_output_paths(candidates[::-1], {}, EXT) == assigned
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["1", "2", "3"]), ENTRY), min_size=2, max_size=8))
+def test_inputs_without_a_key_get_distinct_flat_quarantine_names(
+    entries: list[tuple[str, tuple[str, str, str]]],
+) -> None:
+    """The quarantine copy of an input that got no output key: one flat, usable name per
+    (Drive id, path), so two such copies never share a key or nest in one another."""
+    inputs = {(file_id, folder + name + suffix) for file_id, (folder, name, suffix) in entries}
+    names = [quarantine_path(file_id, path) for file_id, path in inputs]
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert "/" not in name and layout.safe_key(name) == name
+        key = layout.quarantine_key("20260101T000000Z-00000000", name)
+        assert key == f"_quarantine/20260101T000000Z-00000000/{name}"
+    long_name = quarantine_path("1", "x" * 3000)  # no usable key from the name: the tag alone
+    assert len(long_name) == 16 and int(long_name, 16) >= 0
 
 
 def test_a_big_clash_is_resolved_quickly_and_told_briefly() -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from shared import deadline
 from shared.config import load_config_from_env
+from shared.deadline import Deadline
 from shared.errors import RetryableError, is_transient
 from shared.triggers import service
 from tests.core.conftest import DriveTree
@@ -55,3 +57,15 @@ def test_named_pipelines_and_unknown_names(schedule_config: Path, tmp_path: Path
     assert [r["pipeline"] for r in results] == ["manual", "nope"]
     assert results[0]["summary"]["counts"]["written"] >= 2
     assert results[1]["error"] == "unknown pipeline"
+
+
+def test_pipelines_reached_after_the_function_s_time_are_not_started(
+    schedule_config: Path, tmp_path: Path
+) -> None:
+    now = [0.0]
+    with deadline.within(Deadline.after(60, source="test", clock=lambda: now[0], reserve=10)):
+        now[0] = 55.0  # an earlier pipeline took the time
+        results = service.on_schedule(["manual", "good"], trigger="schedule")
+    assert [r["pipeline"] for r in results] == ["manual", "good"]
+    assert all(r["skipped"].startswith("not started: the function had 5.0 s left") for r in results)
+    assert not (tmp_path / "manual").exists() and not (tmp_path / "out").exists()

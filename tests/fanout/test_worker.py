@@ -65,7 +65,9 @@ def make_pipeline(tmp_path: Path, folder_id: str, *, batch_size: int = 1) -> Pip
                     "source": {"folder_id": folder_id},
                     "steps": [{"op": "custom", "function": "tests.fanout.poison:crash_on_marker"}],
                     "output": {"url": str(tmp_path / "out"), "format": "csv"},
-                    "fanout": {"min_files": 2, "batch_size": batch_size, "max_attempts": 2},
+                    # the queue's max_attempts is passed to handle_item; the config's must be above
+                    # DRIVEPIPE_POISON_ATTEMPTS (checked at load)
+                    "fanout": {"min_files": 2, "batch_size": batch_size, "max_attempts": 5},
                 }
             },
         }

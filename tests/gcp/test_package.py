@@ -328,3 +328,18 @@ def test_builds_run_as_their_own_service_account():
     ]
     for f in deploys(cfg).values():
         assert f["--build-service-account"] == f"projects/acme-data/serviceAccounts/{build_sa}"
+
+
+@pytest.mark.parametrize("fanout", [False, True])
+def test_each_function_is_told_its_own_timeout(fanout: bool):
+    """Gen2 has no remaining-time API: the core's time budget reads the deployed --timeout from
+    DRIVEPIPE_TIMEOUT_SECONDS, so each function's variable must equal its own flag."""
+    by_entry = deploys(config(fanout=fanout, http_timeout_s=1800, event_timeout_s=300))
+    if fanout:
+        assert {"fanout_worker", "fanout_dead_letter"} <= set(by_entry)
+    for entry, f in by_entry.items():
+        env = dict(pair.split("=", 1) for pair in f["--set-env-vars"].split(","))
+        assert f["--timeout"] == env["DRIVEPIPE_TIMEOUT_SECONDS"] + "s", entry
+        assert env["DRIVEPIPE_OUTPUT_BUCKET"] == "acme-out"  # the rest is kept
+    assert by_entry["sync_http"]["--timeout"] == "1800s"
+    assert by_entry["on_upload"]["--timeout"] == "300s"

@@ -37,12 +37,15 @@ class PlannedFile:
     format: str
     output_path: str | None = None  # see shared.run.ownership
     renamed: str | None = None
+    failed: str | None = None  # no output key (a clash): fetched only to quarantine it
 
 
 def _file_json(planned: PlannedFile) -> dict[str, object]:
     body: dict[str, object] = {"file": asdict(planned.file), "format": planned.format}
     if planned.output_path is not None:
         body["output_path"], body["renamed"] = planned.output_path, planned.renamed
+    if planned.failed is not None:
+        body["failed"] = planned.failed
     return body
 
 
@@ -87,6 +90,7 @@ class WorkItem:
                     str(entry["format"]),
                     entry.get("output_path"),
                     entry.get("renamed"),
+                    entry.get("failed"),
                 )
                 for entry in body["files"]
             )

@@ -24,7 +24,7 @@ from shared.run.engine import (
 )
 from shared.run.fanout.items import ItemResult, PlannedFile, WorkItem, item_id
 from shared.run.fanout.runs import maybe_finalize, run_lease
-from shared.run.manifest import RunManifest, input_record
+from shared.run.manifest import InputRecord, RunManifest, input_record
 from shared.run.mirror import plan_section
 from shared.run.sync import run_planned, run_sync
 from shared.storage.layout import plan_key, result_key, run_key
@@ -124,7 +124,7 @@ def _enqueue(
             pipeline=pipeline.name,
             destination=pipeline.output.url,
             files=tuple(
-                PlannedFile(f, fmt, record.output_path, record.renamed)
+                PlannedFile(f, fmt, record.output_path, record.renamed, _plan_failure(record))
                 for f, fmt, record in to_fetch[n : n + size]
             ),
             items_total=-(-len(to_fetch) // size),
@@ -197,3 +197,8 @@ def _record_unsent(dest: Any, item: WorkItem, queue: str) -> None:
         records.append(record)
     result = ItemResult(item.run_id, item.item_id, "failed", records, {}, 0, reason)
     dest.create_if_absent(result_key(item.run_id, item.item_id), result.to_json())
+
+
+def _plan_failure(record: InputRecord) -> str | None:
+    """Why the plan failed an input to fetch (an output key clash), else ``None``."""
+    return record.error if record.status == "failed" else None

@@ -190,7 +190,7 @@ def assemble(plan: dict[str, Any], results: list[ItemResult]) -> RunManifest:
     )
     if crashed:
         notes.append(f"{len(crashed)} work item(s) failed as a whole: " + crashed[0].error_text())
-    return RunManifest(
+    manifest = RunManifest(
         run_id=plan["run_id"],
         pipeline=plan["pipeline"],
         trigger=plan["trigger"],
@@ -202,6 +202,8 @@ def assemble(plan: dict[str, Any], results: list[ItemResult]) -> RunManifest:
         notes=notes,
         removals_blocked=plan.get("removals_blocked"),
     )
+    manifest.note_deferred()  # inputs a worker's time ran out before: the next run's
+    return manifest
 
 
 def _merge_state(

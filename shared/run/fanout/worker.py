@@ -133,6 +133,8 @@ def _record_failure(dest: Storage, item: WorkItem, attempt: int, reason: str) ->
 def _record(planned: PlannedFile) -> InputRecord:
     record = input_record(planned.file)
     record.output_path, record.renamed = planned.output_path, planned.renamed
+    if planned.failed is not None:  # the plan's verdict: the engine only quarantines it
+        record.status, record.error = "failed", planned.failed
     return record
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from shared import deadline
 from shared.errors import TransformError
 from shared.transform.steps import columns, rows
 from shared.transform.steps.cast import cast_columns
@@ -72,7 +73,11 @@ def apply_steps(df: pd.DataFrame, steps: Sequence[Step]) -> tuple[pd.DataFrame, 
 
 
 def apply_step(df: pd.DataFrame, step: Step, index: int) -> tuple[pd.DataFrame, StepStat]:
-    """Run one step (``index`` is its position in the pipeline, used in error messages)."""
+    """Run one step (``index`` is its position in the pipeline, used in error messages).
+
+    Checks the function's time first (:func:`shared.deadline.check`): a step is where a big
+    input's time goes, whole or batch by batch."""
+    deadline.check()
     started = time.perf_counter()
     try:
         result = REGISTRY[step.op](df, **step_params(step))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
+from shared import deadline
 from shared.errors import ReadError, TransformError
 from shared.log import get_logger
 from shared.storage import layout
@@ -134,6 +135,7 @@ class _Run:
             else new_sink()
         )
         for frame in frames:
+            deadline.check()  # between batches: the function's time, for steps or none
             result = self._row_steps(frame)
             self.rows_out += len(result)
             target.write(result)
@@ -159,6 +161,7 @@ class _Run:
                 list(step.by), dict(step.aggs), compact_rows=self.pipeline.streaming.batch_rows
             )
         for frame in frames:
+            deadline.check()
             result = self._row_steps(frame)
             with _step_errors(index, step.op):
                 aggregator.add(result)
