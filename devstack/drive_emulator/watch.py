@@ -144,6 +144,9 @@ class WatchApi:
         self.timeout = timeout
         self.faults = NotificationFaults()
         self.deliveries: list[Delivery] = []
+        # ("opened" | "stopped" | "expired" | "forgotten", channel id), in order: tests check
+        # that a renewal opened the new channel before it stopped the old one.
+        self.history: list[tuple[str, str]] = []
         self._channels: dict[str, WatchedChannel] = {}
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
@@ -182,6 +185,7 @@ class WatchApi:
             if channel_id in self._channels:
                 raise ApiError(400, "channelIdNotUnique", f"Channel id {channel_id} not unique")
             self._channels[channel_id] = channel
+            self.history.append(("opened", channel_id))
         self._enqueue(channel_id, "sync")
         return channel.resource()
 
@@ -198,6 +202,7 @@ class WatchApi:
                     404, "notFound", f"Channel '{channel_id}' not found for project 'emulator'"
                 )
             del self._channels[channel_id]
+            self.history.append(("stopped", channel_id))
 
     def _check_address(self, address: str) -> None:
         parts = urlsplit(address)
@@ -218,7 +223,10 @@ class WatchApi:
     def forget(self, channel_id: str) -> bool:
         """Drive stops a channel on its own (no notice to anyone): nothing more is sent."""
         with self._lock:
-            return self._channels.pop(channel_id, None) is not None
+            if self._channels.pop(channel_id, None) is None:
+                return False
+            self.history.append(("forgotten", channel_id))
+            return True
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every queued notification was delivered (or given up); False on timeout."""
@@ -243,6 +251,7 @@ class WatchApi:
         with self._lock:
             for channel_id in [c.id for c in self._channels.values() if c.expiration_ms <= now_ms]:
                 del self._channels[channel_id]
+                self.history.append(("expired", channel_id))
 
     def _enqueue(self, channel_id: str, state: str) -> None:
         fault = self.faults.pick() if state == "change" else None
