@@ -170,4 +170,3 @@ def test_the_webhook_refuses_bad_requests_over_http(aws: AwsPush) -> None:
     big = requests.post(url, data=b"x" * 5000, timeout=30)
     assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
     assert requests.get(url, timeout=30).status_code in (403, 405)
-
