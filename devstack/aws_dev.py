@@ -316,8 +316,10 @@ def ensure_bucket(s3: Any, name: str) -> None:
 
 
 @contextlib.contextmanager
-def chalice_local(port: int, env: dict[str, str]) -> Iterator[str]:
-    """``chalice local --stage local`` on 127.0.0.1:port; yields its URL, stops it after."""
+def chalice_local(port: int, env: dict[str, str], *, quiet: bool = False) -> Iterator[str]:
+    """``chalice local --stage local`` on 127.0.0.1:port; yields its URL, stops it after.
+
+    ``quiet`` discards its output (request lines), for benchmarks."""
     from devstack.servers import venv_executable, wait_for_port
 
     command = [
@@ -331,7 +333,10 @@ def chalice_local(port: int, env: dict[str, str]) -> Iterator[str]:
         "--port",
         str(port),
     ]
-    process = subprocess.Popen(command, cwd=APP_DIR, env=env, start_new_session=True)
+    output = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(
+        command, cwd=APP_DIR, env=env, start_new_session=True, stdout=output, stderr=output
+    )
     try:
         wait_for_port("127.0.0.1", port, timeout=60)
         yield f"http://127.0.0.1:{port}"
