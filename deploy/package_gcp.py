@@ -115,6 +115,7 @@ class DeployConfig:
     fanout_max_instances: int = 5  # workers at once: keeps Drive under its quota
     fanout_timeout_s: int = 300
     fanout_max_delivery_attempts: int = 5  # Pub/Sub allows 5..100
+    push: bool = False  # Drive push notifications: drive_notifications + push_worker
     source: Path = SOURCE_DIR
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -168,6 +169,8 @@ class DeployConfig:
             "on_schedule": "schedule",
             "fanout_worker": "work",
             "fanout_dead_letter": "dead-letter",
+            "drive_notifications": "notifications",
+            "push_worker": "push",
         }
         return f"{self.prefix}-{suffix[entry_point]}"
 
@@ -182,6 +185,10 @@ class DeployConfig:
             env["DRIVE_FOLDER_ID"] = self.drive_folder_id
         if self.fanout:
             env["DRIVEPIPE_FANOUT_TOPIC"] = f"projects/{self.project}/topics/{self.work_topic}"
+        if self.push:
+            from deploy.push_gcp import push_env
+
+            env.update(push_env(self))
         env.update(self.extra_env)
         return env
 
@@ -300,6 +307,7 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
         ),
         _cmd("gcloud", "pubsub", "topics", "create", cfg.topic, p, why="Cloud Scheduler target"),
         *(fanout_setup_commands(cfg) if cfg.fanout else []),
+        *(_push_setup(cfg) if cfg.push else []),
     ]
 
 
@@ -398,7 +406,17 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
     )
     if cfg.fanout:
         commands += fanout_deploy_commands(cfg, common, event)
+    if cfg.push:
+        from deploy.push_gcp import push_deploy_commands
+
+        commands += push_deploy_commands(cfg, common, event)
     return commands
+
+
+def _push_setup(cfg: DeployConfig) -> list[Command]:
+    from deploy.push_gcp import push_setup_commands
+
+    return push_setup_commands(cfg)
 
 
 def teardown_commands(cfg: DeployConfig) -> list[Command]:
@@ -419,6 +437,8 @@ def teardown_commands(cfg: DeployConfig) -> list[Command]:
     entry_points = ["sync_http", "on_upload", "on_schedule"]
     if cfg.fanout:
         entry_points += ["fanout_worker", "fanout_dead_letter"]
+    if cfg.push:
+        entry_points += ["drive_notifications", "push_worker"]
     for entry_point in entry_points:
         commands.append(
             _cmd("gcloud", "functions", "delete", cfg.function_name(entry_point), p, r, "--quiet")
@@ -677,6 +697,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also create the work topics and deploy fanout_worker / fanout_dead_letter",
     )
     parser.add_argument("--fanout-max-instances", type=int, default=5)
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="Drive push notifications: the push topic, drive_notifications (public) and "
+        "push_worker (docs/push.md)",
+    )
     stage = parser.add_mutually_exclusive_group()
     stage.add_argument("--setup-only", action="store_true", help="only APIs, buckets, IAM")
     stage.add_argument("--deploy-only", action="store_true", help="only deploy + scheduler")
@@ -704,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scheduled_pipelines=tuple(args.pipelines),
             fanout=args.fanout,
             fanout_max_instances=args.fanout_max_instances,
+            push=args.push,
             source=Path(os.path.relpath(SOURCE_DIR)),
         )
     except ValueError as exc:
