@@ -278,6 +278,7 @@ class GcpDevStack:
         from devstack.secretmanager_local import SecretManagerStandIn
 
         self._pubsub = PubSubStandIn().start()
+        self._pubsub.on_delivery = self._report_push
         self._secrets = SecretManagerStandIn().__enter__()
         self._push_env = gcp_push_env(
             webhook_url=f"http://{HOST}:{webhook_port}/",
@@ -285,6 +286,16 @@ class GcpDevStack:
             secrets_host=self._secrets.host,
             project=self.project,
             topic=PUSH_TOPIC,
+        )
+
+    def _report_push(self, subscription: Any, message: dict[str, Any], result: Any) -> None:
+        pipeline = message.get("attributes", {}).get("pipeline", "?")
+        if result is None:
+            self.printer(f"[push_worker] {pipeline} -> no answer (redelivered)")
+            return
+        outcome = "ok" if result.ok else "FAILED, redelivered"
+        self.printer(
+            f"[push_worker] {pipeline} -> {result.status} ({result.seconds:.2f}s, {outcome})"
         )
 
     def stop(self) -> None:

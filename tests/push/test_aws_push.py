@@ -73,11 +73,13 @@ def test_a_burst_of_50_notifications_makes_at_most_two_syncs(aws: AwsPush) -> No
 
 
 def test_forged_unknown_and_replayed_notifications_change_nothing(aws: AwsPush) -> None:
+    aws.write("forged/genuine.csv", "Region,Units\nnorth,1\n")  # one real notification
+    wait_for(lambda: "sales/forged/genuine.parquet" in aws.data_keys(), "a real change")
     aws.settle()
     record = aws.record()
     assert record.current is not None
     seen = aws.requested()
-    assert seen is not None  # earlier tests were notified
+    assert seen is not None
     number = max(seen.seen.values())
     lake, runs = aws.data_keys(), len(aws.runs())
     genuine = {
@@ -102,6 +104,10 @@ def test_forged_unknown_and_replayed_notifications_change_nothing(aws: AwsPush) 
             assert answer.json()["status"] == "duplicate"
     assert aws.queued() == 0 and aws.requested() == seen
     assert aws.data_keys() == lake and len(aws.runs()) == runs
+    s3 = aws.moto.client("s3")
+    for key in aws.keys(""):  # manifests, state, the channel record, outputs: no token
+        body = s3.get_object(Bucket=aws.output_bucket, Key=key)["Body"].read()
+        assert genuine["X-Goog-Channel-Token"].encode() not in body, key
 
 
 def test_the_schedule_renews_an_expiring_channel_with_no_gap(

@@ -163,6 +163,8 @@ def test_a_burst_of_50_notifications_makes_at_most_two_syncs(gcp: GcpPush) -> No
 
 
 def test_forged_unknown_and_replayed_notifications_change_nothing(gcp: GcpPush) -> None:
+    gcp.write("sales/forged/genuine.csv", "region,units\nnorth,1\n")  # one real notification
+    wait_for(lambda: "sales/sales/forged/genuine.parquet" in gcp.data_keys(), "a real change")
     gcp.settle()
     current = gcp.record().current
     seen = pending.requested(gcp.dest(), "sales")
@@ -190,6 +192,10 @@ def test_forged_unknown_and_replayed_notifications_change_nothing(gcp: GcpPush) 
     assert gcp.stack.pubsub.stats.published == published  # nothing handed off
     assert pending.requested(gcp.dest(), "sales") == seen
     assert gcp.data_keys() == lake and len(gcp.runs()) == runs
+    bucket = gcp.stack.client.bucket("out-push")
+    for key in gcp.keys(""):  # manifests, state, the channel record, outputs: no token
+        data = bucket.blob(key).download_as_bytes()
+        assert genuine["X-Goog-Channel-Token"].encode() not in data, key
 
 
 def test_the_schedule_renews_the_channel_with_no_gap(gcp: GcpPush) -> None:
