@@ -19,27 +19,29 @@ same message number twice, as a replay), or random rates from the CLI.
 
 from __future__ import annotations
 
-import email.utils
 import queue
-import random
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from devstack.drive_emulator.errors import ApiError
+from devstack.drive_emulator.notifications import (
+    RETRIED_STATUSES,
+    Delivery,
+    NotificationFaults,
+    notification_headers,
+)
 
 MAX_CHANGES_LIFETIME_S = 604_800  # the guide's maximum for changes channels (one week)
 DEFAULT_LIFETIME_S = 3_600  # best guess: no expiration requested gives one hour
 MAX_CHANNEL_ID = 64  # the guide: "Maximum length: 64 characters"
 MAX_TOKEN = 256  # the guide: "Maximum length: 256 characters"
-RETRIED_STATUSES = frozenset({500, 502, 503, 504})
-USER_AGENT = "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 Clock = Callable[[], float]
 
@@ -69,62 +71,6 @@ class WatchedChannel:
         if self.token is not None:
             body["token"] = self.token
         return body
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One POST the emulator made (or dropped), for tests and stats."""
-
-    channel_id: str
-    state: str
-    message_number: int
-    status: int | None  # None: dropped by a fault, or the address did not answer
-    attempts: int
-
-
-@dataclass
-class NotificationFaults:
-    """Drop or duplicate notifications: the next N exactly, or at random rates."""
-
-    drop_rate: float = 0.0
-    duplicate_rate: float = 0.0
-    seed: int | None = None
-    _drop: int = 0
-    _duplicate: int = 0
-    _rng: random.Random = field(default_factory=random.Random, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self) -> None:
-        for name in ("drop_rate", "duplicate_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1]")
-        self._rng.seed(self.seed)
-
-    def drop_next(self, count: int = 1) -> None:
-        """The next ``count`` ``change`` notifications are never sent."""
-        with self._lock:
-            self._drop += count
-
-    def duplicate_next(self, count: int = 1) -> None:
-        """The next ``count`` ``change`` notifications are sent twice, same message number."""
-        with self._lock:
-            self._duplicate += count
-
-    def pick(self) -> str | None:
-        """``drop``, ``duplicate`` or ``None`` for one notification."""
-        with self._lock:
-            if self._drop:
-                self._drop -= 1
-                return "drop"
-            if self._duplicate:
-                self._duplicate -= 1
-                return "duplicate"
-            roll = self._rng.random()
-            if roll < self.drop_rate:
-                return "drop"
-            if roll < self.drop_rate + self.duplicate_rate:
-                return "duplicate"
-        return None
 
 
 class WatchApi:
@@ -317,24 +263,6 @@ class WatchApi:
                 break
         with self._lock:
             self.deliveries.append(Delivery(channel_id, state, number, status, attempts))
-
-
-def notification_headers(channel: WatchedChannel, state: str, number: int) -> dict[str, str]:
-    """The headers of one notification, as Drive sends them (the body is empty)."""
-    expires = email.utils.formatdate(channel.expiration_ms / 1000, usegmt=True)
-    headers = {
-        "User-Agent": USER_AGENT,
-        "Content-Length": "0",
-        "X-Goog-Channel-ID": channel.id,
-        "X-Goog-Channel-Expiration": expires,
-        "X-Goog-Resource-ID": channel.resource_id,
-        "X-Goog-Resource-URI": channel.resource_uri,
-        "X-Goog-Resource-State": state,
-        "X-Goog-Message-Number": str(number),
-    }
-    if channel.token is not None:
-        headers["X-Goog-Channel-Token"] = channel.token
-    return headers
 
 
 def _text(body: dict[str, Any], name: str, *, required: bool = False) -> Any:

@@ -15,23 +15,23 @@ the lease ``_locks/channels/<pipeline>/``, so two ticks never open two channels.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.drive.watch import MAX_CHANGES_CHANNEL_SECONDS
-from shared.errors import ConfigError, DriveError, SecretStoreError, StorageNotFound
+from shared.errors import ConfigError, DriveError, SecretStoreError
 from shared.log import get_logger
+from shared.run.channel_record import Channel, ChannelRecord
 from shared.run.channel_secrets import SecretStore, configured_store, delete_token
 from shared.run.lease import Lease
 from shared.settings import runtime_settings
 from shared.storage import layout
 
+__all__ = ["Channel", "ChannelRecord", "Outcome", "Watcher", "due", "maintain", "start", "stop"]
 if TYPE_CHECKING:
     from shared.config import Pipeline
     from shared.drive import DriveClient
@@ -39,82 +39,6 @@ if TYPE_CHECKING:
 
 log = get_logger("push")
 LOCK_SECONDS = 120.0
-RECORD_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Channel:
-    """One channel Drive opened for the pipeline."""
-
-    id: str
-    resource_id: str
-    address: str
-    expiration_ms: int
-    token_ref: str
-    opened_at: float
-    resource_uri: str = ""
-    drive_id: str | None = None
-
-    @property
-    def expires_at(self) -> float:
-        """The expiry in Unix seconds."""
-        return self.expiration_ms / 1000
-
-    def describe(self, now: float) -> dict[str, Any]:
-        """For ``watch status`` and logs: ids, address, expiry; the token's reference only."""
-        return {
-            "id": self.id,
-            "resource_id": self.resource_id,
-            "address": self.address,
-            "opened_at": _iso(self.opened_at),
-            "expires_at": _iso(self.expires_at),
-            "expires_in_hours": round((self.expires_at - now) / 3600, 2),
-            "token_ref": self.token_ref,
-        }
-
-
-@dataclass
-class ChannelRecord:
-    """The pipeline's channels, as stored in its destination."""
-
-    pipeline: str
-    current: Channel | None = None
-    retiring: list[Channel] = field(default_factory=list)
-
-    def find(self, channel_id: str) -> Channel | None:
-        """The channel with this id, current or retiring."""
-        for channel in [self.current, *self.retiring]:
-            if channel is not None and channel.id == channel_id:
-                return channel
-        return None
-
-    @classmethod
-    def load(cls, dest: Storage, pipeline: str) -> ChannelRecord:
-        """The stored record (empty when there is none)."""
-        try:
-            data = json.loads(dest.read(layout.channel_key(pipeline)))
-        except StorageNotFound:
-            return cls(pipeline)
-        current = data.get("current")
-        return cls(
-            pipeline,
-            Channel(**current) if current else None,
-            [Channel(**c) for c in data.get("retiring") or []],
-        )
-
-    def save(self, dest: Storage) -> None:
-        """Write the record, or delete it when no channel is left."""
-        key = layout.channel_key(self.pipeline)
-        if self.current is None and not self.retiring:
-            dest.delete(key)
-            return
-        body = {
-            "version": RECORD_VERSION,
-            "pipeline": self.pipeline,
-            "current": asdict(self.current) if self.current else None,
-            "retiring": [asdict(c) for c in self.retiring],
-        }
-        dest.write(key, json.dumps(body, indent=1).encode(), content_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -157,10 +81,6 @@ class Watcher:
                 "POST /drive/notifications (docs/push.md)"
             )
         return self.address
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def open_channel(watcher: Watcher) -> Channel:
