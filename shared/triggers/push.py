@@ -7,9 +7,10 @@ the resource id Drive's answer for it, and ``X-Goog-Channel-Token`` that channel
 from the secret store, compared in constant time. Then:
 
 - ``sync`` (sent once when a channel opens): 200, no work;
-- ``change``: recorded as a request (:func:`shared.run.pending.accept`; a replayed or late
-  message number is a no-op) and handed to the push queue (:mod:`shared.run.push_queue`);
-  the sync runs in the push worker, never here;
+- ``change``: recorded as a request (:func:`shared.run.pending.accept`) and handed to the push
+  queue (:mod:`shared.run.push_queue`); the sync runs in the push worker, never here. A
+  replayed or late message number records nothing; it is handed off again only while a sync
+  is still owed (Drive retries a notification answered 503: the queue may not have it);
 - missing headers: 400; an unknown channel or a wrong token: 403 (one answer for both); a body
   over :data:`MAX_BODY_BYTES`: 413; the store or the queue unreachable: 503 (Drive retries).
 
@@ -109,13 +110,21 @@ def _handle(note: Notification, token: str) -> Response:
     if note.state != "change":
         log.info("notification ignored", extra={**context, "state": note.state})
         return Response(200, {"status": "ignored", "state": note.state})
-    if not pending.accept(dest, pipeline.name, note.channel_id, note.number):
-        log.info("notification replayed or late: nothing to do", extra=context)
-        return Response(200, {"status": "duplicate"})
     message = push_queue.PushMessage(pipeline.name, f"message {note.number} on {note.channel_id}")
+    if not pending.accept(dest, pipeline.name, note.channel_id, note.number):
+        # Replayed or late: nothing new. If a sync is still owed, hand it off again (a no-op
+        # for a queue that has it already): Drive retries a notification we answered 503.
+        if pending.owed(dest, pipeline.name) is not None:
+            _hand_off(message)
+        log.info("notification replayed or late: nothing new", extra=context)
+        return Response(200, {"status": "duplicate"})
+    _hand_off(message)
+    return Response(200, {"status": "accepted", "pipeline": pipeline.name})
+
+
+def _hand_off(message: push_queue.PushMessage) -> None:
     if not push_queue.hand_off(message):
         raise ConfigError("no push queue: set DRIVEPIPE_PUSH_QUEUE (AWS) or DRIVEPIPE_PUSH_TOPIC")
-    return Response(200, {"status": "accepted", "pipeline": pipeline.name})
 
 
 def _find(channel_id: str) -> tuple[Pipeline, Storage, Channel] | None:

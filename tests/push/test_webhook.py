@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.run import channels, pending
+from shared.errors import RetryableError
+from shared.run import channels, pending, push_queue
+from shared.run.sync import SyncRequest, run_sync
 from shared.storage import open_storage
 from shared.triggers import push
 from tests.drive_emulator.webhook import Recorder
@@ -68,11 +70,33 @@ def test_a_replayed_or_late_message_number_changes_nothing(
     assert push.webhook("POST", second.headers, b"").body["status"] == "accepted"
     dest = open_storage(str(push_setup.output))
     before = pending.requested(dest, "sales")
+    run_sync(SyncRequest(push_setup.pipeline, trigger="push"))  # the owed sync ran
+    assert pending.owed(dest, "sales") is None
     for replay in (second, first):  # the same number again, then an older one
         answer = push.webhook("POST", replay.headers, b"")
         assert (answer.status, answer.body["status"]) == (200, "duplicate")
-    assert len(push_setup.handed_off) == 1
+    assert len(push_setup.handed_off) == 1  # nothing owed: nothing handed off again
     assert pending.requested(dest, "sales") == before
+    assert pending.owed(dest, "sales") is None
+
+
+def test_a_notification_drive_retries_after_a_503_is_handed_off(
+    push_setup: PushSetup, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_channel(push_setup)
+    push_setup.write("sales/q2.csv", "order_id,units\n3,1\n")
+    push_setup.drive.poll_changes()
+    change = recorder.wait_for(2)[1]
+
+    def queue_down(message: push_queue.PushMessage) -> bool:
+        raise RetryableError("SQS is not reachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(push_queue, "hand_off", queue_down)
+        assert push.webhook("POST", change.headers, b"").status == 503  # Drive retries it
+    retried = push.webhook("POST", change.headers, b"")
+    assert (retried.status, retried.body["status"]) == (200, "duplicate")
+    assert [m.pipeline for m in push_setup.handed_off] == ["sales"]  # handed off this time
 
 
 @pytest.mark.parametrize(
