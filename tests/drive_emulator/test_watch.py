@@ -275,3 +275,39 @@ def test_a_shared_drive_channel_needs_the_all_drives_flags(tmp_path: Path) -> No
         assert emu.watch.wait_idle()
         changes = [r.headers["X-Goog-Channel-ID"] for r in received if r.state == "change"]
         assert changes == ["b"]
+
+
+def test_our_client_sends_what_the_discovery_document_describes(
+    emu: DriveEmulator, hook: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """shared.drive's changes.watch / channels.stop: documented params, a Channel body."""
+    from devstack.drive_emulator.api import METHOD_PARAMS
+    from shared.drive import DriveClient
+    from shared.drive.http import DriveHttp
+
+    sent: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    post = DriveHttp.post_json
+
+    def recording(self: DriveHttp, path: str, params: dict[str, Any], body: dict[str, Any]) -> Any:
+        sent.append((path, params, body))
+        return post(self, path, params, body)
+
+    monkeypatch.setattr(DriveHttp, "post_json", recording)
+    client = DriveClient.from_env({"DRIVE_API_URL": emu.url, "DRIVE_ACCESS_TOKEN": "t"})
+    opened = client.watch_changes(
+        channel_id="drivepipe-" + "a" * 32,
+        address=hook.url,
+        token="t" * 43,
+        expiration_ms=int((NOW + 3_600) * 1000),
+        page_token=client.start_page_token(),
+    )
+    assert opened.expiration_ms == int((NOW + 3_600) * 1000)
+    assert client.stop_channel(opened.id, opened.resource_id) is True
+    assert client.stop_channel(opened.id, opened.resource_id) is False  # 404: already gone
+    doc = json.loads(DISCOVERY.read_text())
+    (watch_path, watch_params, watch_body), (stop_path, _, stop_body) = sent[:2]
+    assert (watch_path, stop_path) == ("changes/watch", "channels/stop")
+    assert set(watch_params) <= set(METHOD_PARAMS["drive.changes.watch"])
+    for body in (watch_body, stop_body):
+        assert schema_errors(body, {"$ref": "Channel"}, doc, "Channel") == []
+    assert watch_body["type"] == "web_hook"

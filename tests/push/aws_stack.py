@@ -1,7 +1,7 @@
 """The AWS local path for push, as ``drivepipe dev aws`` wires it, driven from a test.
 
-moto_server (S3, SQS, Secrets Manager), the Drive emulator (delivering real HTTP notifications,
-its clock injectable), ``chalice local`` serving ``POST /drive/notifications`` in its own
+moto_server (S3, SQS, Secrets Manager), the Drive emulator (delivering real HTTP notifications),
+``chalice local`` serving ``POST /drive/notifications`` in its own
 process, and the same app imported here, its ``push_worker`` fed from the push queue by the SQS
 pump and ``on_schedule`` fired on demand, as EventBridge would.
 """
@@ -35,16 +35,6 @@ from tests.aws.conftest import SHIPPED_CONFIG, import_app
 TIMEOUT = 90.0
 
 
-class OffsetClock:
-    """Real time plus an offset a test can move forward (the emulator's expiry clock)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
 def wait_for(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     """Poll ``check`` until it returns something truthy (its value); fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -63,7 +53,6 @@ class AwsPush:
 
     moto: MotoServer
     drive: DriveEmulator
-    clock: OffsetClock
     root: Path
     bridge: AwsDevBridge
     output_bucket: str
@@ -148,9 +137,8 @@ def aws_push_stack(moto: MotoServer, tmp: Path, *, suffix: str) -> Iterator[AwsP
     (root / "sales" / "q1.csv").write_text("Region,Units\nnorth,3\n")
     input_bucket = moto.create_bucket(f"in-{suffix}")
     output_bucket = moto.create_bucket(f"out-{suffix}")
-    clock = OffsetClock()
     invocations: list[Invocation] = []
-    with pytest.MonkeyPatch.context() as env, DriveEmulator(root, clock=clock) as drive:
+    with pytest.MonkeyPatch.context() as env, DriveEmulator(root) as drive:
         port = free_port()
         values = {
             **moto.env(),
@@ -181,9 +169,7 @@ def aws_push_stack(moto: MotoServer, tmp: Path, *, suffix: str) -> Iterator[AwsP
             )
             assert bridge.queues is not None
             bridge.queues.start()
-            stack = AwsPush(
-                moto, drive, clock, root, bridge, output_bucket, url, invocations=invocations
-            )
+            stack = AwsPush(moto, drive, root, bridge, output_bucket, url, invocations=invocations)
             try:
                 assert "opened" in open_channels(str(SHIPPED_CONFIG))[0]
                 yield stack
