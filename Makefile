@@ -63,6 +63,7 @@ bench: setup
 	$(PY) -m bench.drive_changes
 	$(PY) -m bench.transform
 	$(PY) -m bench.aws_package
+	$(PY) -m bench.push_latency
 
 # Build build/aws/deployment.zip (vendors shared/, `chalice package`) and our own layer
 # build/aws/layer.zip (deploy/layer.py; wheels cached in build/cache/aws-layer), print both

@@ -4,8 +4,8 @@ Each handler adapts Chalice's objects to :mod:`shared.triggers` and back. The st
 environment (``.chalice/config.json``) is checked at import by :class:`shared.triggers.stage.Stage`:
 ``DRIVEPIPE_HTTP_AUTH`` (``iam``, ``api_key``, or ``none`` with ``DRIVEPIPE_PUBLIC=true``),
 ``DRIVEPIPE_INPUT_BUCKET``, and ``DRIVEPIPE_FANOUT_QUEUE`` / ``DRIVEPIPE_FANOUT_DLQ`` (fan-out,
-see serverless-README.md). ``DRIVEPIPE_CONFIG`` defaults to ``chalicelib/drivepipe.toml``; a
-relative path is relative to this file.
+see serverless-README.md; Drive push notifications: docs/push.md). ``DRIVEPIPE_CONFIG`` defaults
+to ``chalicelib/drivepipe.toml``; a relative path is relative to this file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent, S3Event, SQSEvent
 
 from shared import log
-from shared.triggers import aws, routes, service
+from shared.triggers import aws, push, routes, service
 from shared.triggers.http import Response as CoreResponse
 from shared.triggers.stage import Stage
 
@@ -56,6 +56,15 @@ def get_run(run_id: str) -> Response:
     return _http(routes.respond(routes.RUN, {"run_id": run_id}))
 
 
+if service.push_enabled():
+
+    @app.route("/drive/notifications", methods=["POST"])  # public: Drive cannot sign requests
+    def drive_notifications() -> Response:
+        """Drive's push notifications, checked by channel id and token, then handed off."""
+        req = app.current_request
+        return _http(push.webhook(req.method, req.headers, req.raw_body))
+
+
 @app.on_s3_event(bucket=INPUT_BUCKET, events=["s3:ObjectCreated:*"])
 def on_upload(event: S3Event) -> list[dict[str, Any]]:
     """Every record of the notification (Chalice's ``S3Event`` reads only the first)."""
@@ -85,3 +94,11 @@ if STAGE.dead_letter_queue:
     def fanout_dead_letter(event: SQSEvent) -> dict[str, Any]:
         """Work items that exhausted their deliveries: failed in the manifest, with why."""
         return aws.sqs_dead_letters(event.to_dict())
+
+
+if STAGE.push_queue:
+
+    @app.on_sqs_message(queue=STAGE.push_queue, batch_size=10)
+    def push_worker(event: SQSEvent) -> dict[str, Any]:
+        """Syncs handed off by notifications: one per burst, never one per message."""
+        return aws.sqs_push(event.to_dict())

@@ -139,6 +139,7 @@ class DeployConfig:
     fanout_max_instances: int = 5  # workers at once: keeps Drive under its quota
     fanout_timeout_s: int = 300
     fanout_max_delivery_attempts: int = 5  # Pub/Sub allows 5..100
+    push: bool = False  # Drive push notifications: drive_notifications + push_worker
     source: Path = STAGED_SOURCE
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -197,6 +198,8 @@ class DeployConfig:
             "on_schedule": "schedule",
             "fanout_worker": "work",
             "fanout_dead_letter": "dead-letter",
+            "drive_notifications": "notifications",
+            "push_worker": "push",
         }
         return f"{self.prefix}-{suffix[entry_point]}"
 
@@ -215,6 +218,10 @@ class DeployConfig:
             env["DRIVE_FOLDER_ID"] = self.drive_folder_id
         if self.fanout:
             env["DRIVEPIPE_FANOUT_TOPIC"] = f"projects/{self.project}/topics/{self.work_topic}"
+        if self.push:
+            from deploy.push_gcp import push_env
+
+            env.update(push_env(self))
         env.update(self.extra_env)
         return env
 
@@ -388,6 +395,7 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
         ),
         _cmd("gcloud", "pubsub", "topics", "create", cfg.topic, p, why="Cloud Scheduler target"),
         *(fanout_setup_commands(cfg) if cfg.fanout else []),
+        *(_push_setup(cfg) if cfg.push else []),
     ]
 
 
@@ -503,6 +511,10 @@ def deploy_commands(cfg: DeployConfig) -> list[Command]:
     )
     if cfg.fanout:
         commands += fanout_deploy_commands(cfg, common, event)
+    if cfg.push:
+        from deploy.push_gcp import push_deploy_commands
+
+        commands += push_deploy_commands(cfg, common, event)
     return [_tell_timeout(cfg, c) for c in commands]
 
 
@@ -558,6 +570,12 @@ def stage_commands(dest: Path) -> list[Command]:
     ]
 
 
+def _push_setup(cfg: DeployConfig) -> list[Command]:
+    from deploy.push_gcp import push_setup_commands
+
+    return push_setup_commands(cfg)
+
+
 def teardown_commands(cfg: DeployConfig) -> list[Command]:
     """Delete what setup and deploy created (buckets last, and only when empty)."""
     p, r = f"--project={cfg.project}", f"--region={cfg.region}"
@@ -576,6 +594,8 @@ def teardown_commands(cfg: DeployConfig) -> list[Command]:
     entry_points = ["sync_http", "on_upload", "on_schedule"]
     if cfg.fanout:
         entry_points += ["fanout_worker", "fanout_dead_letter"]
+    if cfg.push:
+        entry_points += ["drive_notifications", "push_worker"]
     for entry_point in entry_points:
         commands.append(
             _cmd("gcloud", "functions", "delete", cfg.function_name(entry_point), p, r, "--quiet")
@@ -816,6 +836,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also create the work topics and deploy fanout_worker / fanout_dead_letter",
     )
     parser.add_argument("--fanout-max-instances", type=int, default=5)
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="Drive push notifications: the push topic, drive_notifications (public) and "
+        "push_worker (docs/push.md)",
+    )
     stage = parser.add_mutually_exclusive_group()
     stage.add_argument("--setup-only", action="store_true", help="only APIs, buckets, IAM")
     stage.add_argument("--deploy-only", action="store_true", help="only deploy + scheduler")
@@ -843,6 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scheduled_pipelines=tuple(args.pipelines),
             fanout=args.fanout,
             fanout_max_instances=args.fanout_max_instances,
+            push=args.push,
             source=Path(os.path.relpath(STAGED_SOURCE, REPO_ROOT)),
         )
     except ValueError as exc:

@@ -12,7 +12,12 @@
 5. when a pipeline has a ``fanout`` table (or ``--fanout-queue`` / ``DRIVEPIPE_FANOUT_QUEUE``
    names a queue), creates the SQS work queue and its ``-dlq`` on moto and pumps them into
    ``fanout_worker`` and ``fanout_dead_letter`` (:class:`devstack.sqs_pump.SqsEventSources`),
-   so a fanned-out sync finishes and writes its manifest.
+   so a fanned-out sync finishes and writes its manifest;
+6. unless ``--no-push`` (or ``--no-http``), turns on Drive push notifications
+   (``DRIVEPIPE_PUSH=true``, :mod:`devstack.push_dev`): the push queue on moto, pumped into
+   ``push_worker``, channel tokens in moto's Secrets Manager, and a channel from the Drive
+   emulator to ``chalice local``'s ``POST /drive/notifications``. Edit, add or delete a file in
+   the emulator's folder and the lake follows within seconds, with no schedule and no command.
 
 Each invocation prints one line. Upload with ``aws --endpoint-url URL s3 cp file.csv
 s3://BUCKET/incoming/sales/`` (or boto3) and the output lands in the output bucket.
@@ -311,8 +316,10 @@ def ensure_bucket(s3: Any, name: str) -> None:
 
 
 @contextlib.contextmanager
-def chalice_local(port: int, env: dict[str, str]) -> Iterator[str]:
-    """``chalice local --stage local`` on 127.0.0.1:port; yields its URL, stops it after."""
+def chalice_local(port: int, env: dict[str, str], *, quiet: bool = False) -> Iterator[str]:
+    """``chalice local --stage local`` on 127.0.0.1:port; yields its URL, stops it after.
+
+    ``quiet`` discards its output (request lines), for benchmarks."""
     from devstack.servers import venv_executable, wait_for_port
 
     command = [
@@ -326,7 +333,10 @@ def chalice_local(port: int, env: dict[str, str]) -> Iterator[str]:
         "--port",
         str(port),
     ]
-    process = subprocess.Popen(command, cwd=APP_DIR, env=env, start_new_session=True)
+    output = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(
+        command, cwd=APP_DIR, env=env, start_new_session=True, stdout=output, stderr=output
+    )
     try:
         wait_for_port("127.0.0.1", port, timeout=60)
         yield f"http://127.0.0.1:{port}"
@@ -369,9 +379,29 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--http-port", type=int, default=0, help="chalice local port (0: free)")
     parser.add_argument("--no-http", action="store_true", help="do not run chalice local")
+    parser.add_argument(
+        "--no-push", action="store_true", help="no Drive push notifications (no channel)"
+    )
     parser.add_argument("--poll-interval", type=float, default=0.5)
     parser.add_argument("--schedule-every", type=float, help="fire on_schedule every S seconds")
     return parser
+
+
+def _open_push_channels(config: str) -> list[str]:
+    from devstack.push_dev import open_channels
+
+    try:
+        return open_channels(config)
+    except Exception as exc:  # the stack still serves; the schedule's upkeep tries again
+        return [f"could not open a channel: {type(exc).__name__}: {exc}"]
+
+
+def _close_push_channels(config: str) -> None:
+    from devstack.push_dev import close_channels
+
+    with contextlib.suppress(Exception):  # best effort: the emulator goes away anyway
+        for line in close_channels(config):
+            print(f"drive push      {line}", flush=True)
 
 
 def _watch_stdin(bridge: AwsDevBridge) -> None:
@@ -444,14 +474,22 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"buckets         s3://{args.input_bucket} -> s3://{args.output_bucket}", flush=True)
         requested = args.fanout_queue or os.environ.get(QUEUE_ENV)
         os.environ.update(prepare_fanout(sqs, load_config(config), requested))
+        port = args.http_port or free_port()
+        push = not (args.no_push or args.no_http)
+        if push:
+            from devstack.push_dev import aws_push_env
+
+            os.environ.update(aws_push_env(sqs, f"http://127.0.0.1:{port}"))
         if not args.no_http:
-            url = stack.enter_context(
-                chalice_local(args.http_port or free_port(), dict(os.environ))
-            )
+            url = stack.enter_context(chalice_local(port, dict(os.environ)))
             print(f"http            {url}  (POST /sync, GET /health, GET /runs/ID)", flush=True)
         bridge = AwsDevBridge(load_app().app, s3, args.input_bucket, sqs=sqs, region=args.region)
         for line in bridge.pumped():
             print(f"sqs pump        {line}", flush=True)
+        if push:
+            stack.callback(_close_push_channels, str(config))
+            for line in _open_push_channels(str(config)):
+                print(f"drive push      {line}", flush=True)
         signal.signal(signal.SIGUSR1, lambda *_: bridge.schedule_now.set())
         signal.signal(signal.SIGTERM, lambda *_: bridge.stopped.set())
         bridge.prime()
@@ -462,6 +500,8 @@ def _serve(args: argparse.Namespace) -> int:
             "schedule; Ctrl-C stops",
             flush=True,
         )
+        if push and not args.drive_url:
+            print(f"push: edit or delete a file under {args.drive_root} -> the lake", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             bridge.run(args.poll_interval, args.schedule_every)
     return 0

@@ -5,6 +5,13 @@ folder, serves ``sync_http``, ``on_upload`` and ``on_schedule`` with functions-f
 ports, then watches the emulated input bucket: every new (name, generation) is POSTed to
 ``on_upload`` as the finalize CloudEvent GCS would send. Scheduler events go to ``on_schedule``
 on a timer (``--schedule-every``) or when you type ``schedule [pipeline ...]``.
+
+Unless ``--no-push``, Drive push notifications are on (``DRIVEPIPE_PUSH=true``,
+:mod:`devstack.push_dev`): ``drive_notifications`` and ``push_worker`` are served too, the push
+topic is delivered to ``push_worker`` by the Pub/Sub stand-in, channel tokens live in the
+Secret Manager stand-in, and a first scheduler event opens the channel from the Drive emulator
+to ``drive_notifications`` (and reconciles the lake). Edit or delete a file in the emulator's
+folder and the lake follows within seconds.
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ from devstack.gcp_cloudevents import (
     resource_from_blob,
     scheduler_event,
 )
-from devstack.servers import HOST, GcsEmulator, LocalServer, venv_executable
+from devstack.pubsub_local import Subscription
+from devstack.servers import HOST, GcsEmulator, LocalServer, free_port, venv_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_SOURCE = REPO_ROOT / "gcp_functions" / "main.py"
 DEFAULT_CONFIG = REPO_ROOT / "gcp_functions" / "drivepipe.toml"
 SAMPLE_DRIVE = Path(__file__).resolve().parent / "samples" / "drive"
 ENTRY_POINTS = ("sync_http", "on_upload", "on_schedule")
+PUSH_ENTRY_POINTS = ("drive_notifications", "push_worker")
+PUSH_TOPIC = "drivepipe-push-local"
 Printer = Callable[[str], None]
 
 
@@ -194,6 +204,9 @@ class GcpDevStack:
         watch: bool = True,
         extra_env: dict[str, str] | None = None,
         printer: Printer = print,
+        push: bool = False,
+        entry_points: Sequence[str] = ENTRY_POINTS,
+        drive_clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.drive_root = drive_root
@@ -206,6 +219,12 @@ class GcpDevStack:
         self.watch = watch
         self.extra_env = extra_env or {}
         self.printer = printer
+        self.push = push
+        self.entry_points = tuple(entry_points) + (PUSH_ENTRY_POINTS if push else ())
+        self.drive_clock = drive_clock
+        self._pubsub: Any = None
+        self._secrets: Any = None
+        self._push_env: dict[str, str] = {}
         self.functions: dict[str, FunctionServer] = {}
         self.deliveries: list[tuple[str, Delivery]] = []
         self._gcs: GcsEmulator | None = None
@@ -234,15 +253,50 @@ class GcpDevStack:
         for bucket in (self.input_bucket, self.output_bucket):
             if self._client.lookup_bucket(bucket) is None:
                 self._client.create_bucket(bucket)
-        self._drive = DriveEmulator(self.drive_root).start()
+        clock = {"clock": self.drive_clock} if self.drive_clock else {}
+        self._drive = DriveEmulator(self.drive_root, **clock).start()
+        ports = {t: free_port() for t in self.entry_points} if self.push else {}
+        if self.push:
+            self._start_push(ports["drive_notifications"])
         env = self.function_env()
-        servers = {t: FunctionServer(t, env) for t in ENTRY_POINTS}
+        servers = {t: FunctionServer(t, env, port=ports.get(t)) for t in self.entry_points}
         start_all(servers.values())
         self.functions = servers
+        if self.push:
+            self._pubsub.subscribe(
+                Subscription(self._push_env["DRIVEPIPE_PUSH_TOPIC"], self.url("push_worker"))
+            )
+            self.fire_schedule(None)  # the upkeep opens each push pipeline's channel
         if self.watch:
             self._watcher = BucketWatcher(
                 self._client, self.input_bucket, self.deliver_object, interval=self.poll_interval
             ).start()
+
+    def _start_push(self, webhook_port: int) -> None:
+        from devstack.pubsub_local import PubSubStandIn
+        from devstack.push_dev import gcp_push_env
+        from devstack.secretmanager_local import SecretManagerStandIn
+
+        self._pubsub = PubSubStandIn().start()
+        self._pubsub.on_delivery = self._report_push
+        self._secrets = SecretManagerStandIn().__enter__()
+        self._push_env = gcp_push_env(
+            webhook_url=f"http://{HOST}:{webhook_port}/",
+            pubsub_host=self._pubsub.host,
+            secrets_host=self._secrets.host,
+            project=self.project,
+            topic=PUSH_TOPIC,
+        )
+
+    def _report_push(self, subscription: Any, message: dict[str, Any], result: Any) -> None:
+        pipeline = message.get("attributes", {}).get("pipeline", "?")
+        if result is None:
+            self.printer(f"[push_worker] {pipeline} -> no answer (redelivered)")
+            return
+        outcome = "ok" if result.ok else "FAILED, redelivered"
+        self.printer(
+            f"[push_worker] {pipeline} -> {result.status} ({result.seconds:.2f}s, {outcome})"
+        )
 
     def stop(self) -> None:
         """Stop the watcher, the functions and the emulators this stack started."""
@@ -251,6 +305,12 @@ class GcpDevStack:
             self._watcher = None
         for server in self.functions.values():
             server.stop()
+        if self._pubsub is not None:
+            self._pubsub.stop()
+            self._pubsub = None
+        if self._secrets is not None:
+            self._secrets.__exit__(None, None, None)
+            self._secrets = None
         if self._drive is not None:
             self._drive.stop()
             self._drive = None
@@ -276,8 +336,19 @@ class GcpDevStack:
             "DRIVE_FOLDER_ID": self._drive.root_id,
             "DRIVEPIPE_INPUT_BUCKET": self.input_bucket,
             "DRIVEPIPE_OUTPUT_BUCKET": self.output_bucket,
+            **self._push_env,
             **self.extra_env,
         }
+
+    @property
+    def drive(self) -> Any:
+        """The Drive emulator (its channels, faults and deliveries)."""
+        return self._drive
+
+    @property
+    def pubsub(self) -> Any:
+        """The Pub/Sub stand-in delivering the push topic (with push on), else None."""
+        return self._pubsub
 
     @property
     def client(self) -> Any:
@@ -359,6 +430,9 @@ def _parser() -> argparse.ArgumentParser:
         help="fire a scheduler event every SECONDS (0 = only on demand)",
     )
     parser.add_argument(
+        "--no-push", action="store_true", help="no Drive push notifications (no channel)"
+    )
+    parser.add_argument(
         "--schedule-now",
         action="store_true",
         help="fire one scheduler event as soon as everything is up",
@@ -376,10 +450,15 @@ def _banner(stack: GcpDevStack) -> str:
         [
             f"gcs emulator   {stack.gcs_url}  buckets {stack.input_bucket} {stack.output_bucket}",
             f"drive emulator {stack.function_env()['DRIVE_API_URL']}  root {stack.drive_root}",
-            *(f"{t:<14} {stack.url(t)}" for t in ENTRY_POINTS),
+            *(f"{t:<14} {stack.url(t)}" for t in stack.functions),
             f'  curl -X POST {stack.url("sync_http")}/sync -d \'{{"pipeline": "NAME"}}\'',
             "upload to trigger on_upload, e.g.:",
             upload,
+            *(
+                [f"push: edit or delete a file under {stack.drive_root} -> the lake"]
+                if stack.push
+                else []
+            ),
             "type 'schedule [pipeline ...]' to fire on_schedule, 'quit' to stop.",
         ]
     )
@@ -410,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_bucket=args.input_bucket,
         output_bucket=args.output_bucket,
         printer=lambda line: print(line, flush=True),
+        push=not args.no_push,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, _interrupt)

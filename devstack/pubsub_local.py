@@ -19,6 +19,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,6 +86,9 @@ class PubSubStandIn:
         self._thread: threading.Thread | None = None
         self._held: list[tuple[Subscription, dict[str, Any], int]] | None = None
         self.published: dict[str, list[dict[str, Any]]] = {}
+        # Called after every delivery attempt with (subscription, message, result or None):
+        # the dev stacks print a line per push_worker invocation with it.
+        self.on_delivery: Callable[[Subscription, dict[str, Any], Any], None] | None = None
 
     @property
     def host(self) -> str:
@@ -201,6 +205,8 @@ class PubSubStandIn:
             )
         except requests.RequestException:
             result = None
+        if self.on_delivery is not None:
+            self.on_delivery(subscription, message, result)
         if result is not None and result.ok:
             return True
         with self._lock:

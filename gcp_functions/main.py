@@ -1,12 +1,14 @@
 """Cloud Functions (gen2) entry points: thin adapters from GCP requests and events to the core.
 
-Five functions deploy from this one source directory (see ``deploy/package_gcp.py``):
+Seven functions deploy from this one source directory (see ``deploy/package_gcp.py``):
 
 - ``sync_http``   HTTP: ``POST /sync``, ``GET /runs/<id>``, ``GET /health`` (and ``GET /``).
 - ``on_upload``   CloudEvent ``google.cloud.storage.object.v1.finalized`` from the input bucket.
 - ``on_schedule`` CloudEvent ``google.cloud.pubsub.topic.v1.messagePublished`` (Cloud Scheduler).
 - ``fanout_worker`` CloudEvent from the work topic (``DRIVEPIPE_FANOUT_TOPIC``): one work item.
 - ``fanout_dead_letter`` CloudEvent from the work subscription's dead-letter topic.
+- ``drive_notifications`` HTTP, public (``--allow-unauthenticated``): Drive's push notifications.
+- ``push_worker`` CloudEvent from the push topic (``DRIVEPIPE_PUSH_TOPIC``): one owed sync.
 
 Event functions are deployed with ``--retry``; :mod:`shared.triggers.gcp` logs every failure as
 one JSON line, answers 503 for a transient one (``quiet_redelivery``) so Eventarc redelivers,
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 import functions_framework
 
 from shared import log
-from shared.triggers import gcp, routes, service
+from shared.triggers import gcp, push, routes, service
 
 if TYPE_CHECKING:
     import flask
@@ -69,3 +71,18 @@ def fanout_worker(event: CloudEvent) -> None:
 def fanout_dead_letter(event: CloudEvent) -> None:
     """A dead-lettered work item: recorded as failed in its run, with the last error."""
     gcp.on_dead_letter_message(event.get_attributes(), event.data)
+
+
+@functions_framework.http
+def drive_notifications(request: flask.Request) -> tuple[str, int, dict[str, str]]:
+    """Drive's push notifications, checked by channel id and token, then handed off."""
+    resp = push.webhook(
+        request.method, request.headers, request.stream.read(push.MAX_BODY_BYTES + 1)
+    )
+    return json.dumps(resp.body), resp.status, {"Content-Type": "application/json"}
+
+
+@functions_framework.cloud_event
+def push_worker(event: CloudEvent) -> None:
+    """A sync handed off by a notification: run it if it is still owed."""
+    gcp.on_push_message(event.get_attributes(), event.data)

@@ -93,6 +93,12 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
     validate = sub.add_parser("validate", help="load and validate a pipeline file")
     validate.add_argument("config", help="pipeline TOML file")
 
+    from shared import cli_watch
+
+    watch = sub.add_parser("watch", help="open, close or show a pipeline's Drive push channel")
+    cli_watch.add_arguments(watch)
+    _pipeline_args(watch)
+
     for name, delegate in (delegates or {}).items():
         sub.add_parser(name, help=delegate.help, add_help=False)
     return parser
@@ -289,6 +295,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from shared import cli_watch
+
+    return cli_watch.run(args, resolve_pipeline(args))
+
+
 def _command_index(argv: list[str]) -> int | None:
     """Position of the command word, after the global options (``--log-level X``)."""
     index = 0
@@ -325,7 +337,12 @@ def main(argv: list[str] | None = None, *, delegates: Mapping[str, Delegate] | N
     args = build_parser(delegates).parse_args(argv)
     if not _configure_logging(args.log_level):
         return EXIT_USAGE
-    handlers = {"sync": cmd_sync, "transform": cmd_transform, "validate": cmd_validate}
+    handlers = {
+        "sync": cmd_sync,
+        "transform": cmd_transform,
+        "validate": cmd_validate,
+        "watch": cmd_watch,
+    }
     try:
         return handlers[args.command](args)
     except (ConfigError, DriveAuthError) as exc:

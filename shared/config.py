@@ -146,6 +146,24 @@ class Pipeline(_Model):
     fanout: FanoutOptions | None = None  # spread big syncs over queue workers
     streaming: StreamingOptions = StreamingOptions()
     mirror: MirrorOptions = MirrorOptions()  # removals, and the guard on them
+    # Drive push notifications (changes.watch) start a sync within seconds of an edit; the
+    # schedule still reconciles and renews the channel (docs/push.md).
+    push: bool = False
+
+    @model_validator(mode="after")
+    def _push_reads_the_feed(self) -> Pipeline:
+        if self.push and not self.source.changes_feed:
+            raise ValueError(
+                "push = true needs source.changes_feed = true: a notification only says that "
+                "something changed, the changes feed says what"
+            )
+        if self.push and not self.scheduled:
+            raise ValueError(
+                "push = true needs scheduled = true: the schedule renews the channel before "
+                "Drive expires it (one week at most) and reconciles what a lost notification "
+                "missed"
+            )
+        return self
 
 
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")

@@ -198,6 +198,10 @@ class ItemCrashed(RetryableError):
     """The worker could not finish a work item; the queue should deliver it again."""
 
 
+class SecretStoreError(RetryableError):
+    """A channel token could not be kept in or read from the secret store (never its value)."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth a redelivery: the core said so, storage failed, or Drive may answer later.
 

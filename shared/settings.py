@@ -21,11 +21,31 @@ Variable                           Default            Meaning
 ``DRIVEPIPE_TIMEOUT_SECONDS``      unset              Cloud Functions: the ``--timeout`` the
                                                       function was deployed with (gen2 has no
                                                       remaining-time API; deploy sets it)
+``DRIVEPIPE_PUSH_ADDRESS``         unset              the public HTTPS URL of
+                                                      ``POST /drive/notifications`` that Drive
+                                                      channels deliver to (``push = true``)
+``DRIVEPIPE_CHANNEL_SECRETS``      unset              where each channel's token is kept:
+                                                      ``aws-sm:PREFIX`` (Secrets Manager),
+                                                      ``gcp-sm:projects/P`` (Secret Manager),
+                                                      ``dir:PATH`` (local development)
+``DRIVEPIPE_PUSH_QUEUE``           unset              AWS: the SQS queue a notification hands
+                                                      its sync to (``push_worker``)
+``DRIVEPIPE_PUSH_TOPIC``           unset              GCP: the Pub/Sub topic for the same
+``DRIVEPIPE_CHANNEL_HOURS``        168                a channel's requested lifetime (Drive's
+                                                      maximum for changes channels: 168)
+``DRIVEPIPE_CHANNEL_RENEW_HOURS``  48                 the schedule renews a channel with less
+                                                      than this left
+``DRIVEPIPE_PUSH_SILENT_MINUTES``  30                 a reconcile that finds changes no
+                                                      notification announced for this long
+                                                      reopens the channel
+``DRIVEPIPE_PUSH_SETTLE_SECONDS``  1                  a push worker waits until notifications
+                                                      have been quiet this long (at most 10 s)
+                                                      before it syncs; 0 does not wait
 =================================  =================  =========================================
 
 An empty variable means its default; any other value must be a positive number (a positive
-integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``), else
-:class:`~shared.errors.ConfigError` names it.
+integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``; text for the
+push address, secret store, queue and topic), else :class:`~shared.errors.ConfigError` names it.
 Drive, storage, queue and logging variables are read by their own modules.
 """
 
@@ -35,7 +55,15 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from shared.errors import ConfigError
 
@@ -55,6 +83,33 @@ class RuntimeSettings(BaseModel):
     poison_attempts: PositiveInt = Field(3, alias="DRIVEPIPE_POISON_ATTEMPTS")
     reserve_seconds: PositiveFloat = Field(30.0, alias="DRIVEPIPE_RESERVE_SECONDS")
     timeout_seconds: PositiveFloat | None = Field(None, alias="DRIVEPIPE_TIMEOUT_SECONDS")
+    # Drive push notifications (shared.run.channels, shared.triggers.push)
+    push_address: str | None = Field(None, alias="DRIVEPIPE_PUSH_ADDRESS")
+    channel_secrets: str | None = Field(None, alias="DRIVEPIPE_CHANNEL_SECRETS")
+    push_queue: str | None = Field(None, alias="DRIVEPIPE_PUSH_QUEUE")
+    push_topic: str | None = Field(None, alias="DRIVEPIPE_PUSH_TOPIC")
+    channel_hours: PositiveFloat = Field(168.0, le=168.0, alias="DRIVEPIPE_CHANNEL_HOURS")
+    channel_renew_hours: PositiveFloat = Field(48.0, alias="DRIVEPIPE_CHANNEL_RENEW_HOURS")
+    push_silent_minutes: PositiveFloat = Field(30.0, alias="DRIVEPIPE_PUSH_SILENT_MINUTES")
+    push_settle_seconds: float = Field(1.0, ge=0.0, le=60.0, alias="DRIVEPIPE_PUSH_SETTLE_SECONDS")
+
+    @field_validator("push_address")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        """Drive delivers to HTTPS only; plain http is allowed for a loopback dev webhook."""
+        if value is None:
+            return None
+        loopback = ("http://127.0.0.1:", "http://localhost:", "http://127.0.0.1/")
+        if not value.startswith("https://") and not value.startswith(loopback):
+            raise ValueError("must be an https:// URL (Drive delivers to HTTPS addresses only)")
+        return value
+
+    @field_validator("channel_secrets")
+    @classmethod
+    def _secret_store(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("aws-sm:", "gcp-sm:projects/", "dir:")):
+            raise ValueError("must be aws-sm:PREFIX, gcp-sm:projects/PROJECT or dir:PATH")
+        return value
 
 
 VARIABLES: tuple[str, ...] = tuple(

@@ -20,6 +20,7 @@ from devstack.drive_emulator.fields import (
 from devstack.drive_emulator.params import (  # noqa: F401  re-exported
     GLOBAL_PARAMS,
     METHOD_PARAMS,
+    POST_METHODS,
     SERVED_PATHS,
     Params,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from devstack.drive_emulator.errors import ApiError
@@ -50,6 +50,9 @@ class ChangeLog:
         self._state: dict[str, Hashable] | None = None  # None until the first walk
         self._head = 1  # seq the next change gets; the start token is str(head)
         self._floor = 1  # tokens below this have expired
+        # Called with the number of changes each walk appended (outside the lock): the
+        # notification channels (watch.py) listen here.
+        self.listeners: list[Callable[[int], None]] = []
 
     def observe(self, states: Iterable[tuple[str, Hashable]]) -> int:
         """Record what changed since the last walk; the first walk is the baseline.
@@ -70,7 +73,11 @@ class ChangeLog:
                 self._append(fid, False, stamp)
             for fid in gone:
                 self._append(fid, True, stamp)
-            return len(changed) + len(gone)
+        count = len(changed) + len(gone)
+        if count:
+            for listener in list(self.listeners):
+                listener(count)
+        return count
 
     def _append(self, file_id: str, removed: bool, stamp: str) -> None:
         change = LoggedChange(self._head, file_id, removed, stamp)

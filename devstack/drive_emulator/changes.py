@@ -17,6 +17,7 @@ from devstack.drive_emulator.params import Params
 
 if TYPE_CHECKING:
     from devstack.drive_emulator.api import DriveApi
+    from devstack.drive_emulator.watch import WatchApi
 
 DEFAULT_CHANGE_LIST_MASK = (
     "kind,nextPageToken,newStartPageToken,"
@@ -92,6 +93,16 @@ class ChangesApi:
             body["newStartPageToken"] = new_start
         body["changes"] = changes
         return apply_mask(body, mask)
+
+    # ---- changes.watch ----------------------------------------------------------------------
+    def watch(self, params: Params, body: Any, base_url: str, channels: WatchApi) -> dict[str, Any]:
+        """Open a notification channel on the feed from `pageToken` (required, checked)."""
+        token = params.text("pageToken")
+        if token is None:
+            raise ApiError(400, "required", "Required parameter: pageToken", location="pageToken")
+        self.tree.refresh()  # changes before the channel opened are not its notifications
+        self.tree.changes.page(token, 1, True)  # 400 invalid for an unknown or expired token
+        return channels.watch(body, token, visible=self._visible(params), base_url=base_url)
 
     def _visible(self, params: Params) -> bool:
         """Whether this request sees the tree's items (shared-drive flags, scope)."""

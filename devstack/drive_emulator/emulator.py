@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -13,6 +14,7 @@ from devstack.drive_emulator.exports import Exporter
 from devstack.drive_emulator.faults import EmulatorStats, FaultConfig, FaultInjector
 from devstack.drive_emulator.server import EmulatorServer
 from devstack.drive_emulator.tree import DiskTree, TreeError
+from devstack.drive_emulator.watch import WatchApi
 
 DEFAULT_EXPORT_LIMIT = 10 * 1024 * 1024
 
@@ -33,6 +35,8 @@ class DriveEmulator:
         export_limit_bytes: int = DEFAULT_EXPORT_LIMIT,
         api_keys: Iterable[str] | None = None,
         tokens: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        watch_poll_interval: float | None = 0.2,
     ) -> None:
         if page_size_cap is not None and page_size_cap < 1:
             raise ValueError("page_size_cap must be at least 1")
@@ -50,6 +54,15 @@ class DriveEmulator:
         self.export_limit_bytes = export_limit_bytes
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.tokens = frozenset(tokens) if tokens is not None else None
+        # Notification channels (changes.watch): every change the tree's log appends is
+        # delivered to each open channel; `clock` decides expiry. While a channel is open the
+        # disk is looked at every `watch_poll_interval` seconds (None: only on requests and
+        # poll_changes()), so an edit on disk is notified without any request.
+        self.watch = WatchApi(clock=clock)
+        self.tree.changes.listeners.append(self.watch.on_changes)
+        self.watch_poll_interval = watch_poll_interval
+        self._poll_stop = threading.Event()
+        self._poller: threading.Thread | None = None
         self._address = (host, port)
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -67,12 +80,32 @@ class DriveEmulator:
             daemon=True,
         )
         self._thread.start()
+        if self.watch_poll_interval:
+            self._poll_stop.clear()
+            self._poller = threading.Thread(
+                target=self._poll, name="drive-emulator-poll", daemon=True
+            )
+            self._poller.start()
         return self
+
+    def _poll(self) -> None:
+        interval = self.watch_poll_interval or 0.2
+        while not self._poll_stop.wait(interval):
+            if self.watch.open_channels():
+                try:
+                    self.tree.refresh()
+                except (OSError, TreeError):
+                    continue  # a half-written tree: look again next time
 
     def stop(self) -> None:
         """Stop serving and release the port (idempotent)."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self._poll_stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+            self._poller = None
+        self.watch.close()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -125,6 +158,10 @@ class DriveEmulator:
         """The changes token for "now" (what changes.getStartPageToken would answer)."""
         self.tree.refresh()
         return self.tree.changes.start_token()
+
+    def poll_changes(self) -> int:
+        """Look at the disk now: log what changed and notify open channels; returns how many."""
+        return self.tree.refresh()
 
     def expire_tokens(self) -> str:
         """Invalidate every changes token issued so far (changes.list then answers 400

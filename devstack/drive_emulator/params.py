@@ -53,7 +53,24 @@ METHOD_PARAMS: dict[str, dict[str, str]] = {
         **_ALL_DRIVES,
     },
     "drive.about.get": {},
+    # The feed a channel watches takes the changes.list parameters (notifications only say
+    # "something changed"; the caller lists with its own).
+    "drive.changes.watch": {
+        "driveId": "string",
+        "teamDriveId": "string",
+        "includeItemsFromAllDrives": "boolean",
+        "includeTeamDriveItems": "boolean",
+        "includeRemoved": "boolean",
+        "pageSize": "integer",
+        "pageToken": "string",
+        "restrictToMyDrive": "boolean",
+        "spaces": "string",
+        **_ALL_DRIVES,
+    },
+    "drive.channels.stop": {},
 }
+# Methods served with POST (a Channel resource in the body); every other one is a GET.
+POST_METHODS = frozenset({"drive.changes.watch", "drive.channels.stop"})
 # Served paths, relative to the service path drive/v3/, as in the discovery document.
 SERVED_PATHS = {
     "drive.files.list": "files",
@@ -62,6 +79,8 @@ SERVED_PATHS = {
     "drive.changes.getStartPageToken": "changes/startPageToken",
     "drive.changes.list": "changes",
     "drive.about.get": "about",
+    "drive.changes.watch": "changes/watch",
+    "drive.channels.stop": "channels/stop",
 }
 
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from devstack.drive_emulator.changelog import invalid_token
 from devstack.drive_emulator.errors import ApiError, invalid_value
 from devstack.drive_emulator.exports import conversion_unsupported
-from devstack.drive_emulator.params import Params
+from devstack.drive_emulator.params import POST_METHODS, Params
 from devstack.drive_emulator.tree import Entry, TreeError
 
 if TYPE_CHECKING:
@@ -30,13 +30,22 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _PARENTS_TERM = re.compile(r"'((?:[^'\\]|\\.)*)'\s+in\s+parents")
 _SINGLE_ROUTES = {"changes": "drive.changes.list", "about": "drive.about.get"}
 _JSON_ONLY = frozenset(
-    {"drive.files.list", "drive.changes.getStartPageToken", "drive.changes.list", "drive.about.get"}
+    {
+        "drive.files.list",
+        "drive.changes.getStartPageToken",
+        "drive.changes.list",
+        "drive.about.get",
+        *POST_METHODS,
+    }
 )
+MAX_BODY_BYTES = 64 * 1024  # a Channel resource is a few hundred bytes
 # EmulatorStats.requests keys of the changes-feed methods.
 _ENDPOINTS = {
     "drive.changes.getStartPageToken": "start_page_token",
     "drive.changes.list": "changes",
     "drive.about.get": "about",
+    "drive.changes.watch": "watch",
+    "drive.channels.stop": "stop",
 }
 _INVALID_CREDENTIALS = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
@@ -70,11 +79,25 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch()
 
+    def do_POST(self) -> None:
+        method, _ = _route(urlsplit(self.path).path)
+        if method not in POST_METHODS:
+            self._not_allowed()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:  # answered without reading it; the connection closes
+            self.close_connection = True
+            self._send_error(ApiError(413, "requestTooLarge", "Request Entity Too Large"))
+            return
+        self._body = self.rfile.read(length) if length else b""
+        self._dispatch()
+
     def _not_allowed(self) -> None:
         self._drain_body()
-        self._send_error(ApiError(405, "methodNotAllowed", "The emulator serves GET only."))
+        message = "The emulator serves GET, and POST for changes.watch and channels.stop."
+        self._send_error(ApiError(405, "methodNotAllowed", message))
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = _not_allowed
+    do_PUT = do_PATCH = do_DELETE = _not_allowed
 
     # ---- dispatch -------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -82,6 +105,9 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         method, file_id = _route(url.path)
+        if self.command == "GET" and method in POST_METHODS:
+            self._not_allowed()
+            return
         endpoint = _endpoint_name(method, query)
         emu.stats.count_request(endpoint)
         if endpoint == "list" and not query.get("pageToken"):
@@ -146,6 +172,12 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
             self._send_json(emu.changes_api.list_changes(params, emu.url), params)
         elif method == "drive.about.get":
             self._send_json(emu.changes_api.about(params), params)
+        elif method == "drive.changes.watch":
+            body = self._json_body()
+            self._send_json(emu.changes_api.watch(params, body, emu.url, emu.watch), params)
+        elif method == "drive.channels.stop":
+            emu.watch.stop(self._json_body())
+            self._send_body(b"", "text/plain", 204, {}, None)
         elif method == "drive.files.get" and alt == "media":
             entry = emu.api.lookup(file_id, params)
             self._send_media(entry, fault)
@@ -287,6 +319,13 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _json_body(self) -> Any:
+        """The POST's JSON body, read by ``do_POST`` (400 ``parseError`` if it is not JSON)."""
+        try:
+            return json.loads(getattr(self, "_body", b"") or b"null")
+        except ValueError:
+            raise ApiError(400, "parseError", "Parse Error") from None
+
     def _drain_body(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
@@ -304,6 +343,10 @@ def _route(path: str) -> tuple[str | None, str]:
         return _SINGLE_ROUTES[parts[0]], ""
     if parts == ["changes", "startPageToken"]:
         return "drive.changes.getStartPageToken", ""
+    if parts == ["changes", "watch"]:
+        return "drive.changes.watch", ""
+    if parts == ["channels", "stop"]:
+        return "drive.channels.stop", ""
     if len(parts) == 2 and parts[0] == "files" and parts[1]:
         return "drive.files.get", unquote(parts[1])
     if len(parts) == 3 and parts[0] == "files" and parts[1] and parts[2] == "export":

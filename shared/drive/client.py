@@ -18,6 +18,7 @@ from shared.drive.listing import ITEM_FIELDS, TreeWalker
 from shared.drive.models import ChangesPage, ClientStats, DriveFile, FetchResult
 from shared.drive.retry import RetryPolicy
 from shared.drive.throttle import AdaptiveRateLimiter
+from shared.drive.watch import ChannelsApi, OpenedChannel
 from shared.errors import DriveError
 
 DEFAULT_BASE_URL = "https://www.googleapis.com/drive/v3"
@@ -76,6 +77,7 @@ class DriveClient:
             limiter=self.limiter,
         )
         self._feed = ChangesFeed(self._http)
+        self._channels = ChannelsApi(self._http)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DriveClient:
@@ -164,6 +166,31 @@ class DriveClient:
     ) -> Iterator[ChangesPage]:
         """The feed page by page (bounded memory); the last page has new_start_page_token."""
         return self._feed.pages(token, drive_id=drive_id, include_removed=include_removed)
+
+    # ---- push notifications (see shared.drive.watch) --------------------------------------
+    def watch_changes(
+        self,
+        *,
+        channel_id: str,
+        address: str,
+        token: str,
+        expiration_ms: int,
+        page_token: str,
+        drive_id: str | None = None,
+    ) -> OpenedChannel:
+        """changes.watch: open a notification channel to ``address`` (see shared.drive.watch)."""
+        return self._channels.watch_changes(
+            channel_id=channel_id,
+            address=address,
+            token=token,
+            expiration_ms=expiration_ms,
+            page_token=page_token,
+            drive_id=drive_id,
+        )
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> bool:
+        """channels.stop; False when Drive no longer knows the channel."""
+        return self._channels.stop(channel_id, resource_id)
 
     def get_file(self, file_id: str, fields: str = ITEM_FIELDS) -> dict[str, Any]:
         """files.get metadata (``fields`` mask) of one item, e.g. a parent not seen before."""

@@ -134,6 +134,45 @@ class DriveHttp:
 
         return self._with_retries(f"GET {path}", attempt)[0]
 
+    def post_json(self, path: str, params: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON body to ``path``; the JSON answer (``{}`` for 204), with retries.
+
+        Only the watch methods POST (changes.watch, channels.stop); a retried watch whose first
+        attempt did reach Drive fails on the reused channel id, and the caller opens another.
+        """
+
+        def attempt() -> dict[str, Any]:
+            query = dict(params)
+            headers: dict[str, str] = {}
+            self.auth.apply(query, headers)
+            self.stats.add_request()
+            try:
+                response = self.session.post(
+                    f"{self.base_url}/{path}",
+                    params=query,
+                    json=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as exc:
+                raise _AttemptFailed(_transport_error(exc, f"POST {path}")) from None
+            with response:
+                if response.status_code >= 400:
+                    raise _AttemptFailed(
+                        error_from_response(response), retry_after_seconds(response)
+                    )
+                if response.status_code == 204 or not response.content:
+                    return {}
+                try:
+                    answer = response.json()
+                except ValueError:
+                    raise DriveError(f"POST {path}: response is not JSON") from None
+            if not isinstance(answer, dict):
+                raise DriveError(f"POST {path}: expected a JSON object")
+            return answer
+
+        return self._with_retries(f"POST {path}", attempt)[0]
+
     def download(
         self,
         path: str,

@@ -27,6 +27,7 @@ from shared.run.engine import (
     save_manifest,
 )
 from shared.run.mirror import delete_unclaimed
+from shared.run.pending import Cover
 from shared.settings import runtime_settings
 
 if TYPE_CHECKING:
@@ -68,12 +69,20 @@ class Checkpoints:
 def run_sync(
     request: SyncRequest, *, drive: DriveClient | None = None, progress: Progress | None = None
 ) -> RunManifest:
-    """Sync one pipeline's Drive folder into its destination and return the manifest."""
+    """Sync one pipeline's Drive folder into its destination and return the manifest.
+
+    For a ``push`` pipeline it also settles the notifications it covered, and hands one more
+    sync off if more came while it ran (:mod:`shared.run.pending`).
+    """
     ctx = open_sync(request, drive=drive)
+    cover = Cover(ctx)  # before plan(), which reads the changes feed
     try:
-        return run_planned(ctx, plan(ctx), progress=progress)
+        manifest = run_planned(ctx, plan(ctx), progress=progress)
+        cover.settle()
+        return manifest
     finally:
         ctx.release()
+        cover.follow_up()
 
 
 def run_planned(

@@ -12,7 +12,10 @@ destination prefix. Bookkeeping lives under reserved prefixes, which no output u
     _state/<pipeline>.json                   the pipeline's incremental state
     _state/events/<sha256>.json              one processed storage event
     _state/attempts/<pipeline>/<sha256>.json an input being processed (poison-pill marker)
-    _locks/<lease name>/<epoch>.json         a lease's epochs (sync/, finalize/, events/)
+    _state/channels/<pipeline>.json          the pipeline's Drive notification channel(s)
+    _state/push/<pipeline>/requested.json    the last notification that asked for a sync
+    _state/push/<pipeline>/done.json         the request the last finished sync covered
+    _locks/<lease name>/<epoch>.json         a lease's epochs (sync/, finalize/, events/, channels/)
     _quarantine/<run_id>/<path>              a failed input's original bytes
     _raw/<path>                              ``keep_raw`` copies
 """
@@ -132,6 +135,22 @@ def attempt_marker_key(pipeline: str, input_key: str) -> str:
     return f"{STATE_PREFIX}attempts/{safe_key(pipeline)}/{_digest(input_key)}.json"
 
 
+# ---- Drive push notifications (shared.run.channels, shared.run.pending) ----------------------
+def channel_key(pipeline: str) -> str:
+    """The pipeline's notification channel record (ids, expiry, token reference; no token)."""
+    return f"{STATE_PREFIX}channels/{safe_key(pipeline)}.json"
+
+
+def push_requested_key(pipeline: str) -> str:
+    """What the last accepted notification asked for (overwritten by each one)."""
+    return f"{STATE_PREFIX}push/{safe_key(pipeline)}/requested.json"
+
+
+def push_done_key(pipeline: str) -> str:
+    """The request a finished sync covered: requested != done means a sync is owed."""
+    return f"{STATE_PREFIX}push/{safe_key(pipeline)}/done.json"
+
+
 # ---- leases: ``_locks/<name>/<epoch>.json`` ---------------------------------------------------
 def sync_lock(pipeline: str) -> str:
     """The lease name that lets one sync of a pipeline run at a time."""
@@ -141,6 +160,11 @@ def sync_lock(pipeline: str) -> str:
 def finalize_lock(run_id: str) -> str:
     """The lease name that elects a fanned-out run's one finalizer."""
     return f"finalize/{run_id}"
+
+
+def channel_lock(pipeline: str) -> str:
+    """The lease name held while a pipeline's notification channel is opened or closed."""
+    return f"channels/{pipeline}"
 
 
 def event_lock(dedupe_id: str) -> str:

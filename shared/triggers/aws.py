@@ -130,6 +130,32 @@ def sqs_work(event: Mapping[str, Any]) -> dict[str, Any]:
     return {"batchItemFailures": failures}
 
 
+def sqs_push(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The push worker: each message runs its pipeline's owed sync (the first one of a burst
+    does; the others find nothing owed); transient failures go back to the queue."""
+    from shared.triggers.push_worker import on_push_message
+
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records") or []:
+        message_id = str(record.get("messageId", ""))
+        work = partial(on_push_message, record.get("body", ""))
+        result = attempt(work, catch_all=True, transient=queue_item_transient)
+        if not isinstance(result, Failure):
+            log.info("push message", extra={"message_id": message_id, **result})
+        elif result.transient:
+            log.warning(
+                "push sync failed; SQS will redeliver it",
+                extra={"message_id": message_id, "error": f"{result.error}"},
+            )
+            failures.append({"itemIdentifier": message_id})
+        else:
+            log.error(
+                "dropped a push message",
+                extra={"message_id": message_id, "error": str(result.error)},
+            )
+    return {"batchItemFailures": failures}
+
+
 def sqs_dead_letters(event: Mapping[str, Any]) -> dict[str, Any]:
     """Record every dead-lettered item as failed in its run (idempotent)."""
     failures: list[dict[str, str]] = []

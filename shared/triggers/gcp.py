@@ -149,3 +149,17 @@ def on_dead_letter_message(attributes: Mapping[str, Any], data: Any) -> None:
     if result is not None:
         outcome = result.get("outcome")
         log.warning("dead-lettered work item %s", outcome, extra={**context, **result})
+
+
+def on_push_message(attributes: Mapping[str, Any], data: Any) -> None:
+    """A handed-off push sync (Pub/Sub): a failure is raised, so Pub/Sub redelivers it."""
+    from shared.triggers.push_worker import on_push_message as run_owed_sync
+
+    context = cloudevent_context(attributes)
+
+    def work() -> dict[str, Any]:
+        return run_owed_sync(pubsub_message(cloudevent_data(data)).body)
+
+    result = _deliver("push_worker", context, work, transient=queue_item_transient)
+    if result is not None:
+        log.info("push message %s", result.get("outcome"), extra={**context, **result})

@@ -70,6 +70,11 @@ def schedule_expression() -> str | None:
     return config().settings.schedule
 
 
+def push_enabled() -> bool:
+    """True when a pipeline has ``push = true``: the notifications route is served then."""
+    return any(p.push for p in config().pipelines.values())
+
+
 def health() -> Response:
     """Liveness plus whether the configuration loads."""
     try:
@@ -322,6 +327,9 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
             log.error("scheduled sync failed", extra={"pipeline": pipeline.name, "error": str(exc)})
             results.append({"pipeline": pipeline.name, "error": str(exc)})
             transient += [f"{pipeline.name}: {exc}"] if is_transient(exc) else []
+    for pipeline in chosen:  # push pipelines: keep their notification channel open
+        if pipeline.push:
+            _channel_upkeep(pipeline, results)
     if transient:  # every pipeline had its turn; now ask the platform to redeliver the tick
         raise RetryableError("scheduled sync failed transiently: " + "; ".join(transient))
     if pipelines:
@@ -331,6 +339,16 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
             if n not in cfg.pipelines
         )
     return results
+
+
+def _channel_upkeep(pipeline: Pipeline, results: list[dict[str, Any]]) -> None:
+    """Open, renew or reopen a push pipeline's channel; the outcome joins its result."""
+    from shared.run.upkeep import channel_upkeep
+
+    entry = next((r for r in results if r.get("pipeline") == pipeline.name), None)
+    outcome = channel_upkeep(pipeline, entry)
+    if entry is not None:
+        entry["channel"] = outcome
 
 
 # ---- fan-out: big syncs planned here, processed by queue workers ----------------------------

@@ -20,6 +20,7 @@ AUTH_ENV = "DRIVEPIPE_HTTP_AUTH"
 PUBLIC_ENV = "DRIVEPIPE_PUBLIC"
 INPUT_BUCKET_ENV = "DRIVEPIPE_INPUT_BUCKET"
 MAX_CONCURRENCY_ENV = "DRIVEPIPE_FANOUT_MAX_CONCURRENCY"
+PUSH_QUEUE_ENV = "DRIVEPIPE_PUSH_QUEUE"  # the push worker's SQS queue (docs/push.md)
 AuthMode = Literal["iam", "api_key", "none"]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
@@ -51,6 +52,7 @@ class Stage:
     work_queue: str | None = None
     dead_letter_queue: str | None = None
     max_concurrency: int = 5  # bounds concurrent Drive requests (quota: see README)
+    push_queue: str | None = None  # notifications hand their syncs to this queue
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Stage:
@@ -64,10 +66,12 @@ class Stage:
             )
         queue = environ.get(QUEUE_ENV, "").strip()
         dlq = environ.get(DLQ_ENV, "").strip()
+        push = environ.get(PUSH_QUEUE_ENV, "").strip()
         return cls(
             http_auth=auth,
             input_bucket=bucket,
             work_queue=queue_name(queue) if queue else None,
             dead_letter_queue=queue_name(dlq) if dlq else None,
             max_concurrency=int(environ.get(MAX_CONCURRENCY_ENV) or 5),
+            push_queue=queue_name(push) if push else None,
         )

@@ -65,7 +65,9 @@ def test_the_dev_command_serves_http_and_delivers_uploads(stack: Stack) -> None:
     with dev_command("-m", "devstack.aws_dev", *stack.dev_options()) as dev:
         url = dev.next_line_with("http ").split()[1]
         dev.next_line_with("ready:")
-        assert "sqs pump" not in "\n".join(dev.output)  # no fan-out configured: no queues
+        pumped = [line for line in dev.output if line.startswith("sqs pump")]
+        # no fan-out configured: no work queues (only Drive push's queue, on by default)
+        assert [line.split()[2] for line in pumped] == ["drivepipe-push-local"]
         health = requests.get(f"{url}/health", timeout=30)
         assert health.status_code == 200 and health.json()["pipelines"] == ["sales"]
         bad = requests.post(

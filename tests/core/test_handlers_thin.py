@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER_FILES = (ROOT / "chalice_app" / "app.py", ROOT / "gcp_functions" / "main.py")
 MAX_HANDLER_LOGIC_LINES = 10
-MAX_TOTAL_LINES = 120
+MAX_TOTAL_LINES = 140  # 120 until Drive push added a webhook and a worker on each cloud
 
 
 def code_lines(source: str) -> set[int]:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from devstack.drive_emulator import DriveEmulator
-from devstack.drive_emulator.api import GLOBAL_PARAMS, METHOD_PARAMS, SERVED_PATHS
+from devstack.drive_emulator.api import GLOBAL_PARAMS, METHOD_PARAMS, POST_METHODS, SERVED_PATHS
 from devstack.drive_emulator.file_fields import (
     ABOUT_FIELDS,
     CHANGE_FIELDS,
@@ -88,7 +88,7 @@ def test_every_served_path_is_the_documented_one(doc: dict[str, Any], emu: Drive
     for method_id, path in SERVED_PATHS.items():
         documented = method_doc(doc, method_id)
         assert documented["path"] == path
-        assert documented["httpMethod"] == "GET"
+        assert documented["httpMethod"] == ("POST" if method_id in POST_METHODS else "GET")
 
 
 def test_every_accepted_parameter_exists_with_its_type(doc: dict[str, Any]) -> None:
@@ -113,6 +113,7 @@ IGNORED_PARAMS = {
     "drive.files.list": {"includeLabels", "includePermissionsForView"},
     "drive.files.get": {"includeLabels", "includePermissionsForView"},
     "drive.changes.list": {"includeCorpusRemovals", "includeLabels", "includePermissionsForView"},
+    "drive.changes.watch": {"includeCorpusRemovals", "includeLabels", "includePermissionsForView"},
 }
 
 

@@ -26,6 +26,7 @@ from shared.run.fanout.items import ItemResult, PlannedFile, WorkItem, item_id
 from shared.run.fanout.runs import maybe_finalize, run_lease
 from shared.run.manifest import InputRecord, RunManifest, input_record
 from shared.run.mirror import plan_section
+from shared.run.pending import Cover
 from shared.run.sync import run_planned, run_sync
 from shared.storage.layout import plan_key, result_key, run_key
 
@@ -93,6 +94,7 @@ def start_fanout(
     # sync lease from here until its finalizer releases it (LeaseHeld -> HTTP 409).
     lease_for = partial(run_lease, ttl=options.lease_seconds)
     ctx = open_sync(request, drive=drive, lease_for=lease_for, renew=False)
+    cover = Cover(ctx)  # push notifications this run covers, if it runs inline
     try:
         planned = plan(ctx)
         if len(planned.to_fetch) >= options.min_files:
@@ -102,9 +104,12 @@ def start_fanout(
         raise
     try:  # small: run inline on this plan, under this lease, held as an inline run holds it
         ctx.hold_inline()
-        return run_planned(ctx, planned, progress=progress)
+        manifest = run_planned(ctx, planned, progress=progress)
+        cover.settle()
+        return manifest
     finally:
         ctx.release()
+        cover.follow_up()
 
 
 def _enqueue(

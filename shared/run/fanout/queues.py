@@ -122,6 +122,15 @@ class PubSubTopic:
                 self._session = AuthorizedSession(credentials)
         return self._session
 
+    def publish(self, messages: list[dict[str, Any]]) -> bool:
+        """Publish ready messages (``data`` base64, ``attributes``); False when refused.
+
+        Transport errors propagate (the push webhook answers 503 on them).
+        """
+        url = f"{self.endpoint}/v1/{self.name}:publish"
+        answer = self._http().post(url, json={"messages": messages}, timeout=30)
+        return bool(answer.status_code == 200)
+
     def send_batch(self, items: Sequence[WorkItem]) -> list[WorkItem]:
         """Publish in batches; a batch whose request fails is returned unsent."""
         unsent: list[WorkItem] = []

@@ -24,6 +24,7 @@ from shared.run.fanout.items import ItemResult
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, utc_now
+from shared.run.pending import follow_up
 from shared.run.state import InputState, SyncState
 from shared.storage import open_storage
 from shared.storage.layout import finalize_lock, plan_key, result_key, results_prefix, run_key
@@ -174,6 +175,9 @@ def _finalize(dest: Storage, plan: dict[str, Any], ids: set[str], lease: Lease) 
     dest.write(run_key(run_id), manifest.to_json(), content_type="application/json")
     if held:
         sync.release()
+        # A fanned-out run settles no push notification: if one came, a push worker runs
+        # the owed sync inline now (shared.run.pending).
+        follow_up(dest, plan["pipeline"], reason=f"notified during fanned-out run {run_id}")
     log.info(
         "fan-out run finished",
         extra={"run_id": run_id, "pipeline": plan["pipeline"], **manifest.counts()},
