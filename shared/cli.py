@@ -1,4 +1,4 @@
-"""The drivepipe command line: sync, transform and validate.
+"""The drivepipe command line: sync, transform, validate, and the run history (``runs``).
 
 Exit codes: 0 success, 1 some input failed, 2 bad usage or configuration, 3 a source or
 destination could not be reached.
@@ -92,6 +92,10 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
 
     validate = sub.add_parser("validate", help="load and validate a pipeline file")
     validate.add_argument("config", help="pipeline TOML file")
+
+    from shared import cli_runs
+
+    cli_runs.add_parser(sub)
 
     for name, delegate in (delegates or {}).items():
         sub.add_parser(name, help=delegate.help, add_help=False)
@@ -325,7 +329,14 @@ def main(argv: list[str] | None = None, *, delegates: Mapping[str, Delegate] | N
     args = build_parser(delegates).parse_args(argv)
     if not _configure_logging(args.log_level):
         return EXIT_USAGE
-    handlers = {"sync": cmd_sync, "transform": cmd_transform, "validate": cmd_validate}
+    from shared.cli_runs import cmd_runs
+
+    handlers = {
+        "sync": cmd_sync,
+        "transform": cmd_transform,
+        "validate": cmd_validate,
+        "runs": cmd_runs,
+    }
     try:
         return handlers[args.command](args)
     except (ConfigError, DriveAuthError) as exc:

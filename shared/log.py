@@ -86,8 +86,23 @@ _JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+# Values read at run time (a webhook URL), longest first; replaced whole, never mutated, so a
+# thread formatting a line while another registers a value sees one consistent tuple.
+_registered: tuple[str, ...] = ()
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` in every log line from now on (a credential read at run time, such as a
+    webhook URL, whose variable name :data:`SECRET_ENV_VARS` cannot know)."""
+    global _registered
+    if value and len(value) >= 4 and value not in _registered:
+        _registered = tuple(sorted({*_registered, value}, key=len, reverse=True))
+
+
 def redact(text: str) -> str:
     """Mask secret values and credential-looking parameters in ``text``."""
+    for known in _registered:
+        text = text.replace(known, "***")
     for name in SECRET_ENV_VARS:
         value = os.environ.get(name)
         if value and len(value) >= 4:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from shared.errors import StorageError
 from shared.log import get_logger
-from shared.run.engine import Progress, open_store, save_manifest
+from shared.run.engine import Progress, open_store
+from shared.run.finish import finish_run
 from shared.run.manifest import InputRecord, RunManifest, new_run_id
 from shared.run.process import copy_to_temp, process_input
 from shared.storage import layout
@@ -72,7 +73,7 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
             process_input(pipeline, dest, data, fmt, record, manifest.run_id)
     if progress:
         progress(record, 1, 1)
-    save_manifest(dest, manifest)
+    finish_run(dest, manifest, notify=pipeline.notify)
     log.info(
         "object processed",
         extra={

@@ -25,6 +25,7 @@ from shared.run.engine import (
     plan,
     save_manifest,
 )
+from shared.run.finish import finish_run
 from shared.run.mirror import delete_unclaimed
 from shared.settings import runtime_settings
 
@@ -91,7 +92,7 @@ def run_planned(
     try:
         to_fetch = _mirror(ctx, planned) + planned.to_fetch
     except BaseException:
-        save_manifest(ctx.dest, manifest)
+        _finish(ctx, manifest)
         raise
     total = len(manifest.inputs)
     done = total - len(to_fetch)
@@ -121,12 +122,18 @@ def run_planned(
         try:
             _save_state(ctx, state)
         finally:
-            save_manifest(ctx.dest, manifest)
+            _finish(ctx, manifest)
     log.info(
         "sync finished",
         extra={"pipeline": pipeline.name, "run_id": manifest.run_id, **manifest.counts()},
     )
     return manifest
+
+
+def _finish(ctx: SyncContext, manifest: RunManifest) -> None:
+    """Write the manifest with the run's Drive usage, then notify, index and measure it."""
+    manifest.drive = ctx.drive_usage()
+    finish_run(ctx.dest, manifest, notify=ctx.request.pipeline.notify)
 
 
 def _mirror(ctx: SyncContext, planned: SyncPlan) -> list[Planned]:

@@ -130,8 +130,8 @@ def newest_first(run_id: str) -> str:
 def run_index_view(pipeline: str | None = None, status: str | None = None) -> str:
     """The prefix of one view of the history: all runs, one pipeline's, one status's, or both."""
     parts = [f"pipeline={safe_key(pipeline)}"] if pipeline else []
-    parts += [f"status={status}"] if status else []
-    return f"{RUN_INDEX_PREFIX}{'/'.join(parts) or 'all'}/"
+    parts += [f"status={status}" if status else "all"]  # never one view inside another
+    return f"{RUN_INDEX_PREFIX}{'/'.join(parts)}/"
 
 
 def run_index_key(view: str, run_id: str) -> str:

@@ -122,6 +122,12 @@ class PubSubTopic:
                 self._session = AuthorizedSession(credentials)
         return self._session
 
+    def publish(self, data: bytes, attributes: dict[str, str]) -> Any:
+        """Publish one message; returns the ``requests`` response (the caller judges it)."""
+        message = {"data": base64.b64encode(data).decode("ascii"), "attributes": attributes}
+        url = f"{self.endpoint}/v1/{self.name}:publish"
+        return self._http().post(url, json={"messages": [message]}, timeout=30)
+
     def send_batch(self, items: Sequence[WorkItem]) -> list[WorkItem]:
         """Publish in batches; a batch whose request fails is returned unsent."""
         unsent: list[WorkItem] = []
