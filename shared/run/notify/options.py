@@ -10,9 +10,10 @@
     # webhook_secret = "arn:aws:secretsmanager:...:secret:drivepipe-webhook"  # ...or from here
 
 An empty target value counts as unset, so ``sns_topic = "${DRIVEPIPE_NOTIFY_SNS_TOPIC:-}"``
-leaves the choice to each stage's environment. The webhook URL is a credential (a Slack incoming-webhook URL is its own token), so the file
-only says where to read it: an environment variable (on GCP, ``--set-secrets`` fills one from
-Secret Manager) or an AWS Secrets Manager secret / SSM ``SecureString`` parameter.
+leaves the choice to each stage's environment. The webhook URL is a credential (a Slack
+incoming-webhook URL is its own token), so the file only says where to read it: an environment
+variable (on GCP, ``--set-secrets`` fills one from Secret Manager) or an AWS Secrets Manager
+secret / SSM ``SecureString`` parameter.
 """
 
 from __future__ import annotations
