@@ -8,7 +8,8 @@ Why: upstream ignores ``ifGenerationMatch`` and its siblings, so an upload with
 finalizer election rely on) silently replaced an existing object, and GCS race safety could not be
 shown locally. Real GCS answers such a request with 412 ``conditionNotMet``; so does this launcher.
 Upstream also answers ``objects.list`` with every object at once, ignoring ``maxResults``,
-``startOffset`` and ``pageToken``; this launcher pages it as GCS does (:func:`page_listing`).
+``startOffset`` and ``pageToken``; this launcher pages it as GCS does (:func:`page_listing`),
+and it skips upstream's O(N) metadata dump after each write when the store is in memory.
 
 How: before the server starts, the handlers that create, replace, patch or delete an object are
 wrapped. A wrapper compares the request's precondition query parameters with the live object's
@@ -278,6 +279,25 @@ def _paged(handler: Callable[..., Any]) -> Callable[..., Any]:
     return paged
 
 
+def _skip_in_memory_metadata_dumps() -> None:
+    """Upstream re-serializes the metadata of every object (``json.dumps(..., indent=2)`` into
+    ``.meta``) after each write, which makes N writes cost O(N²): 20,000 small objects took
+    longer than a test may. ``.meta`` is read only when a server starts, and an in-memory
+    store starts empty, so with ``--in-memory`` the dump is skipped; on disk it stays."""
+    from gcp_storage_emulator.storage import Storage
+
+    upstream = Storage._write_config_to_file
+    if getattr(upstream, "_drivepipe_wrapped", False):
+        return
+
+    def write_config(self: Any) -> None:
+        if not self._use_memory_fs:
+            upstream(self)
+
+    write_config._drivepipe_wrapped = True  # type: ignore[attr-defined]
+    Storage._write_config_to_file = write_config
+
+
 def install() -> None:
     """Wrap the emulator's object-writing and listing handlers in this process (idempotent)."""
     from gcp_storage_emulator import server
@@ -287,6 +307,7 @@ def install() -> None:
         return
     replacements: dict[Callable[..., Any], Callable[..., Any]] = {objects.ls: _paged(objects.ls)}
     objects.ls = replacements[objects.ls]
+    _skip_in_memory_metadata_dumps()
     for guard in _GUARDS:
         original = getattr(objects, guard.handler)
         wrapped = _guarded(original, guard)

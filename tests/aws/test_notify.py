@@ -35,8 +35,11 @@ webhook_url_env = "TEST_WEBHOOK_URL"
 
 [pipelines.sales]
 allow_overrides = ["full_refresh"]
-source = { folder_id = "${DRIVE_FOLDER_ID}", incoming_url = "s3://${DRIVEPIPE_INPUT_BUCKET}/incoming/sales/" }
 output = { url = "s3://${DRIVEPIPE_OUTPUT_BUCKET}/sales" }
+
+[pipelines.sales.source]
+folder_id = "${DRIVE_FOLDER_ID}"
+incoming_url = "s3://${DRIVEPIPE_INPUT_BUCKET}/incoming/sales/"
 
 [pipelines.clean]
 notify = { on = ["failed"], sns_topic = "${TEST_SNS_TOPIC}", webhook_url_env = "TEST_WEBHOOK_URL" }
