@@ -12,7 +12,10 @@
 5. when a pipeline has a ``fanout`` table (or ``--fanout-queue`` / ``DRIVEPIPE_FANOUT_QUEUE``
    names a queue), creates the SQS work queue and its ``-dlq`` on moto and pumps them into
    ``fanout_worker`` and ``fanout_dead_letter`` (:class:`devstack.sqs_pump.SqsEventSources`),
-   so a fanned-out sync finishes and writes its manifest.
+   so a fanned-out sync finishes and writes its manifest;
+6. creates an SNS topic on moto for run notifications (``DRIVEPIPE_NOTIFY_SNS_TOPIC``, unless
+   already set) with an SQS queue subscribed, and prints each notification as it arrives
+   (the malformed sample ``broken/bad.csv`` causes one on the first sync).
 
 Each invocation prints one line. Upload with ``aws --endpoint-url URL s3 cp file.csv
 s3://BUCKET/incoming/sales/`` (or boto3) and the output lands in the output bucket.
@@ -38,6 +41,7 @@ from types import ModuleType
 from typing import Any
 
 from devstack.aws_events import s3_event, s3_put_record, scheduled_event
+from devstack.notify_local import SnsInbox, print_notification
 from devstack.sqs_pump import (
     Invoke,
     QueueMissing,
@@ -57,6 +61,7 @@ SAMPLE_DRIVE = Path(__file__).resolve().parent / "samples" / "drive"
 LOCAL_STAGE = "local"
 SHIPPED_CONFIG = "chalicelib/drivepipe.toml"  # the app's default, relative to chalice_app/
 LOCAL_WORK_QUEUE = "drivepipe-work-local"
+NOTIFY_TOPIC_ENV = "DRIVEPIPE_NOTIFY_SNS_TOPIC"  # what chalicelib/drivepipe.toml reads
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,10 @@ class AwsDevBridge:
         sqs: Any = None,
         region: str = "us-east-1",
         report: Callable[[Invocation], None] = lambda inv: print(inv.line(), flush=True),
+        notifications: SnsInbox | None = None,
     ) -> None:
         self.app = app
+        self.notifications = notifications  # the notify topic's inbox, printed as it fills
         self.watcher = S3UploadWatcher(s3, input_bucket)
         self.input_bucket = input_bucket
         self.region = region
@@ -215,6 +222,16 @@ class AwsDevBridge:
             )
         return done
 
+    def show_notifications(self, printer: Callable[[str], None] | None = None) -> int:
+        """Print the run notifications the SNS topic got since the last call; how many."""
+        inbox = self.notifications
+        if inbox is None:
+            return 0
+        events = inbox.drain()
+        for event in events:
+            print_notification(f"SNS {inbox.topic_arn}", event, printer or _print_now)
+        return len(events)
+
     def fire_schedule(self) -> Invocation:
         """One EventBridge scheduled event to ``on_schedule``."""
         return self._invoke("on_schedule", "schedule", scheduled_event(region=self.region))
@@ -241,6 +258,7 @@ class AwsDevBridge:
         next_schedule = time.monotonic() + schedule_every if schedule_every else None
         while not self.stopped.is_set():
             self.deliver_uploads()
+            self.show_notifications()
             due = next_schedule is not None and time.monotonic() >= next_schedule
             if due or self.schedule_now.is_set():
                 self.schedule_now.clear()
@@ -248,6 +266,10 @@ class AwsDevBridge:
                 if schedule_every:
                     next_schedule = time.monotonic() + schedule_every
             self.stopped.wait(poll_interval)
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)
 
 
 def load_app(app_path: Path = APP_DIR / "app.py") -> ModuleType:
@@ -442,6 +464,12 @@ def _serve(args: argparse.Namespace) -> int:
         for bucket in (args.input_bucket, args.output_bucket):
             ensure_bucket(s3, bucket)
         print(f"buckets         s3://{args.input_bucket} -> s3://{args.output_bucket}", flush=True)
+        inbox = None
+        if not os.environ.get(NOTIFY_TOPIC_ENV):
+            sns = boto3.client("sns", endpoint_url=endpoint, region_name=args.region)
+            inbox = SnsInbox(sns, sqs)
+            os.environ[NOTIFY_TOPIC_ENV] = inbox.topic_arn
+            print(f"sns topic       {inbox.topic_arn} (run notifications, printed here)")
         requested = args.fanout_queue or os.environ.get(QUEUE_ENV)
         os.environ.update(prepare_fanout(sqs, load_config(config), requested))
         if not args.no_http:
@@ -449,7 +477,9 @@ def _serve(args: argparse.Namespace) -> int:
                 chalice_local(args.http_port or free_port(), dict(os.environ))
             )
             print(f"http            {url}  (POST /sync, GET /health, GET /runs/ID)", flush=True)
-        bridge = AwsDevBridge(load_app().app, s3, args.input_bucket, sqs=sqs, region=args.region)
+        bridge = AwsDevBridge(
+            load_app().app, s3, args.input_bucket, sqs=sqs, region=args.region, notifications=inbox
+        )
         for line in bridge.pumped():
             print(f"sqs pump        {line}", flush=True)
         signal.signal(signal.SIGUSR1, lambda *_: bridge.schedule_now.set())

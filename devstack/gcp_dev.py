@@ -4,7 +4,10 @@ Starts gcp-storage-emulator (unless ``--gcs-url`` is given) and the Drive emulat
 folder, serves ``sync_http``, ``on_upload`` and ``on_schedule`` with functions-framework on free
 ports, then watches the emulated input bucket: every new (name, generation) is POSTed to
 ``on_upload`` as the finalize CloudEvent GCS would send. Scheduler events go to ``on_schedule``
-on a timer (``--schedule-every``) or when you type ``schedule [pipeline ...]``.
+on a timer (``--schedule-every``) or when you type ``schedule [pipeline ...]``. Run
+notifications go to a local Pub/Sub stand-in topic (``DRIVEPIPE_NOTIFY_TOPIC``) and are printed
+as they arrive: upload the malformed sample (``devstack/samples/drive/broken/bad.csv``) under
+``incoming/sales/`` to see one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from devstack.gcp_cloudevents import (
     resource_from_blob,
     scheduler_event,
 )
+from devstack.notify_local import print_notification, pubsub_event
+from devstack.pubsub_local import PubSubStandIn
 from devstack.servers import HOST, GcsEmulator, LocalServer, venv_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +39,7 @@ FUNCTION_SOURCE = REPO_ROOT / "gcp_functions" / "main.py"
 DEFAULT_CONFIG = REPO_ROOT / "gcp_functions" / "drivepipe.toml"
 SAMPLE_DRIVE = Path(__file__).resolve().parent / "samples" / "drive"
 ENTRY_POINTS = ("sync_http", "on_upload", "on_schedule")
+NOTIFY_TOPIC = "projects/local/topics/drivepipe-alerts"  # what drivepipe.toml's notify reads
 Printer = Callable[[str], None]
 
 
@@ -209,6 +215,7 @@ class GcpDevStack:
         self.functions: dict[str, FunctionServer] = {}
         self.deliveries: list[tuple[str, Delivery]] = []
         self._gcs: GcsEmulator | None = None
+        self._pubsub: PubSubStandIn | None = None  # run notifications (DRIVEPIPE_NOTIFY_TOPIC)
         self._drive: Any = None
         self._watcher: BucketWatcher | None = None
         self._client: Any = None
@@ -235,6 +242,7 @@ class GcpDevStack:
             if self._client.lookup_bucket(bucket) is None:
                 self._client.create_bucket(bucket)
         self._drive = DriveEmulator(self.drive_root).start()
+        self._pubsub = PubSubStandIn(on_publish=self._notified).start()
         env = self.function_env()
         servers = {t: FunctionServer(t, env) for t in ENTRY_POINTS}
         start_all(servers.values())
@@ -254,6 +262,9 @@ class GcpDevStack:
         if self._drive is not None:
             self._drive.stop()
             self._drive = None
+        if self._pubsub is not None:
+            self._pubsub.stop()
+            self._pubsub = None
         if self._gcs is not None:
             self._gcs.stop()
             self._gcs = None
@@ -276,8 +287,25 @@ class GcpDevStack:
             "DRIVE_FOLDER_ID": self._drive.root_id,
             "DRIVEPIPE_INPUT_BUCKET": self.input_bucket,
             "DRIVEPIPE_OUTPUT_BUCKET": self.output_bucket,
+            **self.notification_env(),
             **self.extra_env,
         }
+
+    def notification_env(self) -> dict[str, str]:
+        """The run notifications' topic, on the local Pub/Sub stand-in."""
+        if self._pubsub is None:
+            return {}
+        return {"PUBSUB_EMULATOR_HOST": self._pubsub.host, "DRIVEPIPE_NOTIFY_TOPIC": NOTIFY_TOPIC}
+
+    def _notified(self, topic: str, message: dict[str, Any]) -> None:
+        if topic == NOTIFY_TOPIC:
+            print_notification(f"Pub/Sub {topic}", pubsub_event(message), self.printer)
+
+    @property
+    def notifications(self) -> list[dict[str, Any]]:
+        """The run events published to the notification topic so far."""
+        published = self._pubsub.published.get(NOTIFY_TOPIC, []) if self._pubsub else []
+        return [pubsub_event(message) for message in published]
 
     @property
     def client(self) -> Any:
@@ -377,6 +405,7 @@ def _banner(stack: GcpDevStack) -> str:
             f"gcs emulator   {stack.gcs_url}  buckets {stack.input_bucket} {stack.output_bucket}",
             f"drive emulator {stack.function_env()['DRIVE_API_URL']}  root {stack.drive_root}",
             *(f"{t:<14} {stack.url(t)}" for t in ENTRY_POINTS),
+            f"notifications  {NOTIFY_TOPIC} (local Pub/Sub stand-in, printed here)",
             f'  curl -X POST {stack.url("sync_http")}/sync -d \'{{"pipeline": "NAME"}}\'',
             "upload to trigger on_upload, e.g.:",
             upload,

@@ -26,7 +26,7 @@ When = Literal["failed", "quarantined", "removal_blocked", "always"]
 DEFAULT_WHEN: tuple[When, ...] = ("failed", "quarantined", "removal_blocked")
 _SNS_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
 _PUBSUB_TOPIC = (
-    r"^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/)?[A-Za-z][A-Za-z0-9._~+%-]{2,254}$"
+    r"^(projects/[a-z][a-z0-9.:-]{1,62}/topics/)?[A-Za-z][A-Za-z0-9._~+%-]{2,254}$"
 )
 TARGET_FIELDS = ("sns_topic", "pubsub_topic", "webhook_url_env", "webhook_secret")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
