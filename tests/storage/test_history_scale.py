@@ -166,11 +166,13 @@ def lake(request: pytest.FixtureRequest) -> Iterator[Lake]:
 
 
 def report(what: str, lake: Lake, sent: list[str]) -> None:
-    """Print how many requests a listing sent, lists (S3 ``list-type=2``, GCS ``.../o?``) apart."""
+    """Print how many requests a listing sent: lists (S3 ``list-type=2``, GCS ``.../o?``), object
+    reads, and others (google-cloud-storage fetches a bucket's metadata once per client)."""
     lists = sum(1 for line in sent if "list-type=2" in line or "/o?" in line)
+    others = sum(1 for line in sent if "/b/" in line and "/o" not in line)
     print(
         f"\n{lake.url.split(':')[0]}: {what}: {len(sent)} storage requests "
-        f"({lists} list, {len(sent) - lists} read)"
+        f"({lists} list, {len(sent) - lists - others} read, {others} other)"
     )
 
 

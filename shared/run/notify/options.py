@@ -25,9 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 When = Literal["failed", "quarantined", "removal_blocked", "always"]
 DEFAULT_WHEN: tuple[When, ...] = ("failed", "quarantined", "removal_blocked")
 _SNS_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
-_PUBSUB_TOPIC = (
-    r"^(projects/[a-z][a-z0-9.:-]{1,62}/topics/)?[A-Za-z][A-Za-z0-9._~+%-]{2,254}$"
-)
+_PUBSUB_TOPIC = r"^(projects/[a-z][a-z0-9.:-]{1,62}/topics/)?[A-Za-z][A-Za-z0-9._~+%-]{2,254}$"
 TARGET_FIELDS = ("sns_topic", "pubsub_topic", "webhook_url_env", "webhook_secret")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _SECRET_REF = (
