@@ -228,3 +228,19 @@ def test_notify_options_are_validated_at_load_naming_the_field() -> None:
     assert cfg.pipelines["a"].notify == NotifyOptions(webhook_url_env="HOOK")
     assert cfg.pipelines["b"].notify is not None and cfg.pipelines["b"].notify.on == ()
     assert cfg.pipelines["c"].notify is not None and cfg.pipelines["c"].notify.targets == []
+
+
+def test_the_webhook_url_can_live_in_secrets_manager(
+    dest: Storage, moto_server: object, s3_env: dict[str, str]
+) -> None:
+    """``webhook_secret``: read from Secrets Manager on moto_server (the real boto3 client)."""
+    import boto3
+
+    with WebhookReceiver() as hook:
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        name = f"drivepipe/test/webhook-{hook.token[-6:]}"
+        arn = client.create_secret(Name=name, SecretString=json.dumps({"url": hook.url}))["ARN"]
+        options = NotifyOptions(webhook_secret=arn)
+        [sent] = notify_run(dest, a_run(), options, sleep=Sleeps())
+    assert sent.ok and sent.to == f"secret {arn}" and len(hook.accepted) == 1
+    assert hook.token not in json.dumps(sent.to_dict())
