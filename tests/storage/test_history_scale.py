@@ -262,4 +262,5 @@ def get_runs_pages_to_the_oldest(
     assert seen == RUNS and runs[-1]["run_id"] == run_id(0) and pages == RUNS // 100
     with capsys.disabled():
         report(f"GET /runs?limit=100, {pages} pages to the oldest", lake, sent)
-    assert RUNS + pages <= len(sent) <= pages * 102
+    # per page: a list and its reads (and on GCS, the bucket metadata every new client fetches)
+    assert RUNS + pages <= len(sent) <= pages * 103
