@@ -93,8 +93,11 @@ def index_manifest(dest: Storage, manifest: Mapping[str, Any]) -> None:
     """Write ``manifest``'s entry in each of its views (its manifest is already stored)."""
     entry = entry_of(manifest)
     body = json.dumps(entry, ensure_ascii=False).encode("utf-8")
-    for view in views(entry["pipeline"], entry["status"]):
-        dest.write(run_index_key(view, entry["run_id"]), body, content_type="application/json")
+    keys = [
+        run_index_key(view, entry["run_id"]) for view in views(entry["pipeline"], entry["status"])
+    ]
+    with ThreadPoolExecutor(max_workers=len(keys)) as pool:  # four small puts at once
+        list(pool.map(lambda key: dest.write(key, body, content_type="application/json"), keys))
 
 
 def index_run(dest: Storage, manifest: RunManifest) -> None:
