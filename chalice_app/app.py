@@ -50,6 +50,12 @@ def health() -> Response:
     return _http(routes.respond(routes.HEALTH))
 
 
+@app.route("/runs", methods=["GET"], **AUTH)
+def list_runs() -> Response:
+    """The run history, newest first: ``?pipeline=&status=&limit=&cursor=``."""
+    return _http(routes.respond(routes.RUNS, dict(app.current_request.query_params or {})))
+
+
 @app.route("/runs/{run_id}", methods=["GET"], **AUTH)
 def get_run(run_id: str) -> Response:
     """The manifest of one run (or a fanned-out run's progress)."""

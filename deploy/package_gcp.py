@@ -190,6 +190,11 @@ class DeployConfig:
         """The work subscription dead-letters here."""
         return f"{self.prefix}-work-dead"
 
+    @property
+    def notify_topic(self) -> str:
+        """Run notifications (``[settings.notify] pubsub_topic``) are published here."""
+        return f"{self.prefix}-alerts"
+
     def function_name(self, entry_point: str) -> str:
         """Deployed name of an entry point, e.g. ``drivepipe-sync`` for ``sync_http``."""
         suffix = {
@@ -222,6 +227,7 @@ class DeployConfig:
             from deploy.push_gcp import push_env
 
             env.update(push_env(self))
+        env["DRIVEPIPE_NOTIFY_TOPIC"] = f"projects/{self.project}/topics/{self.notify_topic}"
         env.update(self.extra_env)
         return env
 
@@ -394,6 +400,26 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
             why="Cloud Storage publishes finalize events through Pub/Sub",
         ),
         _cmd("gcloud", "pubsub", "topics", "create", cfg.topic, p, why="Cloud Scheduler target"),
+        _cmd(
+            "gcloud",
+            "pubsub",
+            "topics",
+            "create",
+            cfg.notify_topic,
+            p,
+            why="run notifications (subscribe e-mail, Slack or anything else to it)",
+        ),
+        _cmd(
+            "gcloud",
+            "pubsub",
+            "topics",
+            "add-iam-policy-binding",
+            cfg.notify_topic,
+            p,
+            fn_member,
+            "--role=roles/pubsub.publisher",
+            why="the functions publish run notifications",
+        ),
         *(fanout_setup_commands(cfg) if cfg.fanout else []),
         *(_push_setup(cfg) if cfg.push else []),
     ]

@@ -18,6 +18,9 @@
    ``push_worker``, channel tokens in moto's Secrets Manager, and a channel from the Drive
    emulator to ``chalice local``'s ``POST /drive/notifications``. Edit, add or delete a file in
    the emulator's folder and the lake follows within seconds, with no schedule and no command.
+7. creates an SNS topic on moto for run notifications (``DRIVEPIPE_NOTIFY_SNS_TOPIC``, unless
+   already set) with an SQS queue subscribed, and prints each notification as it arrives
+   (the malformed sample ``broken/bad.csv`` causes one on the first sync).
 
 Each invocation prints one line. Upload with ``aws --endpoint-url URL s3 cp file.csv
 s3://BUCKET/incoming/sales/`` (or boto3) and the output lands in the output bucket.
@@ -43,6 +46,7 @@ from types import ModuleType
 from typing import Any
 
 from devstack.aws_events import s3_event, s3_put_record, scheduled_event
+from devstack.notify_local import SnsInbox, print_notification
 from devstack.sqs_pump import (
     Invoke,
     QueueMissing,
@@ -62,6 +66,7 @@ SAMPLE_DRIVE = Path(__file__).resolve().parent / "samples" / "drive"
 LOCAL_STAGE = "local"
 SHIPPED_CONFIG = "chalicelib/drivepipe.toml"  # the app's default, relative to chalice_app/
 LOCAL_WORK_QUEUE = "drivepipe-work-local"
+NOTIFY_TOPIC_ENV = "DRIVEPIPE_NOTIFY_SNS_TOPIC"  # what chalicelib/drivepipe.toml reads
 
 
 @dataclass(frozen=True)
@@ -162,8 +167,10 @@ class AwsDevBridge:
         sqs: Any = None,
         region: str = "us-east-1",
         report: Callable[[Invocation], None] = lambda inv: print(inv.line(), flush=True),
+        notifications: SnsInbox | None = None,
     ) -> None:
         self.app = app
+        self.notifications = notifications  # the notify topic's inbox, printed as it fills
         self.watcher = S3UploadWatcher(s3, input_bucket)
         self.input_bucket = input_bucket
         self.region = region
@@ -220,6 +227,16 @@ class AwsDevBridge:
             )
         return done
 
+    def show_notifications(self, printer: Callable[[str], None] | None = None) -> int:
+        """Print the run notifications the SNS topic got since the last call; how many."""
+        inbox = self.notifications
+        if inbox is None:
+            return 0
+        events = inbox.drain()
+        for event in events:
+            print_notification(f"SNS {inbox.topic_arn}", event, printer or _print_now)
+        return len(events)
+
     def fire_schedule(self) -> Invocation:
         """One EventBridge scheduled event to ``on_schedule``."""
         return self._invoke("on_schedule", "schedule", scheduled_event(region=self.region))
@@ -246,6 +263,7 @@ class AwsDevBridge:
         next_schedule = time.monotonic() + schedule_every if schedule_every else None
         while not self.stopped.is_set():
             self.deliver_uploads()
+            self.show_notifications()
             due = next_schedule is not None and time.monotonic() >= next_schedule
             if due or self.schedule_now.is_set():
                 self.schedule_now.clear()
@@ -253,6 +271,10 @@ class AwsDevBridge:
                 if schedule_every:
                     next_schedule = time.monotonic() + schedule_every
             self.stopped.wait(poll_interval)
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)
 
 
 def load_app(app_path: Path = APP_DIR / "app.py") -> ModuleType:
@@ -472,6 +494,12 @@ def _serve(args: argparse.Namespace) -> int:
         for bucket in (args.input_bucket, args.output_bucket):
             ensure_bucket(s3, bucket)
         print(f"buckets         s3://{args.input_bucket} -> s3://{args.output_bucket}", flush=True)
+        inbox = None
+        if not os.environ.get(NOTIFY_TOPIC_ENV):
+            sns = boto3.client("sns", endpoint_url=endpoint, region_name=args.region)
+            inbox = SnsInbox(sns, sqs)
+            os.environ[NOTIFY_TOPIC_ENV] = inbox.topic_arn
+            print(f"sns topic       {inbox.topic_arn} (run notifications, printed here)")
         requested = args.fanout_queue or os.environ.get(QUEUE_ENV)
         os.environ.update(prepare_fanout(sqs, load_config(config), requested))
         port = args.http_port or free_port()
@@ -483,7 +511,9 @@ def _serve(args: argparse.Namespace) -> int:
         if not args.no_http:
             url = stack.enter_context(chalice_local(port, dict(os.environ)))
             print(f"http            {url}  (POST /sync, GET /health, GET /runs/ID)", flush=True)
-        bridge = AwsDevBridge(load_app().app, s3, args.input_bucket, sqs=sqs, region=args.region)
+        bridge = AwsDevBridge(
+            load_app().app, s3, args.input_bucket, sqs=sqs, region=args.region, notifications=inbox
+        )
         for line in bridge.pumped():
             print(f"sqs pump        {line}", flush=True)
         if push:

@@ -12,6 +12,10 @@ topic is delivered to ``push_worker`` by the Pub/Sub stand-in, channel tokens li
 Secret Manager stand-in, and a first scheduler event opens the channel from the Drive emulator
 to ``drive_notifications`` (and reconciles the lake). Edit or delete a file in the emulator's
 folder and the lake follows within seconds.
+
+Run notifications go to a local Pub/Sub stand-in topic (``DRIVEPIPE_NOTIFY_TOPIC``) and are
+printed as they arrive: upload the malformed sample (``devstack/samples/drive/broken/bad.csv``)
+under ``incoming/sales/`` to see one.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from devstack.gcp_cloudevents import (
     resource_from_blob,
     scheduler_event,
 )
-from devstack.pubsub_local import Subscription
+from devstack.notify_local import print_notification, pubsub_event
+from devstack.pubsub_local import PubSubStandIn, Subscription
 from devstack.servers import HOST, GcsEmulator, LocalServer, free_port, venv_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +49,7 @@ SAMPLE_DRIVE = Path(__file__).resolve().parent / "samples" / "drive"
 ENTRY_POINTS = ("sync_http", "on_upload", "on_schedule")
 PUSH_ENTRY_POINTS = ("drive_notifications", "push_worker")
 PUSH_TOPIC = "drivepipe-push-local"
+NOTIFY_TOPIC = "projects/local/topics/drivepipe-alerts"  # what drivepipe.toml's notify reads
 Printer = Callable[[str], None]
 
 
@@ -222,12 +228,12 @@ class GcpDevStack:
         self.push = push
         self.entry_points = tuple(entry_points) + (PUSH_ENTRY_POINTS if push else ())
         self.drive_clock = drive_clock
-        self._pubsub: Any = None
         self._secrets: Any = None
         self._push_env: dict[str, str] = {}
         self.functions: dict[str, FunctionServer] = {}
         self.deliveries: list[tuple[str, Delivery]] = []
         self._gcs: GcsEmulator | None = None
+        self._pubsub: PubSubStandIn | None = None  # run notifications (DRIVEPIPE_NOTIFY_TOPIC)
         self._drive: Any = None
         self._watcher: BucketWatcher | None = None
         self._client: Any = None
@@ -255,6 +261,8 @@ class GcpDevStack:
                 self._client.create_bucket(bucket)
         clock = {"clock": self.drive_clock} if self.drive_clock else {}
         self._drive = DriveEmulator(self.drive_root, **clock).start()
+        # one Pub/Sub stand-in: run notifications, and the push topic with push on
+        self._pubsub = PubSubStandIn(on_publish=self._notified).start()
         ports = {t: free_port() for t in self.entry_points} if self.push else {}
         if self.push:
             self._start_push(ports["drive_notifications"])
@@ -273,11 +281,10 @@ class GcpDevStack:
             ).start()
 
     def _start_push(self, webhook_port: int) -> None:
-        from devstack.pubsub_local import PubSubStandIn
         from devstack.push_dev import gcp_push_env
         from devstack.secretmanager_local import SecretManagerStandIn
 
-        self._pubsub = PubSubStandIn().start()
+        assert self._pubsub is not None  # started first, in _start
         self._pubsub.on_delivery = self._report_push
         self._secrets = SecretManagerStandIn().__enter__()
         self._push_env = gcp_push_env(
@@ -337,8 +344,25 @@ class GcpDevStack:
             "DRIVEPIPE_INPUT_BUCKET": self.input_bucket,
             "DRIVEPIPE_OUTPUT_BUCKET": self.output_bucket,
             **self._push_env,
+            **self.notification_env(),
             **self.extra_env,
         }
+
+    def notification_env(self) -> dict[str, str]:
+        """The run notifications' topic, on the local Pub/Sub stand-in."""
+        if self._pubsub is None:
+            return {}
+        return {"PUBSUB_EMULATOR_HOST": self._pubsub.host, "DRIVEPIPE_NOTIFY_TOPIC": NOTIFY_TOPIC}
+
+    def _notified(self, topic: str, message: dict[str, Any]) -> None:
+        if topic == NOTIFY_TOPIC:
+            print_notification(f"Pub/Sub {topic}", pubsub_event(message), self.printer)
+
+    @property
+    def notifications(self) -> list[dict[str, Any]]:
+        """The run events published to the notification topic so far."""
+        published = self._pubsub.published.get(NOTIFY_TOPIC, []) if self._pubsub else []
+        return [pubsub_event(message) for message in published]
 
     @property
     def drive(self) -> Any:
@@ -451,6 +475,7 @@ def _banner(stack: GcpDevStack) -> str:
             f"gcs emulator   {stack.gcs_url}  buckets {stack.input_bucket} {stack.output_bucket}",
             f"drive emulator {stack.function_env()['DRIVE_API_URL']}  root {stack.drive_root}",
             *(f"{t:<14} {stack.url(t)}" for t in stack.functions),
+            f"notifications  {NOTIFY_TOPIC} (local Pub/Sub stand-in, printed here)",
             f'  curl -X POST {stack.url("sync_http")}/sync -d \'{{"pipeline": "NAME"}}\'',
             "upload to trigger on_upload, e.g.:",
             upload,

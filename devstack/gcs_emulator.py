@@ -7,6 +7,9 @@ Why: upstream ignores ``ifGenerationMatch`` and its siblings, so an upload with
 ``ifGenerationMatch=0`` (``GcsStorage.create_if_absent``, which event claims, leases and the fan-out
 finalizer election rely on) silently replaced an existing object, and GCS race safety could not be
 shown locally. Real GCS answers such a request with 412 ``conditionNotMet``; so does this launcher.
+Upstream also answers ``objects.list`` with every object at once, ignoring ``maxResults``,
+``startOffset`` and ``pageToken``; this launcher pages it as GCS does (:func:`page_listing`),
+and it skips upstream's O(N) metadata dump after each write when the store is in memory.
 
 How: before the server starts, the handlers that create, replace, patch or delete an object are
 wrapped. A wrapper compares the request's precondition query parameters with the live object's
@@ -20,7 +23,10 @@ along with the module attributes. Reads and the XML API (``x-goog-if-*`` headers
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import json
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -216,14 +222,92 @@ def _guarded(handler: Callable[..., Any], guard: _Guard) -> Callable[..., Any]:
     return guarded
 
 
+# -- objects.list paging ------------------------------------------------------------------------
+# Upstream answers objects.list with every object at once and ignores ``startOffset``,
+# ``endOffset``, ``maxResults`` and ``pageToken``. GCS itself returns at most ``maxResults``
+# (default and ceiling 1,000) names per page in lexicographic order, with a ``nextPageToken``;
+# ``startOffset`` is inclusive, ``endOffset`` exclusive. The wrapper below pages upstream's
+# answer the same way (the token is the last name returned), so a listing that asks for 20
+# names after a key gets 20 names after that key in one request, as in the cloud.
+LIST_PAGE_MAX = 1000
+
+
+def _query_value(request: Any, name: str) -> str | None:
+    values = request.query.get(name)
+    return values[0] if values else None
+
+
+def page_listing(body: dict[str, Any], query: Callable[[str], str | None]) -> dict[str, Any]:
+    """``body`` (upstream's objects.list answer) cut to one GCS-style page for ``query``."""
+    items = sorted(body.get("items") or [], key=lambda item: item["name"])
+    start, end = query("startOffset"), query("endOffset")
+    token = query("pageToken")
+    after = base64.urlsafe_b64decode(token.encode()).decode() if token else None
+    items = [
+        item
+        for item in items
+        if (start is None or item["name"] >= start)
+        and (end is None or item["name"] < end)
+        and (after is None or item["name"] > after)
+    ]
+    raw_max = query("maxResults")
+    size = min(int(raw_max), LIST_PAGE_MAX) if raw_max and raw_max.isdigit() else LIST_PAGE_MAX
+    size = max(size, 1)
+    page = {**body, "items": items[:size]}
+    if token:
+        page["prefixes"] = []  # prefixes come with the first page
+    if len(items) > size:
+        page["nextPageToken"] = base64.urlsafe_b64encode(items[size - 1]["name"].encode()).decode()
+    return page
+
+
+def _paged(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``ls`` handler, its answer paged as :func:`page_listing` says."""
+
+    @functools.wraps(handler)
+    def paged(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+        result = handler(request, response, storage, *args, **kwargs)
+        if response.status == HTTPStatus.OK and response._content:
+            try:
+                body = json.loads(response._content)
+                response.json(page_listing(body, lambda name: _query_value(request, name)))
+            except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+                status = HTTPStatus.BAD_REQUEST
+                _answer(response, status, error_body(status, "invalid", str(exc), str(exc)))
+        return result
+
+    return paged
+
+
+def _skip_in_memory_metadata_dumps() -> None:
+    """Upstream re-serializes the metadata of every object (``json.dumps(..., indent=2)`` into
+    ``.meta``) after each write, which makes N writes cost O(N²): 20,000 small objects took
+    longer than a test may. ``.meta`` is read only when a server starts, and an in-memory
+    store starts empty, so with ``--in-memory`` the dump is skipped; on disk it stays."""
+    from gcp_storage_emulator.storage import Storage
+
+    upstream = Storage._write_config_to_file
+    if getattr(upstream, "_drivepipe_wrapped", False):
+        return
+
+    def write_config(self: Any) -> None:
+        if not self._use_memory_fs:
+            upstream(self)
+
+    write_config._drivepipe_wrapped = True  # type: ignore[attr-defined]
+    Storage._write_config_to_file = write_config
+
+
 def install() -> None:
-    """Wrap the emulator's object-writing handlers in this process (idempotent)."""
+    """Wrap the emulator's object-writing and listing handlers in this process (idempotent)."""
     from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
     if getattr(objects, _INSTALLED_MARK, False):
         return
-    replacements: dict[Callable[..., Any], Callable[..., Any]] = {}
+    replacements: dict[Callable[..., Any], Callable[..., Any]] = {objects.ls: _paged(objects.ls)}
+    objects.ls = replacements[objects.ls]
+    _skip_in_memory_metadata_dumps()
     for guard in _GUARDS:
         original = getattr(objects, guard.handler)
         wrapped = _guarded(original, guard)

@@ -70,7 +70,9 @@ class PubSubStandIn:
         retry_backoff: float = 0.05,
         include_delivery_attempt: bool = False,
         delivery_timeout: float = 300.0,
+        on_publish: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        self.on_publish = on_publish  # (topic, message): e.g. print a run notification
         self.subscriptions: dict[str, list[Subscription]] = {}
         self.stats = Stats()
         self.retry_backoff = retry_backoff
@@ -151,6 +153,8 @@ class PubSubStandIn:
             with self._lock:
                 self.stats.published += 1
                 self.published.setdefault(topic, []).append(stored)
+            if self.on_publish is not None:
+                self.on_publish(topic, stored)
             for subscription in self.subscriptions.get(topic, []):
                 self._schedule(subscription, stored, 1)
         return ids

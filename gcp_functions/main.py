@@ -2,7 +2,7 @@
 
 Seven functions deploy from this one source directory (see ``deploy/package_gcp.py``):
 
-- ``sync_http``   HTTP: ``POST /sync``, ``GET /runs/<id>``, ``GET /health`` (and ``GET /``).
+- ``sync_http``   HTTP: ``POST /sync``, ``GET /runs``, ``GET /runs/<id>``, ``GET /health``.
 - ``on_upload``   CloudEvent ``google.cloud.storage.object.v1.finalized`` from the input bucket.
 - ``on_schedule`` CloudEvent ``google.cloud.pubsub.topic.v1.messagePublished`` (Cloud Scheduler).
 - ``fanout_worker`` CloudEvent from the work topic (``DRIVEPIPE_FANOUT_TOPIC``): one work item.
@@ -39,8 +39,11 @@ MOUNTS = {"sync_http", "sync-http", "drivepipe-sync", os.environ.get("K_SERVICE"
 
 @functions_framework.http
 def sync_http(request: flask.Request) -> tuple[str, int, dict[str, str]]:
-    """``POST /sync`` starts a sync; ``GET /runs/<id>`` reads a manifest; ``GET /health``."""
-    resp = routes.route(request.method, request.path, request.get_data(), mounts=MOUNTS)
+    """``POST /sync``; ``GET /runs`` lists runs, ``GET /runs/<id>`` reads one; ``GET /health``."""
+    query = request.args.to_dict()
+    resp = routes.route(
+        request.method, request.path, request.get_data(), mounts=MOUNTS, query=query
+    )
     headers = {"Content-Type": "application/json", **resp.headers}
     return json.dumps(resp.body, default=str), resp.status, headers
 

@@ -1,4 +1,4 @@
-"""The drivepipe command line: sync, transform and validate.
+"""The drivepipe command line: sync, transform, validate, and the run history (``runs``).
 
 Exit codes: 0 success, 1 some input failed, 2 bad usage or configuration, 3 a source or
 destination could not be reached.
@@ -98,6 +98,10 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
     watch = sub.add_parser("watch", help="open, close or show a pipeline's Drive push channel")
     cli_watch.add_arguments(watch)
     _pipeline_args(watch)
+
+    from shared import cli_runs
+
+    cli_runs.add_parser(sub)
 
     for name, delegate in (delegates or {}).items():
         sub.add_parser(name, help=delegate.help, add_help=False)
@@ -337,11 +341,14 @@ def main(argv: list[str] | None = None, *, delegates: Mapping[str, Delegate] | N
     args = build_parser(delegates).parse_args(argv)
     if not _configure_logging(args.log_level):
         return EXIT_USAGE
+    from shared.cli_runs import cmd_runs
+
     handlers = {
         "sync": cmd_sync,
         "transform": cmd_transform,
         "validate": cmd_validate,
         "watch": cmd_watch,
+        "runs": cmd_runs,
     }
     try:
         return handlers[args.command](args)

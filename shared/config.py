@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import ConfigError
 from shared.run.fanout.options import FanoutOptions
+from shared.run.notify.options import NotifyOptions
 from shared.transform.readers.options import ReadOptions
 from shared.transform.steps.specs import Step
 from shared.transform.streaming.options import StreamingOptions
@@ -146,6 +147,7 @@ class Pipeline(_Model):
     fanout: FanoutOptions | None = None  # spread big syncs over queue workers
     streaming: StreamingOptions = StreamingOptions()
     mirror: MirrorOptions = MirrorOptions()  # removals, and the guard on them
+    notify: NotifyOptions | None = None  # who hears about a run; None: [settings.notify]
     # Drive push notifications (changes.watch) start a sync within seconds of an edit; the
     # schedule still reconciles and renews the channel (docs/push.md).
     push: bool = False
@@ -243,6 +245,7 @@ class Settings(_Model):
     # Module prefixes ``custom`` steps may import from, e.g. ["my_pkg", "team.steps"]; empty
     # (the default) allows no custom step at all.
     custom_step_modules: tuple[str, ...] = ()
+    notify: NotifyOptions | None = None  # for every pipeline without its own notify table
 
     @field_validator("custom_step_modules")
     @classmethod
@@ -377,7 +380,19 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> PipelineF
     problems = parsed.custom_step_problems() + parsed.poison_attempt_problems()
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
-    return parsed
+    return _inherit_notify(parsed)
+
+
+def _inherit_notify(parsed: PipelineFile) -> PipelineFile:
+    """Give ``[settings.notify]`` to every pipeline that has no ``notify`` table of its own."""
+    default = parsed.settings.notify
+    if default is None:
+        return parsed
+    pipelines = {
+        name: p if p.notify is not None else p.model_copy(update={"notify": default})
+        for name, p in parsed.pipelines.items()
+    }
+    return parsed.model_copy(update={"pipelines": pipelines})
 
 
 def load_config(path: str | os.PathLike[str]) -> PipelineFile:

@@ -14,7 +14,8 @@ traceback under ``  | ``; JSON logs escape them through ``json.dumps``.
 Third-party loggers (botocore, boto3, urllib3, s3transfer, google.auth,
 google.resumable_media, requests) stay at INFO, or at the root's level when that is higher,
 even when the root logger is at DEBUG (``AWS_LAMBDA_LOG_LEVEL=DEBUG``), unless
-``DRIVEPIPE_LOG_THIRD_PARTY`` names a level (e.g. ``debug``).
+``DRIVEPIPE_LOG_THIRD_PARTY`` names a level (e.g. ``debug``); then, where the root logger has
+no handler (Cloud Functions), their lines go through drivepipe's handler.
 """
 
 from __future__ import annotations
@@ -86,8 +87,23 @@ _JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+# Values read at run time (a webhook URL), longest first; replaced whole, never mutated, so a
+# thread formatting a line while another registers a value sees one consistent tuple.
+_registered: tuple[str, ...] = ()
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` in every log line from now on (a credential read at run time, such as a
+    webhook URL, whose variable name :data:`SECRET_ENV_VARS` cannot know)."""
+    global _registered
+    if value and len(value) >= 4 and value not in _registered:
+        _registered = tuple(sorted({*_registered, value}, key=len, reverse=True))
+
+
 def redact(text: str) -> str:
     """Mask secret values and credential-looking parameters in ``text``."""
+    for known in _registered:
+        text = text.replace(known, "***")
     for name in SECRET_ENV_VARS:
         value = os.environ.get(name)
         if value and len(value) >= 4:
@@ -212,6 +228,10 @@ def configure(level: str | None = None, *, json_lines: bool | None = None) -> No
     third_party = _third_party_level(root.getEffectiveLevel())
     for other in THIRD_PARTY_LOGGERS:
         logging.getLogger(other).setLevel(third_party)
+    if os.environ.get(THIRD_PARTY_ENV, "").strip() and not root.handlers:
+        # Asked for third-party lines, and nothing would print them (Cloud Run has no root
+        # handler, unlike Lambda): they go through ours, redaction and format included.
+        root.addHandler(handler)
     for root_handler in root.handlers:
         _add_redaction(root_handler)
 

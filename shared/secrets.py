@@ -15,7 +15,7 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any
 
-from shared.errors import DriveAuthError
+from shared.errors import DriveAuthError, DrivepipeError
 
 SECRET_REF_ENV = "DRIVE_SECRET_ARN"
 CREDENTIAL_ENVS = (
@@ -25,6 +25,7 @@ CREDENTIAL_ENVS = (
     "DRIVE_API_KEY",
 )
 _lock = threading.Lock()
+_values: dict[str, str] = {}  # read_secret's cache: secret reference -> value
 
 
 def _fetch(ref: str, client_factory: Any) -> str:
@@ -77,3 +78,21 @@ def load_into_env(env: MutableMapping[str, str] | None = None, client_factory: A
             ) from exc
         env.update(credentials_from_secret(value))
         return True
+
+
+def read_secret(ref: str, client_factory: Any = None) -> str:
+    """The value of a Secrets Manager secret (name or ARN) or SSM ``SecureString`` parameter
+    (``arn:aws:ssm:...:parameter/...``), read once per process. Errors name ``ref`` only."""
+    with _lock:
+        if ref in _values:
+            return _values[ref]
+        if client_factory is None:
+            import boto3
+
+            client_factory = boto3.client
+        try:
+            value = _fetch(ref, client_factory)
+        except Exception as exc:  # boto errors carry no secret values, only names
+            raise DrivepipeError(f"cannot read the secret {ref}: {type(exc).__name__}") from exc
+        _values[ref] = value
+        return value

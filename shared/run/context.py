@@ -69,6 +69,13 @@ class SyncContext:
     run_id: str
     state: SyncState
     lease: Lease | None  # None for a dry run
+    drive_baseline: tuple[int, int] = (0, 0)  # the client's (requests, retries) at the start
+
+    def drive_usage(self) -> dict[str, int]:
+        """The Drive requests and retries this run made (the client may serve several runs)."""
+        requests, retries = self.drive_baseline
+        stats = self.drive.stats
+        return {"requests": stats.requests - requests, "retries": stats.total_retries - retries}
 
     def hold_inline(self) -> None:
         """Hold the lease as an inline sync does: its TTL, renewed in the background."""
@@ -131,6 +138,7 @@ def open_sync(
 
         load_into_env()  # DRIVE_SECRET_ARN on Lambda; a no-op elsewhere
         drive = DriveClient.from_env()
+    baseline = (drive.stats.requests, drive.stats.total_retries)
     dest = open_store(pipeline.output.url, "destination")
     run_id = new_run_id()
     lease = None
@@ -148,7 +156,7 @@ def open_sync(
         if lease is not None:
             lease.release()
         raise
-    return SyncContext(request, folder, drive, dest, run_id, state, lease)
+    return SyncContext(request, folder, drive, dest, run_id, state, lease, baseline)
 
 
 def _load_state(dest: Storage, pipeline: Pipeline) -> SyncState:

@@ -107,6 +107,8 @@ class RunManifest:
     inputs: list[InputRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     removals_blocked: str | None = None  # why inputs gone from Drive were not removed
+    drive: dict[str, int] | None = None  # Drive requests and retries the run made (inline)
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # delivery outcomes
 
     def counts(self) -> dict[str, int]:
         """How many inputs ended in each status (every status listed, zeros included)."""

@@ -10,7 +10,8 @@ from shared import deadline
 from shared.errors import RetryableError, StorageError
 from shared.log import get_logger
 from shared.run.attempts import Attempts, crash_reason
-from shared.run.engine import Progress, open_store, save_manifest
+from shared.run.engine import Progress, open_store
+from shared.run.finish import finish_run
 from shared.run.manifest import InputRecord, RunManifest, new_run_id
 from shared.run.process import copy_to_temp, process_input, quarantine
 from shared.settings import runtime_settings
@@ -81,7 +82,7 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
             _process(pipeline, dest, data, fmt, record, manifest.run_id, info)
     if progress:
         progress(record, 1, 1)
-    save_manifest(dest, manifest)
+    finish_run(dest, manifest, notify=pipeline.notify)
     failed = record.status == "failed"  # quarantined: ERROR, so a severity alert fires
     log.log(
         logging.ERROR if failed else logging.INFO,

@@ -26,6 +26,7 @@ from shared.run.engine import (
     plan,
     save_manifest,
 )
+from shared.run.finish import finish_run
 from shared.run.mirror import delete_unclaimed
 from shared.run.pending import Cover
 from shared.settings import runtime_settings
@@ -101,7 +102,7 @@ def run_planned(
     try:
         to_fetch = _mirror(ctx, planned) + planned.to_fetch
     except BaseException:
-        save_manifest(ctx.dest, manifest)
+        _finish(ctx, manifest)
         raise
     total = len(manifest.inputs)
     done = total - len(to_fetch)
@@ -132,7 +133,7 @@ def run_planned(
             _save_state(ctx, state)
         finally:
             manifest.note_deferred()  # inputs the function's time ran out before
-            save_manifest(ctx.dest, manifest)
+            _finish(ctx, manifest)
     counts = manifest.counts()
     log.log(  # WARNING when inputs failed (quarantined, listed in the manifest): alertable
         logging.WARNING if counts.get("failed") else logging.INFO,
@@ -140,6 +141,12 @@ def run_planned(
         extra={"pipeline": pipeline.name, "run_id": manifest.run_id, **counts},
     )
     return manifest
+
+
+def _finish(ctx: SyncContext, manifest: RunManifest) -> None:
+    """Write the manifest with the run's Drive usage, then notify, index and measure it."""
+    manifest.drive = ctx.drive_usage()
+    finish_run(ctx.dest, manifest, notify=ctx.request.pipeline.notify)
 
 
 def _mirror(ctx: SyncContext, planned: SyncPlan) -> list[Planned]:

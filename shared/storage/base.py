@@ -20,10 +20,12 @@ from shared.errors import StorageError
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
+    "LIST_PAGE_MAX",
     "MAX_KEY_BYTES",
     "ObjectInfo",
     "Storage",
     "check_key",
+    "check_list_args",
     "check_prefix",
     "guess_content_type",
     "key_problem",
@@ -33,6 +35,7 @@ __all__ = [
 
 # S3 and GCS both cap object names at 1024 bytes of UTF-8; the root prefix counts too.
 MAX_KEY_BYTES = 1024
+LIST_PAGE_MAX = 1000  # the most keys ListObjectsV2 and objects.list return per page
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 # C0 controls, DEL and C1 controls. NUL is among them.
@@ -93,8 +96,15 @@ class Storage(Protocol):
         """Return True if an object exists at ``key``."""
         ...
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Yield every object whose key starts with ``prefix`` (recursive, sorted)."""
+    def list(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix`` (recursive, sorted).
+
+        ``start_after``: only keys sorting strictly after it (S3's ``StartAfter``). ``limit``:
+        at most this many objects, asked for in pages no bigger than needed, so the first
+        ``limit`` keys after ``start_after`` cost one request on a bucket backend.
+        """
         ...
 
     def delete(self, key: str) -> None:
@@ -176,6 +186,14 @@ def check_key(key: str) -> str:
     except StorageError as exc:
         raise StorageError(f"unsafe storage key {key!r}: {exc}") from exc
     raise StorageError(f"unsafe storage key {key!r} (a safe form would be {cleaned!r})")
+
+
+def check_list_args(start_after: str | None, limit: int | None) -> None:
+    """Reject a ``list`` call's ``start_after`` that is not a str, or a ``limit`` below 1."""
+    if start_after is not None and not isinstance(start_after, str):
+        raise StorageError(f"start_after must be a str, got {type(start_after).__name__}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise StorageError(f"limit must be a positive int, got {limit!r}")
 
 
 def check_prefix(prefix: str) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.errors import ConfigError, StorageError, StorageNotFound, StorageUnavailable
 from shared.storage._bucket import BucketLayout, as_stream
-from shared.storage.base import ObjectInfo, guess_content_type
+from shared.storage.base import LIST_PAGE_MAX, ObjectInfo, check_list_args, guess_content_type
 
 if TYPE_CHECKING:
     from google.cloud.storage import Blob, Bucket, Client
@@ -260,17 +260,34 @@ class GcsStorage:
         """True if an object exists at the key."""
         return self.stat(key) is not None
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """``objects.list`` under the root prefix; GCS returns names in lexicographic order."""
+    def list(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """``objects.list`` under the root prefix; GCS returns names in lexicographic order.
+
+        ``start_after`` becomes ``startOffset`` (which is inclusive, so the name itself is
+        skipped); ``limit`` caps ``maxResults`` per page and the objects yielded.
+        """
         full_prefix = self._layout.list_prefix(prefix)
+        check_list_args(start_after, limit)
+        args: dict[str, Any] = {"prefix": full_prefix}
+        skip = None
+        if start_after is not None:
+            skip = self._layout.root + start_after
+            args["start_offset"] = skip
+        if limit is not None:
+            args["page_size"] = min(limit + (skip is not None), LIST_PAGE_MAX)
+        yielded = 0
         try:
-            blobs: Any = self.client.list_blobs(
-                self.bucket, prefix=full_prefix, **self._call_options()
-            )
+            blobs: Any = self.client.list_blobs(self.bucket, **args, **self._call_options())
             for blob in blobs:
                 key = self._layout.key_of(blob.name)
-                if key is not None:
-                    yield self._info(key, blob)
+                if key is None or blob.name == skip:
+                    continue
+                yield self._info(key, blob)
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
         except self._errors() as exc:
             if self._is_not_found(exc):
                 raise self._missing_bucket() from exc

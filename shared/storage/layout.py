@@ -9,6 +9,8 @@ destination prefix. Bookkeeping lives under reserved prefixes, which no output u
     _runs/<run_id>/items/<item_id>.json      one work item's result (created once)
     _runs/<run_id>/errors/<item_id>.json     one work item's last crash
     _runs/<run_id>/progress.json             what progress polls have read so far
+    _runs/index/<view>/<inverted id>.json    a run's summary in one view of the run history
+    _runs/index/origin.json                  the first indexed run (older ones: no index)
     _state/<pipeline>.json                   the pipeline's incremental state
     _state/events/<sha256>.json              one processed storage event
     _state/attempts/<pipeline>/<sha256>.json an input being processed (poison-pill marker)
@@ -112,6 +114,42 @@ def error_key(run_id: str, item_id: str) -> str:
 def progress_key(run_id: str) -> str:
     """The progress aggregate: what polls have read of the item results so far."""
     return f"{run_dir(run_id)}progress.json"
+
+
+# ---- run history: index entries that list newest first (shared.run.history) ----------------
+RUN_INDEX_PREFIX = f"{RUNS_PREFIX}index/"
+# A run id's characters, each replaced so that ids sort in reverse: digits d -> 9-d, lower-case
+# hex h -> f-h (``T``, ``Z`` and ``-`` stay). Both S3 and GCS list in lexicographic order.
+_INVERT = str.maketrans("0123456789abcdef", "fedcba9876543210")
+_INVERT_DIGITS = str.maketrans("0123456789", "9876543210")
+
+
+def newest_first(run_id: str) -> str:
+    """``20261122T001530Z-1a2b3c4d`` → ``79738877T998469Z-e5d4c3b2``: later ids sort first."""
+    stamp, _, suffix = run_id.partition("-")
+    return f"{stamp.translate(_INVERT_DIGITS)}-{suffix.translate(_INVERT)}"
+
+
+def run_index_view(pipeline: str | None = None, status: str | None = None) -> str:
+    """The prefix of one view of the history: all runs, one pipeline's, one status's, or both."""
+    parts = [f"pipeline={safe_key(pipeline)}"] if pipeline else []
+    parts += [f"status={status}" if status else "all"]  # never one view inside another
+    return f"{RUN_INDEX_PREFIX}{'/'.join(parts)}/"
+
+
+def run_index_key(view: str, run_id: str) -> str:
+    """The entry of ``run_id`` in the view whose prefix is ``view``."""
+    return f"{view}{newest_first(run_id)}.json"
+
+
+def run_id_of_index_key(key: str) -> str:
+    """The run id an index entry's key stands for (:func:`newest_first` is its own inverse)."""
+    return newest_first(key.rsplit("/", 1)[-1].removesuffix(".json"))
+
+
+def run_index_origin_key() -> str:
+    """Names the first run written with an index: manifests before it may have none."""
+    return f"{RUN_INDEX_PREFIX}origin.json"
 
 
 # ---- state and event markers ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shared.errors import StorageError, StorageNotFound
-from shared.storage.base import ObjectInfo, check_key, check_prefix
+from shared.storage.base import ObjectInfo, check_key, check_list_args, check_prefix
 
 # Temp files live next to their final file (same filesystem, so os.replace is atomic) and are
 # hidden from list(); keys may not use this prefix for a file name.
@@ -211,9 +211,13 @@ class LocalStorage:
         """True if a file exists at the key."""
         return self.stat(key) is not None
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Yield files whose key starts with ``prefix`` (string prefix, like S3), sorted."""
+    def list(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Yield files whose key starts with ``prefix`` (string prefix, like S3), sorted;
+        only keys after ``start_after``, at most ``limit`` of them."""
         check_prefix(prefix)
+        check_list_args(start_after, limit)
         start_dir = self.root
         if "/" in prefix:
             start_dir = self.root.joinpath(*prefix.rsplit("/", 1)[0].split("/"))
@@ -225,7 +229,7 @@ class LocalStorage:
                 if name.startswith(TEMP_PREFIX):
                     continue
                 key = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if not key.startswith(prefix):
+                if not key.startswith(prefix) or (start_after is not None and key <= start_after):
                     continue
                 try:
                     st = os.stat(os.path.join(dirpath, name))
@@ -233,7 +237,7 @@ class LocalStorage:
                     continue
                 found.append((key, st))
         found.sort(key=lambda item: item[0])
-        for key, st in found:
+        for key, st in found[:limit]:
             yield self._info(key, st)
 
     def delete(self, key: str) -> None:

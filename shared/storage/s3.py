@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.errors import StorageError, StorageNotFound
 from shared.storage._bucket import BucketLayout, as_stream
-from shared.storage.base import ObjectInfo, guess_content_type
+from shared.storage.base import LIST_PAGE_MAX, ObjectInfo, check_list_args, guess_content_type
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -264,13 +264,25 @@ class S3Storage:
         """True if an object exists at the key."""
         return self.stat(key) is not None
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """``ListObjectsV2`` under the root prefix; S3 returns keys in UTF-8 byte order."""
+    def list(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """``ListObjectsV2`` under the root prefix; S3 returns keys in UTF-8 byte order.
+
+        ``start_after`` is S3's ``StartAfter`` (exclusive); ``limit`` caps ``MaxKeys``.
+        """
         full_prefix = self._layout.list_prefix(prefix)
+        check_list_args(start_after, limit)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix}
+        if start_after is not None:
+            args["StartAfter"] = self._layout.root + start_after
+        if limit is not None:
+            args["PaginationConfig"] = {
+                "MaxItems": limit,
+                "PageSize": min(limit, LIST_PAGE_MAX),
+            }
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full_prefix
-            )
+            pages = self.client.get_paginator("list_objects_v2").paginate(**args)
             for page in pages:
                 for item in page.get("Contents", []):
                     key = self._layout.key_of(item["Key"])

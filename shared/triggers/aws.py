@@ -85,6 +85,7 @@ def _report(index: int, url: str | None, result: dict[str, Any]) -> dict[str, An
             "url": url,
             "outcome": result.get("outcome"),
             "reason": result.get("reason"),
+            "run_id": result.get("run_id"),
         },
     )
     return outcome

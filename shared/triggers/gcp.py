@@ -98,7 +98,7 @@ def on_finalized(attributes: Mapping[str, Any], data: Any, *, trigger: str = "gc
 
     done = _deliver("on_upload", context, work)
     if done is not None:
-        fields = ("object", "generation", "outcome", "reason", "summary")
+        fields = ("object", "generation", "outcome", "reason", "run_id", "summary")
         extra = {**context, **{f: done.get(f) for f in fields}}
         failed = ((done.get("summary") or {}).get("counts") or {}).get("failed")
         # the uploaded file could not be read: quarantined and acknowledged, logged as ERROR

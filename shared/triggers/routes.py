@@ -12,7 +12,7 @@ which imports that module.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from shared import deadline
@@ -52,7 +52,8 @@ SYNC = Route("/sync", ("POST",), lambda _, body: service.http_sync(body, trigger
 HEALTH = Route("/health", ("GET", "HEAD"), lambda _, body: service.health())
 ROOT = Route("/", HEALTH.methods, HEALTH.view)
 RUN = Route("/runs/{run_id}", ("GET", "HEAD"), lambda p, _: service.http_get_run(p["run_id"]))
-ROUTES = (SYNC, HEALTH, ROOT, RUN)
+RUNS = Route("/runs", ("GET", "HEAD"), lambda query, _: service.http_list_runs(query))
+ROUTES = (SYNC, HEALTH, ROOT, RUN, RUNS)
 
 
 def respond(entry: Route, params: dict[str, str] | None = None, body: Body = None) -> Response:
@@ -77,12 +78,20 @@ def respond(entry: Route, params: dict[str, str] | None = None, body: Body = Non
     return response
 
 
-def route(method: str, path: str, body: Body = None, *, mounts: Collection[str] = ()) -> Response:
+def route(
+    method: str,
+    path: str,
+    body: Body = None,
+    *,
+    mounts: Collection[str] = (),
+    query: Mapping[str, str] | None = None,
+) -> Response:
     """Answer ``method path`` from :data:`ROUTES`: the view's response, 405 or 404.
 
     A leading segment in ``mounts`` (the function's own name, which some proxies keep in the
-    path) is dropped first. The view runs within the function's deadline when its deployed
-    timeout is known (:func:`shared.deadline.from_env`; on AWS, Chalice's middleware sets it).
+    path) is dropped first. The view gets the ``query`` parameters with the path's on top, and
+    runs within the function's deadline when its deployed timeout is known
+    (:func:`shared.deadline.from_env`; on AWS, Chalice's middleware sets it).
     """
     parts = [p for p in path.split("/") if p]
     if parts and parts[0] in mounts:
@@ -94,7 +103,7 @@ def route(method: str, path: str, body: Body = None, *, mounts: Collection[str] 
         if method not in entry.methods:
             return _method_not_allowed(entry)
         with deadline.within(deadline.from_env()):
-            return respond(entry, params, body)
+            return respond(entry, {**(query or {}), **params}, body)
     return error_response(ApiError(f"no route for {method} {path}", status=404, code="not_found"))
 
 

@@ -186,6 +186,52 @@ def http_get_run(run_id: str, pipeline: str | None = None) -> Response:
     return error_response(ApiError(f"no run '{run_id}'", status=404, code="unknown_run"))
 
 
+RUNS_QUERY = ("pipeline", "status", "limit", "cursor")
+
+
+def http_list_runs(query: dict[str, str]) -> Response:
+    """``GET /runs?pipeline=&status=&limit=&cursor=``: the run history, newest first.
+
+    Reads the index in each destination (the pipeline's, or every configured one merged):
+    one list request plus one small read per run returned, however many runs exist.
+    """
+    from shared.run.history import list_runs, merge_pages
+
+    try:
+        pipeline, status, limit, cursor = _runs_query(query)
+        pipelines = [_pipeline(pipeline)] if pipeline else list(config().pipelines.values())
+    except ApiError as exc:
+        return error_response(exc)
+    pages = [
+        list_runs(open_storage(url), pipeline=pipeline, status=status, limit=limit, cursor=cursor)
+        for url in sorted({p.output.url for p in pipelines})
+    ]
+    page = pages[0] if len(pages) == 1 else merge_pages(pages, limit)
+    return Response(200, page.to_dict())
+
+
+def _runs_query(query: dict[str, str]) -> tuple[str | None, str | None, int, str | None]:
+    """The checked parameters of ``GET /runs``; ``ApiError`` (400) names a bad one."""
+    from shared.run.history import DEFAULT_LIMIT, MAX_LIMIT, RUN_STATUSES
+
+    def bad(name: str, message: str) -> ApiError:
+        return ApiError(f"{name}: {message}", status=400, code="invalid_field", field=name)
+
+    unknown = sorted(set(query) - set(RUNS_QUERY))
+    if unknown:
+        raise bad(unknown[0], f"unknown parameter (use {', '.join(RUNS_QUERY)})")
+    status = query.get("status") or None
+    if status is not None and status not in RUN_STATUSES:
+        raise bad("status", f"must be one of {', '.join(RUN_STATUSES)}")
+    raw_limit = query.get("limit") or str(DEFAULT_LIMIT)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise bad("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    cursor = query.get("cursor") or None
+    if cursor is not None and not RUN_ID_PATTERN.match(cursor):
+        raise bad("cursor", "must be the next_cursor of a previous page (a run id)")
+    return query.get("pipeline") or None, status, int(raw_limit), cursor
+
+
 def _stored_run(destination: str, run_id: str) -> dict[str, Any] | None:
     """The run's manifest in ``destination``, else its fan-out progress, else ``None``."""
     try:
@@ -251,7 +297,13 @@ def _once(
         complete_event(dest, event.dedupe_id, manifest.run_id, claim)
     finally:
         claim.release()
-    return _outcome(outcome, None, manifest.summary())
+    log.info(
+        "%s run %s finished",
+        outcome,
+        manifest.run_id,
+        extra={"run_id": manifest.run_id, "pipeline": manifest.pipeline, "url": event.url},
+    )
+    return {**_outcome(outcome, None, manifest.summary()), "run_id": manifest.run_id}
 
 
 def _on_data_file(

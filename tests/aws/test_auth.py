@@ -36,6 +36,7 @@ def test_iam_mode_puts_an_iam_authorizer_on_every_route(
     assert {(e.uri_pattern, e.method) for e in entries} == {
         ("/sync", "POST"),
         ("/health", "GET"),
+        ("/runs", "GET"),
         ("/runs/{run_id}", "GET"),
     }
     for entry in entries:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -14,6 +15,7 @@ from devstack.aws_dev import AwsDevBridge, Invocation, S3UploadWatcher
 from tests.aws.conftest import SALES_CSV, Stack, dev_command, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -80,6 +82,15 @@ def test_the_dev_command_serves_http_and_delivers_uploads(stack: Stack) -> None:
         )
         assert "transformed" in dev.next_line_with("on_upload")
         assert "sales/q 9.parquet" in stack.data_outputs()
+
+        # the malformed sample is quarantined, and its notification printed from the SNS topic
+        assert any(line.startswith("sns topic") for line in dev.output)
+        bad = (REPO_ROOT / "devstack" / "samples" / "drive" / "broken" / "bad.csv").read_bytes()
+        stack.s3().put_object(Bucket=stack.input_bucket, Key="incoming/sales/bad.csv", Body=bad)
+        assert "transformed" in dev.next_line_with("on_upload")
+        dev.next_line_with("notification via SNS")
+        assert "drivepipe sales: 1 input failed" in dev.next_line_with("| drivepipe")
+        assert "bad.csv" in dev.next_line_with("failed:")
 
         dev.process.send_signal(signal.SIGUSR1)
         assert "sales:" in dev.next_line_with("on_schedule")

@@ -126,7 +126,7 @@ def test_terraform_wires_the_s3_event_layer_and_policy(packaged: PackageReport) 
     swagger = json.loads(tf["locals"]["chalice_api_swagger"])
     assert swagger["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     operations = [op for path in swagger["paths"].values() for op in path.values()]
-    assert len(operations) == 3
+    assert len(operations) == 4  # POST /sync, GET /health, GET /runs, GET /runs/{run_id}
     assert all(op["security"] == [{"sigv4": []}] for op in operations)  # IAM auth deployed
     rule = next(iter(resources["aws_cloudwatch_event_rule"].values()))
     assert rule["schedule_expression"] == "rate(1 hour)"

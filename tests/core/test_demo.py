@@ -24,7 +24,14 @@ def test_demo_syncs_samples_to_s3_and_gcs_and_quarantines_the_bad_file() -> None
     assert "quarantined: broken/bad.csv → _quarantine/" in out
     assert "region=East/sales/2024/q1.parquet" in out  # partitioned, typed sales output
     assert "skipped_unsupported README" in out  # the Google Doc, with its reason
+    # the quarantined sample file was told to the SNS topic's subscribers and to the webhook
+    sales = out.split("== pipeline sales")[1].split("== pipeline lake")[0]
+    sns = sales.split("notification via SNS")[1]
+    assert "drivepipe sales: 1 input failed" in sns and "failed:   broken/bad.csv" in sns
+    assert "notification via webhook (Slack): drivepipe sales: 1 input failed" in sales
     # the re-run skips everything that was written
-    rerun = out.split("== re-run")[1]
+    rerun = out.split("== re-run")[1].split("== run history")[0]
     assert "written=" not in rerun and "skipped_unchanged=" in rerun
+    history = out.split("== run history")[1]
+    assert history.count("RUN ID") == 2 and "failed" in history
     assert "stopping the local stack" in out

@@ -23,7 +23,7 @@ def views(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
         return view
 
-    for name in ("http_sync", "health", "http_get_run"):
+    for name in ("http_sync", "health", "http_get_run", "http_list_runs"):
         monkeypatch.setattr(service, name, fake(name))
     return calls
 
@@ -36,6 +36,7 @@ def views(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         ("HEAD", "/", "health", None),
         ("GET", "/runs/20240101T000000Z-abcdef12", "http_get_run", "20240101T000000Z-abcdef12"),
         ("GET", "/sync-http/health", "health", None),  # a mount name in front is dropped
+        ("GET", "/runs", "http_list_runs", {}),
     ],
 )
 def test_routes_reach_their_view(
@@ -59,7 +60,7 @@ def test_a_wrong_method_is_405_with_allow(
     assert views == []
 
 
-@pytest.mark.parametrize("path", ["/nowhere", "/runs/a/b", "/runs"])
+@pytest.mark.parametrize("path", ["/nowhere", "/runs/a/b", "/run"])
 def test_an_unknown_path_is_404(views: list[tuple[str, Any]], path: str) -> None:
     response = routes.route("GET", path)
     assert response.status == 404 and response.body["error"]["code"] == "not_found"

@@ -85,3 +85,19 @@ def test_schedule_on_demand(dev_stack: GcpDevStack):
     }
     assert names == {"sales/sales/2024/q1.parquet", "sales/sales/2025/q1.parquet"}
     assert PRINTED[-1].startswith("[on_schedule] schedule ['sales'] -> 200")
+
+
+def test_the_malformed_sample_upload_is_notified_on_the_local_topic(dev_stack: GcpDevStack):
+    bad = Path(__file__).resolve().parents[2] / "devstack/samples/drive/broken/bad.csv"
+    bucket = dev_stack.client.bucket(dev_stack.input_bucket)
+    bucket.blob("incoming/sales/bad.csv").upload_from_string(bad.read_bytes())
+    [event] = wait_for(
+        lambda: [e for e in dev_stack.notifications if e["failed"]],
+        timeout=60,
+        describe=lambda: diagnostics(dev_stack),
+    )
+    assert event["pipeline"] == "sales" and event["trigger"] == "gcs"
+    assert event["failed"][0]["path"] == "bad.csv" and event["failed"][0]["quarantine_url"]
+    printed = "\n".join(PRINTED)
+    assert "notification via Pub/Sub projects/local/topics/drivepipe-alerts" in printed
+    assert "| failed:   bad.csv: " in printed

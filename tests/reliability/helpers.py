@@ -58,8 +58,12 @@ def missing_outputs(dest: Storage, pipeline: str) -> list[str]:
 
 
 def manifests(dest: Storage) -> list[dict[str, Any]]:
-    """Every stored run manifest, oldest first."""
-    return [json.loads(dest.read(o.key)) for o in dest.list(RUNS_PREFIX)]
+    """Every stored run manifest (``_runs/<run id>.json``, not the history index), oldest first."""
+    return [
+        json.loads(dest.read(o.key))
+        for o in dest.list(RUNS_PREFIX)
+        if "/" not in o.key[len(RUNS_PREFIX) :]
+    ]
 
 
 def data_keys(dest: Storage) -> list[str]:

@@ -16,7 +16,8 @@ from deploy.package_gcp import DeployConfig, deploy_commands, setup_commands
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = sorted((REPO / "chalice_app" / ".chalice").glob("policy-*.json"))
 # What the code calls: logs, bucket listing, object get/put/delete (leases and claims delete
-# their own objects), the Drive secret, and the fan-out queue if a stage uses one.
+# their own objects), the Drive secret, the fan-out queue if a stage uses one, and the run
+# notifications' SNS topic and webhook secret.
 AWS_ACTIONS = {
     "logs:CreateLogGroup",
     "logs:CreateLogStream",
@@ -27,6 +28,7 @@ AWS_ACTIONS = {
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "secretsmanager:GetSecretValue",
+    "sns:Publish",  # run notifications (notify.sns_topic)
 }
 GCP_ROLES = {
     "roles/storage.objectViewer",

@@ -129,6 +129,43 @@ def test_list_with_prefix(store: Storage) -> None:
     assert _keys(store, "nothing/") == []
 
 
+def test_list_starts_after_a_key_and_stops_at_the_limit(store: Storage) -> None:
+    keys = ["runs/a.json", "runs/b.json", "runs/b/x.json", "runs/c.json", "runs/d.json", "z.csv"]
+    for key in keys:
+        store.write(key, b"1")
+    assert _keys(store, "runs/") == keys[:-1]
+    # start_after is exclusive, whether or not the key exists
+    assert [i.key for i in store.list("runs/", start_after="runs/b.json")] == keys[2:5]
+    assert [i.key for i in store.list("runs/", start_after="runs/bb")] == keys[3:5]
+    assert [i.key for i in store.list("runs/", start_after="runs/b.json", limit=2)] == keys[2:4]
+    assert [i.key for i in store.list("runs/", limit=1)] == ["runs/a.json"]
+    assert [i.key for i in store.list(start_after="runs/d.json")] == ["z.csv"]
+    assert list(store.list("runs/", start_after="runs/zzz")) == []
+    assert [i.key for i in store.list("runs/", start_after="", limit=3)] == keys[:3]
+
+
+def test_list_pages_past_one_thousand_keys_after_a_start(store: Storage) -> None:
+    """Past a page of S3's / GCS's 1,000 keys: no key is skipped or repeated at the seam."""
+    keys = [f"p/{n:05d}" for n in range(1205)]
+    _write_many(store, keys)
+    assert _keys(store, "p/") == keys
+    assert [i.key for i in store.list("p/", start_after="p/00003")] == keys[4:]
+    assert [i.key for i in store.list("p/", start_after=keys[990], limit=20)] == keys[991:1011]
+
+
+def _write_many(store: Storage, keys: list[str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda key: store.write(key, b"."), keys))
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "5"])
+def test_list_rejects_a_limit_that_is_not_positive(store: Storage, bad: object) -> None:
+    with pytest.raises(StorageError, match="limit"):
+        list(store.list("", limit=bad))  # type: ignore[arg-type]
+
+
 def test_list_empty_root(store: Storage) -> None:
     assert _keys(store) == []
 

@@ -152,6 +152,8 @@ def _enqueue(
         "inputs": [asdict(record) for record in manifest.inputs],
         "notes": list(manifest.notes),
         "removals_blocked": manifest.removals_blocked,
+        # who the finalizer tells about the run (it has no pipeline object)
+        "notify": pipeline.notify.model_dump(mode="json") if pipeline.notify else None,
         "mirror": plan_section(changes.forget, changes.record, changes.delete),
         "feed": planned.feed,
         # What the state said each file to fetch produced: the finalizer deletes what an input

@@ -131,6 +131,12 @@ class PubSubTopic:
         answer = self._http().post(url, json={"messages": messages}, timeout=30)
         return bool(answer.status_code == 200)
 
+    def publish_one(self, data: bytes, attributes: dict[str, str]) -> Any:
+        """Publish one message; returns the ``requests`` response (the caller judges it)."""
+        message = {"data": base64.b64encode(data).decode("ascii"), "attributes": attributes}
+        url = f"{self.endpoint}/v1/{self.name}:publish"
+        return self._http().post(url, json={"messages": [message]}, timeout=30)
+
     def send_batch(self, items: Sequence[WorkItem]) -> list[WorkItem]:
         """Publish in batches; a batch whose request fails is returned unsent."""
         unsent: list[WorkItem] = []

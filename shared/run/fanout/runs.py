@@ -22,6 +22,7 @@ from shared.log import get_logger
 from shared.run.engine import stale_outputs, sync_lease
 from shared.run.fanout.items import ItemResult
 from shared.run.fanout.options import DEFAULT_FINALIZE_SECONDS
+from shared.run.finish import report_run
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, utc_now
 from shared.run.pending import follow_up
@@ -32,6 +33,7 @@ from shared.storage.layout import finalize_lock, plan_key, result_key, results_p
 if TYPE_CHECKING:
     from shared.config import Pipeline
     from shared.run.lease import LeaseInfo
+    from shared.run.notify.options import NotifyOptions
     from shared.storage import Storage
 
 READ_THREADS = 8
@@ -182,7 +184,16 @@ def _finalize(dest: Storage, plan: dict[str, Any], ids: set[str], lease: Lease) 
         "fan-out run finished",
         extra={"run_id": run_id, "pipeline": plan["pipeline"], **manifest.counts()},
     )
+    report_run(dest, manifest, notify=plan_notify(plan))
     return manifest
+
+
+def plan_notify(plan: dict[str, Any]) -> NotifyOptions | None:
+    """The pipeline's ``notify`` options as the planner recorded them (None: none)."""
+    from shared.run.notify.options import NotifyOptions
+
+    raw = plan.get("notify")
+    return NotifyOptions.model_validate(raw) if raw else None
 
 
 def assemble(plan: dict[str, Any], results: list[ItemResult]) -> RunManifest:
