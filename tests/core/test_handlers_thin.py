@@ -18,7 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER_FILES = (ROOT / "chalice_app" / "app.py", ROOT / "gcp_functions" / "main.py")
 MAX_HANDLER_LOGIC_LINES = 10
-MAX_TOTAL_LINES = 140  # 120 until Drive push added a webhook and a worker on each cloud
+# Outside the handlers, a module only wires things up (imports, configure, the app object).
+# This replaced a cap on the two modules' total lines (120, then 140), which every new trigger
+# (push webhook and worker, run history) had to raise though no handler grew.
+MAX_SETUP_LINES = 30
 
 
 def code_lines(source: str) -> set[int]:
@@ -91,6 +94,24 @@ def test_each_handler_has_at_most_ten_lines_of_logic(path: Path) -> None:
     assert not fat, f"{path.name}: handlers with more than {MAX_HANDLER_LOGIC_LINES} lines: {fat}"
 
 
-def test_the_two_handler_modules_are_small() -> None:
-    sizes = {p.name: len(code_lines(p.read_text(encoding="utf-8"))) for p in HANDLER_FILES}
-    assert sum(sizes.values()) < MAX_TOTAL_LINES, sizes
+def setup_lines(source: str) -> int:
+    """Code lines outside the handlers (decorators included) and the module docstring."""
+    tree = ast.parse(source)
+    inside: set[int] = set()
+    for function in handlers(tree):
+        start = min([d.lineno for d in function.decorator_list] + [function.lineno])
+        inside.update(range(start, (function.end_lineno or function.lineno) + 1))
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        inside.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    return len(code_lines(source) - inside)
+
+
+def test_the_setup_measure_counts_only_wiring() -> None:
+    source = '"""Doc."""\nimport x\napp = x.App()\n\n@app.route("/")\ndef h():\n    return 1\n'
+    assert setup_lines(source) == 2
+
+
+@pytest.mark.parametrize("path", HANDLER_FILES, ids=lambda p: p.parent.name)
+def test_the_modules_hold_little_besides_handlers(path: Path) -> None:
+    assert setup_lines(path.read_text(encoding="utf-8")) <= MAX_SETUP_LINES
