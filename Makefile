@@ -55,7 +55,7 @@ bench: setup
 # build/aws/layer.zip (deploy/layer.py; wheels cached in build/cache/aws-layer), print both
 # sizes and fail over 230 MiB unzipped or on a Python other than the layer's 3.11.
 package-aws: setup
-	$(PY) -m deploy.package_aws
+	$(PY) -m deploy.package_aws --allow-placeholders
 
 # Print the gcloud setup and deploy commands for review (placeholder project; see
 # serverless-README.md for the flags; --run vendors shared/ into gcp_functions/ and runs them).

@@ -3,9 +3,10 @@
 Each handler adapts Chalice's objects to :mod:`shared.triggers` and back. The stage's
 environment (``.chalice/config.json``) is checked at import by :class:`shared.triggers.stage.Stage`:
 ``DRIVEPIPE_HTTP_AUTH`` (``iam``, ``api_key``, or ``none`` with ``DRIVEPIPE_PUBLIC=true``),
-``DRIVEPIPE_INPUT_BUCKET``, and ``DRIVEPIPE_FANOUT_QUEUE`` / ``DRIVEPIPE_FANOUT_DLQ`` (fan-out,
-see serverless-README.md). ``DRIVEPIPE_CONFIG`` defaults to ``chalicelib/drivepipe.toml``; a
-relative path is relative to this file.
+``DRIVEPIPE_INPUT_BUCKET``, ``DRIVEPIPE_FANOUT_QUEUE`` / ``DRIVEPIPE_FANOUT_DLQ`` (fan-out,
+see serverless-README.md) and ``DRIVEPIPE_FAILURE_QUEUE`` (the on-failure destination).
+``DRIVEPIPE_CONFIG`` defaults to ``chalicelib/drivepipe.toml``; a relative path is relative to
+this file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.triggers.stage import Stage
 service.configure(base_dir=Path(__file__).parent, default="chalicelib/drivepipe.toml")
 log.configure()
 app = Chalice(app_name="drivepipe")
+app.register_middleware(aws.invocation_middleware, "all")  # aws_request_id in every log line
 STAGE = Stage.from_env()
 INPUT_BUCKET = STAGE.input_bucket
 AUTH: dict[str, Any] = {
@@ -84,3 +86,11 @@ if STAGE.dead_letter_queue:
     def fanout_dead_letter(event: SQSEvent) -> dict[str, Any]:
         """Work items that exhausted their deliveries: failed in the manifest, with why."""
         return aws.sqs_dead_letters(event.to_dict())
+
+
+if STAGE.failure_queue:
+
+    @app.on_sqs_message(queue=STAGE.failure_queue, batch_size=10)
+    def failed_events(event: SQSEvent) -> dict[str, Any]:
+        """S3/EventBridge invocations Lambda gave up on: recorded in the pipelines' manifests."""
+        return aws.sqs_failed_invocations(event.to_dict())

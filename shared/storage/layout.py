@@ -12,6 +12,7 @@ destination prefix. Bookkeeping lives under reserved prefixes, which no output u
     _state/<pipeline>.json                   the pipeline's incremental state
     _state/events/<sha256>.json              one processed storage event
     _state/attempts/<pipeline>/<sha256>.json an input being processed (poison-pill marker)
+    _state/deferred/<pipeline>/<sha256>.json a request-file sync waiting for a running sync
     _locks/<lease name>/<epoch>.json         a lease's epochs (sync/, finalize/, events/)
     _quarantine/<run_id>/<path>              a failed input's original bytes
     _raw/<path>                              ``keep_raw`` copies
@@ -130,6 +131,16 @@ def attempt_marker_key(pipeline: str, input_key: str) -> str:
     """The marker of one input being processed (``input_key``: its state key), kept while it
     is: one left behind means the invocation died on it (:mod:`shared.run.attempts`)."""
     return f"{STATE_PREFIX}attempts/{safe_key(pipeline)}/{_digest(input_key)}.json"
+
+
+def deferred_prefix(pipeline: str) -> str:
+    """Where a pipeline's deferred request-file syncs wait (:mod:`shared.run.deferred`)."""
+    return f"{STATE_PREFIX}deferred/{safe_key(pipeline)}/"
+
+
+def deferred_key(pipeline: str, dedupe_id: str) -> str:
+    """One deferred request-file sync, named by the storage event that asked for it."""
+    return f"{deferred_prefix(pipeline)}{_digest(dedupe_id)}.json"
 
 
 # ---- leases: ``_locks/<name>/<epoch>.json`` ---------------------------------------------------

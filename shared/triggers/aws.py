@@ -7,10 +7,11 @@ failures with :mod:`shared.triggers.delivery`. Every record is reported on its o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from shared import log as logs
 from shared.log import get_logger
 from shared.triggers import service
 from shared.triggers.delivery import (
@@ -130,3 +131,43 @@ def sqs_dead_letters(event: Mapping[str, Any]) -> dict[str, Any]:
         else:
             log.error("dropped a dead-lettered item", extra={"error": str(result.error)})
     return {"batchItemFailures": failures}
+
+
+def sqs_failed_invocations(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Record each failed asynchronous invocation (on-failure destination records) in the
+    manifests of the pipelines it concerned; a record that could not be written goes back."""
+    from shared.triggers import failed
+
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records") or []:
+        work = partial(
+            lambda body: failed.record(failed.failed_invocation(body)), record.get("body")
+        )
+        result = attempt(work, catch_all=True, transient=queue_item_transient)
+        if not isinstance(result, Failure):
+            continue
+        if result.transient:
+            log.error("could not record a failed invocation", exc_info=result.error)
+            failures.append({"itemIdentifier": str(record.get("messageId", ""))})
+        else:
+            log.error("not an invocation record", extra={"error": str(result.error)})
+    return {"batchItemFailures": failures}
+
+
+def invocation_middleware(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Chalice middleware for every event type: each log line of the invocation carries its
+    ``aws_request_id``, and Chalice's own HTTP errors (405, 415...) take our error shape."""
+    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
+    with logs.invocation(aws_request_id=getattr(context, "aws_request_id", None)):
+        return framework_error(get_response(event))
+
+
+def framework_error(response: Any) -> Any:
+    """A Chalice error response (``{"Code": ..., "Message": ...}``) as ``{"error": {...}}``;
+    anything else unchanged."""
+    body = getattr(response, "body", None)
+    if not (isinstance(body, dict) and set(body) == {"Code", "Message"}):
+        return response
+    code = "".join(f"_{c.lower()}" if c.isupper() else c for c in str(body["Code"])).lstrip("_")
+    response.body = {"error": {"code": code.removesuffix("_error"), "message": body["Message"]}}
+    return response
