@@ -53,7 +53,8 @@ def enable_partial_batch_responses(tf: dict[str, Any]) -> int:
     mappings = tf.get("resource", {}).get("aws_lambda_event_source_mapping", {})
     changed = 0
     for mapping in mappings.values():
-        if ":sqs:" in json.dumps(mapping.get("event_source_arn", "")):
+        source = json.dumps(mapping.get("event_source_arn", ""))
+        if ":sqs:" in source or "aws_sqs_queue." in source:
             mapping["function_response_types"] = PARTIAL_BATCH
             changed += 1
     return changed
