@@ -237,8 +237,8 @@ def check_layers(stage: str, region: str | None, app_dir: Path = APP_DIR) -> lis
         if arn.split(":")[4] == PLACEHOLDER_ACCOUNT:
             warnings.append(
                 f"layer {arn} is the placeholder: publish build/aws/layer.zip with "
-                "`aws lambda publish-layer-version` and put its LayerVersionArn in the stage's "
-                "layers (serverless-README.md, Deploy)"
+                "`aws lambda publish-layer-version`, then python -m deploy.aws_stage set "
+                f"--stage {stage} --layer-version N (serverless-README.md, Deploy)"
             )
     for arn in ours + managed:
         layer_region = arn.split(":")[3]
