@@ -51,9 +51,11 @@ bench: setup
 	$(PY) -m bench.transform
 	$(PY) -m bench.aws_package
 
-# Build build/aws/deployment.zip (vendors shared/, `chalice package`) and our own layer
-# build/aws/layer.zip (deploy/layer.py; wheels cached in build/cache/aws-layer), print both
-# sizes and fail over 230 MiB unzipped or on a Python other than the layer's 3.11.
+# Build build/aws/deployment.zip (a Chalice project in build/aws-project/ with shared/ vendored,
+# `chalice package`, Terraform rewritten for provider 5) and our own layer build/aws/layer.zip
+# (deploy/layer.py; wheels cached in build/cache/aws-layer), print both sizes and fail over
+# 230 MiB unzipped or on a Python other than the layer's 3.11. --allow-placeholders: measure a
+# fresh checkout; a deploy runs `python -m deploy.package_aws --stage STAGE` (strict).
 package-aws: setup
 	$(PY) -m deploy.package_aws --allow-placeholders
 

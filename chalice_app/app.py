@@ -1,12 +1,7 @@
-"""drivepipe on AWS Lambda (Chalice): HTTP API, S3-upload, schedule and fan-out queue triggers.
+"""drivepipe on AWS Lambda (Chalice): thin adapters from Chalice's objects to shared.triggers.
 
-Each handler adapts Chalice's objects to :mod:`shared.triggers` and back. The stage's
-environment (``.chalice/config.json``) is checked at import by :class:`shared.triggers.stage.Stage`:
-``DRIVEPIPE_HTTP_AUTH`` (``iam``, ``api_key``, or ``none`` with ``DRIVEPIPE_PUBLIC=true``),
-``DRIVEPIPE_INPUT_BUCKET``, ``DRIVEPIPE_FANOUT_QUEUE`` / ``DRIVEPIPE_FANOUT_DLQ`` (fan-out,
-see serverless-README.md) and ``DRIVEPIPE_FAILURE_QUEUE`` (the on-failure destination).
-``DRIVEPIPE_CONFIG`` defaults to ``chalicelib/drivepipe.toml``; a relative path is relative to
-this file.
+The stage's environment (generated into ``.chalice/config.json`` from deploy/aws-stages.json)
+is checked at import by :class:`shared.triggers.stage.Stage`; serverless-README.md lists it.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ GRANTS: dict[str, tuple[str, ...]] = {
     "on_schedule": ("output:rw", "drive:secret", "work:send", "failed:send"),
     "fanout_worker": ("output:rw", "drive:secret", "work:consume"),
     "fanout_dead_letter": ("output:rw", "dlq:consume"),
-    FAILURE_FUNCTION: ("output:rw", "failed:consume"),
+    FAILURE_FUNCTION: ("input:read", "output:rw", "failed:consume"),  # reads request files
 }
 
 OBJECT_RW = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")

@@ -15,7 +15,9 @@ calls :func:`record` for each invocation record Lambda puts there::
 
 Each record becomes a run manifest (``_runs/<run id>.json``, trigger ``<trigger>:failed``)
 in the destination of every pipeline the event concerned: an upload's object is listed as a
-``failed`` input with the error, a schedule tick as a note. The run id is derived from the
+``failed`` input with the error, a schedule tick as a note. A request file's sync is not lost
+either: it is deferred (:mod:`shared.run.deferred`) and noted, so it runs when the pipeline's
+next sync ends, at the latest on the next schedule tick. The run id is derived from the
 invocation's request id, so a redelivered record rewrites the same manifest.
 """
 
@@ -29,13 +31,16 @@ from datetime import datetime
 from typing import Any
 
 from shared.config import Pipeline
-from shared.errors import EventError
+from shared.errors import ApiError, EventError, StorageNotFound
 from shared.log import get_logger
+from shared.run import deferred
+from shared.run.deferred import DeferredRequest
 from shared.run.manifest import InputRecord, RunManifest, save_manifest
 from shared.run.single import relative_to_prefix
 from shared.storage import open_storage
 from shared.triggers import service
 from shared.triggers.events import ObjectEvent, from_s3_event, pipelines_from_detail
+from shared.triggers.http import parse_json_object
 
 log = get_logger("failed")
 
@@ -110,16 +115,34 @@ def _objects(payload: Mapping[str, Any]) -> list[ObjectEvent]:
 
 
 def _pipeline_for(obj: ObjectEvent) -> tuple[Pipeline, str] | None:
-    cfg = service.config()
-    for pipeline in cfg.pipelines.values():
+    """The pipeline whose incoming prefix holds ``obj``, and its path there."""
+    for pipeline in service.config().pipelines.values():
         incoming = pipeline.source.incoming_url
         relpath = relative_to_prefix(obj.url, incoming) if incoming else None
         if relpath:
             return pipeline, relpath
-    requests_url = cfg.settings.requests_url
-    if requests_url and relative_to_prefix(obj.url, requests_url):
-        return None  # a request file: which pipeline it meant is in the (unread) file
     return None
+
+
+def _deferred_request(obj: ObjectEvent) -> DeferredRequest | None:
+    """A request file's sync, kept to run at the pipeline's next sync end (or schedule tick)
+    instead of lost; None when ``obj`` is no request file, or one that can never run."""
+    requests_url = service.config().settings.requests_url
+    relpath = relative_to_prefix(obj.url, requests_url) if requests_url else None
+    if not requests_url or not relpath or not relpath.endswith(".json"):
+        return None
+    try:
+        body = parse_json_object(open_storage(requests_url).read(relpath))
+        request = service.sync_request_from_body(body, trigger="s3:request")
+    except StorageNotFound:
+        return None  # deleted since: nothing left to run
+    except ApiError as exc:
+        log.error(
+            "failed request file is not a valid request",
+            extra={"url": obj.url, "error": exc.message},
+        )
+        return None
+    return DeferredRequest(request.pipeline.name, obj.dedupe_id, obj.url, body, request.trigger)
 
 
 def _manifest(failed: FailedInvocation, pipeline: Pipeline, trigger: str) -> RunManifest:
@@ -143,6 +166,16 @@ def record(failed: FailedInvocation) -> dict[str, Any]:
     if "Records" in failed.payload:
         trigger = "s3"
         for obj in _objects(failed.payload):
+            waiting = _deferred_request(obj)
+            if waiting is not None:
+                pipeline = service.config().pipelines[waiting.pipeline]
+                deferred.defer(open_storage(pipeline.output.url), waiting)
+                manifest = manifests.setdefault(pipeline.name, _manifest(failed, pipeline, "s3"))
+                manifest.notes.append(
+                    f"request file {obj.url} deferred: it runs when the next sync of the "
+                    "pipeline ends, at the latest on the next schedule tick"
+                )
+                continue
             found = _pipeline_for(obj)
             if found is None:
                 continue

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from devstack.servers import MotoServer
 from shared import log as logs
 from shared.errors import EventError, StorageError
+from shared.run import deferred
 from shared.storage import open_storage
 from shared.triggers import aws
 from shared.triggers.failed import failed_invocation, record
@@ -199,3 +201,24 @@ def test_an_unexpected_error_in_a_schedule_tick_fails_the_invocation(
     monkeypatch.setattr(service, "run_or_fan_out", crash)
     with pytest.raises(ModuleNotFoundError):
         aws.scheduled({}, trigger="schedule")
+
+
+def test_a_failed_request_file_is_deferred_not_lost(
+    deploy: Deploy, tmp_path: Path, s3_bucket: str, moto_server: MotoServer
+) -> None:
+    out = tmp_path / "out"
+    deploy(
+        {
+            "settings": {"requests_url": f"s3://{s3_bucket}/requests/"},
+            "pipelines": {"rel": {"source": {"folder_id": "f"}, "output": {"url": str(out)}}},
+        }
+    )
+    moto_server.client().put_object(
+        Bucket=s3_bucket, Key="requests/r.json", Body=b'{"pipeline": "rel"}'
+    )
+    payload = s3_payload(s3_bucket, "requests/r.json")
+    assert record(failed_invocation(destination_record(payload)))["pipelines"] == ["rel"]
+    (waiting,) = deferred.pending(open_storage(str(out)), "rel")
+    assert (waiting.url, waiting.body) == (f"s3://{s3_bucket}/requests/r.json", {"pipeline": "rel"})
+    (manifest,) = manifests(out)
+    assert "deferred: it runs when the next sync of the pipeline ends" in manifest["notes"][1]
