@@ -157,9 +157,10 @@ def enforced_stack(
     secret = secrets.create_secret(
         Name=stage.secret_name, SecretString=json.dumps({"DRIVE_API_KEY": API_KEY})
     )
-    iam.create_user(UserName="admin")
-    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(ALL))
-    key = iam.create_access_key(UserName="admin")["AccessKey"]
+    admin_name = f"admin-{suffix}"  # the server outlives one test
+    iam.create_user(UserName=admin_name)
+    iam.put_user_policy(UserName=admin_name, PolicyName="all", PolicyDocument=json.dumps(ALL))
+    key = iam.create_access_key(UserName=admin_name)["AccessKey"]
     admin = {
         "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
         "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],

@@ -73,6 +73,13 @@ def test_package_holds_the_app_and_the_core_and_no_third_party_package(
     assert tops == {"app.py", "chalice", "chalicelib", "shared"}, tops
     assert "shared/cli.py" in names  # the core CLI imports no local tooling, so it ships
     assert not any("__pycache__" in n for n in names)
+    # The project was assembled in build/, never in chalice_app/: no vendored copy there can
+    # shadow the working tree for `chalice local` (whose vendor/ would come first).
+    assert not (APP_DIR / "vendor").exists()
+    project = package_aws.project_dir(packaged.zip_path.parent)
+    assert (project / "vendor" / "shared" / "__init__.py").is_file()
+    deployed = project / ".chalice" / "deployed"
+    assert deployed.is_symlink() and deployed.resolve() == (APP_DIR / ".chalice" / "deployed")
 
 
 @pytest.mark.slow
