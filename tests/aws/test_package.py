@@ -271,3 +271,12 @@ def test_vendoring_copies_shared_without_caches_or_the_cli(tmp_path: Path) -> No
         "vendor/shared/cli.py",
         "vendor/shared/pkg/client.py",
     ]
+
+
+def test_chalice_local_refuses_a_vendored_copy_that_would_shadow_the_tree(tmp_path: Path) -> None:
+    from devstack.aws_dev import shadowing_copy
+
+    assert shadowing_copy(tmp_path) is None
+    (tmp_path / "vendor" / "shared").mkdir(parents=True)
+    problem = shadowing_copy(tmp_path)
+    assert problem is not None and "instead of the working tree" in problem
