@@ -4,9 +4,10 @@
 :func:`defer` is what a request file does when the pipeline's sync lease is held: store the
 request, then look once more (the holder may have ended meanwhile). :func:`run_pending` is
 what every path that ends a sync calls afterwards (``POST /sync``, the schedule, a request
-file, a fan-out work item): each waiting request runs at most once (the storage event's claim,
-as for any upload), oldest first, until none is left or another sync holds the lease again,
-whose end then runs the rest. A failure leaves the request waiting for the next sync's end.
+file, a fan-out work item; not the dead-letter consumer): each waiting request runs at most
+once (the storage event's claim, as for any upload), oldest first, until none is left or
+another sync holds the lease again, whose end then runs the rest. A failure leaves the
+request waiting for the next sync's end.
 """
 
 from __future__ import annotations

@@ -434,8 +434,7 @@ def on_dead_letter(body: str | bytes, *, deliveries: int | None = None) -> dict[
     except BadWorkItem as exc:
         log.error("dropped a dead-lettered message", extra={"reason": str(exc)})
         return _outcome("dropped", str(exc))
+    # Deferred request files are not run here (a small, short function without Drive
+    # access): the next sync's end or schedule tick runs them.
     outcome = dead_letter(item, deliveries=deliveries)
-    pipeline = config().get(item.pipeline)
-    if pipeline is not None:  # the run may have ended with this item
-        _run_deferred(pipeline)
     return {"outcome": outcome, "run_id": item.run_id, "item_id": item.item_id}
