@@ -65,11 +65,13 @@ bench: setup
 	$(PY) -m bench.aws_package
 	$(PY) -m bench.push_latency
 
-# Build build/aws/deployment.zip (vendors shared/, `chalice package`) and our own layer
-# build/aws/layer.zip (deploy/layer.py; wheels cached in build/cache/aws-layer), print both
-# sizes and fail over 230 MiB unzipped or on a Python other than the layer's 3.11.
+# Build build/aws/deployment.zip (a Chalice project in build/aws-project/ with shared/ vendored,
+# `chalice package`, Terraform rewritten for provider 5) and our own layer build/aws/layer.zip
+# (deploy/layer.py; wheels cached in build/cache/aws-layer), print both sizes and fail over
+# 230 MiB unzipped or on a Python other than the layer's 3.11. --allow-placeholders: measure a
+# fresh checkout; a deploy runs `python -m deploy.package_aws --stage STAGE` (strict).
 package-aws: setup
-	$(PY) -m deploy.package_aws
+	$(PY) -m deploy.package_aws --allow-placeholders
 
 # Print the gcloud setup and deploy commands for review (placeholder project; see
 # serverless-README.md for the flags; --run vendors shared/ into gcp_functions/ and runs them).

@@ -1,11 +1,8 @@
-"""drivepipe on AWS Lambda (Chalice): HTTP API, S3-upload, schedule and fan-out queue triggers.
+"""drivepipe on AWS Lambda (Chalice): thin adapters from Chalice's objects to shared.triggers.
 
-Each handler adapts Chalice's objects to :mod:`shared.triggers` and back. The stage's
-environment (``.chalice/config.json``) is checked at import by :class:`shared.triggers.stage.Stage`:
-``DRIVEPIPE_HTTP_AUTH`` (``iam``, ``api_key``, or ``none`` with ``DRIVEPIPE_PUBLIC=true``),
-``DRIVEPIPE_INPUT_BUCKET``, and ``DRIVEPIPE_FANOUT_QUEUE`` / ``DRIVEPIPE_FANOUT_DLQ`` (fan-out,
-see serverless-README.md; Drive push notifications: docs/push.md). ``DRIVEPIPE_CONFIG`` defaults
-to ``chalicelib/drivepipe.toml``; a relative path is relative to this file.
+The stage's environment (generated into ``.chalice/config.json`` from deploy/aws-stages.json)
+is checked at import by :class:`shared.triggers.stage.Stage`; serverless-README.md lists it.
+Drive push notifications: docs/push.md.
 """
 
 from __future__ import annotations
@@ -24,7 +21,8 @@ from shared.triggers.stage import Stage
 service.configure(base_dir=Path(__file__).parent, default="chalicelib/drivepipe.toml")
 log.configure()
 app = Chalice(app_name="drivepipe")
-app.register_middleware(aws.within_deadline)  # the Lambda context's time left, for the core
+# the Lambda context's time left and aws_request_id, for the core and every log line
+app.register_middleware(aws.invocation_middleware, "all")
 STAGE = Stage.from_env()
 INPUT_BUCKET = STAGE.input_bucket
 AUTH: dict[str, Any] = {
@@ -108,3 +106,11 @@ if STAGE.push_queue:
     def push_worker(event: SQSEvent) -> dict[str, Any]:
         """Syncs handed off by notifications: one per burst, never one per message."""
         return aws.sqs_push(event.to_dict())
+
+
+if STAGE.failure_queue:
+
+    @app.on_sqs_message(queue=STAGE.failure_queue, batch_size=10)
+    def failed_events(event: SQSEvent) -> dict[str, Any]:
+        """S3/EventBridge invocations Lambda gave up on: recorded in the pipelines' manifests."""
+        return aws.sqs_failed_invocations(event.to_dict())

@@ -4,9 +4,13 @@
 
 - ``build/aws/deployment.zip``: ``chalice package`` output. Chalice packages only ``app.py``,
   ``chalicelib/``, ``vendor/`` and ``requirements.txt``, and does not follow symlinks
-  (aws/chalice#696), so ``shared/`` is copied into ``chalice_app/vendor/shared/`` (git-ignored,
-  recreated on every build). ``chalice_app/requirements.txt`` lists nothing: every third-party
-  package comes from the layer.
+  (aws/chalice#696), so the build assembles a Chalice project of its own,
+  ``build/aws-project/`` (``chalice_app/`` plus ``vendor/shared/``, made anew every build, its
+  ``.chalice/deployed/`` linked to ``chalice_app/.chalice/deployed/``), and packages that.
+  Nothing is ever vendored into ``chalice_app/``, so ``chalice local`` there always runs the
+  working tree. ``chalice deploy`` runs from ``build/aws-project/``.
+  ``chalice_app/requirements.txt`` lists nothing: every third-party package comes from the
+  layer.
 - ``build/aws/layer.zip``: our own layer (:mod:`deploy.layer`), published with
   ``aws lambda publish-layer-version`` and named in the stage's ``layers``.
 
@@ -16,10 +20,12 @@ uses the managed AWS SDK for pandas layer is measured against that layer's cited
 It refuses a local Python whose minor version differs from the layer's, because Chalice picks
 the Lambda runtime from the interpreter it runs on.
 
-Chalice cannot ask for SQS partial batch responses, so for Terraform output the build adds
-``function_response_types = ["ReportBatchItemFailures"]`` to every SQS event source mapping in
-``chalice.tf.json`` (:func:`enable_partial_batch_responses`); after ``chalice deploy``, run the
-``aws lambda update-event-source-mapping`` command printed by ``--print-sqs-commands``.
+The stage's settings come from ``deploy/aws-stages.json`` (:mod:`deploy.aws_stage`): the build
+refuses stale generated files, a ``--region`` other than the stage's, and (unless
+``--allow-placeholders``, which ``make package-aws`` passes to measure a fresh checkout) the
+shipped placeholder account and ``DRIVE_FOLDER_ID``. Chalice's Terraform output is made usable
+with current Terraform and AWS provider 5 by :mod:`deploy.terraform_aws` (queues, failure
+destinations, partial batch responses, stage-qualified rule names, log groups).
 
 The default format is Terraform because Chalice's CloudFormation (SAM) output refuses apps
 with ``@app.on_s3_event`` ("CloudFormation does not support modifying the event notifications
@@ -41,8 +47,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import aws_stage, terraform_aws, vendor
 from deploy import layer as layer_builder
-from deploy import vendor
 from deploy.layer import LayerError, LayerReport, LayerSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +174,35 @@ def vendor_shared(app_dir: Path = APP_DIR, shared_dir: Path = SHARED_DIR) -> Pat
     return vendor.vendor_shared(app_dir / "vendor", shared_dir, fresh=True)
 
 
+PROJECT_FILES = ("app.py", "requirements.txt", "chalicelib", ".chalice")
+
+
+def assemble_project(project: Path, app_dir: Path = APP_DIR) -> Path:
+    """A Chalice project to package and deploy: ``app_dir`` (without caches or deployment
+    state) plus ``vendor/shared``, at ``project`` (replaced); ``.chalice/deployed`` links to
+    ``app_dir``'s, so ``chalice deploy`` from there keeps its state across builds."""
+    if project.exists():
+        shutil.rmtree(project)
+    project.mkdir(parents=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "deployed", "deployments")
+    for name in PROJECT_FILES:
+        source = app_dir / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=skip)
+        elif source.exists():
+            shutil.copy2(source, project / name)
+    deployed = app_dir / ".chalice" / "deployed"
+    deployed.mkdir(parents=True, exist_ok=True)
+    (project / ".chalice" / "deployed").symlink_to(deployed.resolve(), target_is_directory=True)
+    vendor_shared(project)
+    return project
+
+
+def project_dir(out_dir: Path) -> Path:
+    """Where the build assembles its Chalice project: beside ``out_dir``."""
+    return out_dir.with_name(out_dir.name + "-project")
+
+
 def stage_config(stage: str, app_dir: Path = APP_DIR) -> dict[str, object]:
     """The stage's block of ``.chalice/config.json``; raises if the stage is missing."""
     config = json.loads((app_dir / ".chalice" / "config.json").read_text())
@@ -202,8 +237,8 @@ def check_layers(stage: str, region: str | None, app_dir: Path = APP_DIR) -> lis
         if arn.split(":")[4] == PLACEHOLDER_ACCOUNT:
             warnings.append(
                 f"layer {arn} is the placeholder: publish build/aws/layer.zip with "
-                "`aws lambda publish-layer-version` and put its LayerVersionArn in the stage's "
-                "layers (serverless-README.md, Deploy)"
+                "`aws lambda publish-layer-version`, then python -m deploy.aws_stage set "
+                f"--stage {stage} --layer-version N (serverless-README.md, Deploy)"
             )
     for arn in ours + managed:
         layer_region = arn.split(":")[3]
@@ -224,14 +259,14 @@ def check_layers(stage: str, region: str | None, app_dir: Path = APP_DIR) -> lis
     return warnings
 
 
-def run_chalice_package(
-    stage: str, out_dir: Path, pkg_format: str, app_dir: Path = APP_DIR
-) -> Path:
+def run_chalice_package(stage: str, out_dir: Path, pkg_format: str, app_dir: Path) -> Path:
     """``chalice package`` into ``out_dir``; returns the deployment.zip path."""
     chalice = Path(sys.executable).with_name("chalice")
     command = [str(chalice) if chalice.exists() else "chalice", "package", "--stage", stage]
     command += ["--pkg-format", pkg_format, str(out_dir)]
-    env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    settings = aws_stage.load_stages().get(stage)
+    region = settings.region if settings else os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    env = {**os.environ, "AWS_DEFAULT_REGION": region}
     done = subprocess.run(command, cwd=app_dir, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise PackageError(
@@ -284,11 +319,16 @@ def build(
     if out.exists() and any(out.iterdir()):
         shutil.rmtree(out)  # chalice refuses to package into a non-empty directory
     out.parent.mkdir(parents=True, exist_ok=True)
+    project = project_dir(out)
     with build_lock():
-        vendor_shared()
-        zip_path = run_chalice_package(stage, out, pkg_format)
+        stale = APP_DIR / "vendor"  # left by builds before the project moved to build/
+        if (stale / "shared").exists():
+            shutil.rmtree(stale)
+        assemble_project(project)
+        zip_path = run_chalice_package(stage, out, pkg_format, project)
     if pkg_format == "terraform":
-        enable_partial_batch_responses(out / "chalice.tf.json")
+        settings = aws_stage.load_stages().get(stage)
+        terraform_aws.postprocess(out / "chalice.tf.json", settings)
     if uses_managed_layer(stage) and layer_spec is None:
         return measure(zip_path)
     try:
@@ -298,55 +338,38 @@ def build(
     return measure(zip_path, layer)
 
 
-PARTIAL_BATCH = ["ReportBatchItemFailures"]
+def deploy_problems(stage: str, region: str | None, allow_placeholders: bool) -> list[str]:
+    """Why the stage's package would be wrong where it is deployed (empty when it is fine).
 
-
-def enable_partial_batch_responses(tf_path: Path) -> int:
-    """Make SQS event source mappings honour ``batchItemFailures``; returns how many changed.
-
-    Without it Lambda ignores the handlers' partial batch response and deletes the whole batch
-    on success, so a failed item would be lost instead of redelivered.
+    A region other than the stage's would deploy functions whose layer, secret and queue
+    ARNs point at another region; stale generated files would deploy old names or policies.
     """
-    tf = json.loads(tf_path.read_text())
-    mappings = tf.get("resource", {}).get("aws_lambda_event_source_mapping", {})
-    changed = 0
-    for mapping in mappings.values():
-        if ":sqs:" in json.dumps(mapping.get("event_source_arn", "")):
-            mapping["function_response_types"] = PARTIAL_BATCH
-            changed += 1
-    tf_path.write_text(json.dumps(tf, indent=2))
-    return changed
-
-
-def sqs_commands(stage: str, region: str = "us-east-1") -> list[str]:
-    """The shell commands that create the stage's work queue + DLQ and, after ``chalice
-    deploy``, turn on partial batch responses for the worker (see serverless-README.md)."""
-    from shared.run.fanout.queues import DLQ_ENV, QUEUE_ENV
-
-    env = dict(stage_config(stage).get("environment_variables") or {})  # type: ignore[call-overload]
-    queue, dlq = env.get(QUEUE_ENV), env.get(DLQ_ENV)
-    if not queue or not dlq:
-        return [f"# stage {stage!r} sets no DRIVEPIPE_FANOUT_QUEUE/DLQ: fan-out is off"]
-    redrive = {
-        "deadLetterTargetArn": f"arn:aws:sqs:{region}:${{ACCOUNT}}:{dlq}",
-        "maxReceiveCount": "5",
-    }
-    # VisibilityTimeout must be >= the worker's timeout (300 s); AWS advises 6x for Lambda.
-    attributes = json.dumps({"VisibilityTimeout": "1800", "RedrivePolicy": json.dumps(redrive)})
-    function = f"drivepipe-{stage}-fanout_worker"
-    return [
-        "ACCOUNT=$(aws sts get-caller-identity --query Account --output text)",
-        f"aws sqs create-queue --region {region} --queue-name {dlq} "
-        "--attributes MessageRetentionPeriod=1209600",
-        f"cat > /tmp/{queue}.json <<JSON\n{attributes}\nJSON",
-        f"aws sqs create-queue --region {region} --queue-name {queue} "
-        f"--attributes file:///tmp/{queue}.json",
-        "# after chalice deploy:",
-        f"UUID=$(aws lambda list-event-source-mappings --region {region} --function-name "
-        f"{function} --query 'EventSourceMappings[0].UUID' --output text)",
-        f"aws lambda update-event-source-mapping --region {region} --uuid $UUID "
-        "--function-response-types ReportBatchItemFailures",
+    found = []
+    settings = aws_stage.load_stages().get(stage)
+    if settings is not None:
+        if region and region != settings.region:
+            found.append(
+                f"you deploy to {region} but stage {stage!r} is set up for {settings.region} "
+                f"(its layer, secret and queue ARNs): python -m deploy.aws_stage set --stage "
+                f"{stage} --region {region}"
+            )
+        region = settings.region
+        if not allow_placeholders:
+            found += [
+                f"stage {stage!r}: {p}; set it with python -m deploy.aws_stage set --stage "
+                f"{stage} ... (or pass --allow-placeholders to only measure)"
+                for p in settings.placeholders()
+            ]
+    found += [
+        f"stale generated file {n}: python -m deploy.aws_stage generate"
+        for n in aws_stage.stale_files()
     ]
+    layer_warnings = check_layers(stage, region)
+    placeholder = [w for w in layer_warnings if "is the placeholder" in w]
+    found += [w for w in layer_warnings if w not in placeholder]
+    if not allow_placeholders:
+        found += placeholder
+    return found
 
 
 @contextlib.contextmanager
@@ -373,28 +396,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--region",
         default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-        help="deployment region, to check the layer ARN against",
+        help="the region you deploy to: must be the stage's (deploy/aws-stages.json)",
     )
     parser.add_argument(
-        "--print-sqs-commands",
+        "--allow-placeholders",
         action="store_true",
-        help="print the commands that create the fan-out queues, then exit",
+        help="build and measure even with the shipped placeholder account/folder/layer",
     )
     args = parser.parse_args(argv)
-    if args.print_sqs_commands:
-        print("\n".join(sqs_commands(args.stage, args.region or "us-east-1")))
-        return 0
     if problem := check_python():
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    for warning in check_layers(args.stage, args.region):
-        print(f"WARNING: {warning}", file=sys.stderr)
-    if PLACEHOLDER_ACCOUNT in json.dumps(stage_config(args.stage).get("environment_variables")):
-        print(
-            "WARNING: .chalice/config.json still has the placeholder account 111122223333 "
-            "(DRIVE_SECRET_ARN); see serverless-README.md",
-            file=sys.stderr,
-        )
+    problems = deploy_problems(args.stage, args.region, args.allow_placeholders)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     try:
         report = build(args.stage, args.out.resolve(), args.pkg_format)
     except PackageError as exc:

@@ -337,12 +337,28 @@ def ensure_bucket(s3: Any, name: str) -> None:
         s3.create_bucket(Bucket=name)
 
 
+def shadowing_copy(app_dir: Path | None = None) -> str | None:
+    """Why ``chalice local`` would not run the working tree: a ``vendor/shared`` in the app
+    (Chalice puts ``vendor/`` on ``sys.path`` ahead of the editable install). Builds assemble
+    their project in ``build/aws-project/`` now; an older build may have left one."""
+    stale = (app_dir or APP_DIR) / "vendor" / "shared"
+    if not stale.exists():
+        return None
+    return (
+        f"{stale} is a vendored copy of shared/ that chalice local would run instead of the "
+        f"working tree: delete {stale.parent} (make package-aws no longer creates it)"
+    )
+
+
 @contextlib.contextmanager
 def chalice_local(port: int, env: dict[str, str], *, quiet: bool = False) -> Iterator[str]:
     """``chalice local --stage local`` on 127.0.0.1:port; yields its URL, stops it after.
 
     ``quiet`` discards its output (request lines), for benchmarks."""
     from devstack.servers import venv_executable, wait_for_port
+
+    if problem := shadowing_copy():
+        raise RuntimeError(problem)
 
     command = [
         venv_executable("chalice"),

@@ -20,11 +20,14 @@ no handler (Cloud Functions), their lines go through drivepipe's handler.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +88,31 @@ _CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x00, 0x20), 0x7F, *range
 # json.dumps escapes C0; these also end a line for str.splitlines() and some log viewers.
 _JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Fields of the invocation being handled (aws_request_id, execution_id): on every line.
+_INVOCATION: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "drivepipe_invocation", default=()
+)
+
+
+@contextlib.contextmanager
+def invocation(**fields: str | None) -> Iterator[None]:
+    """Within the block, every ``drivepipe`` log line carries ``fields`` (``None`` ones left
+    out), e.g. ``aws_request_id``; threads started inside copy them only if given the context."""
+    token = _INVOCATION.set(tuple((k, v) for k, v in fields.items() if v))
+    try:
+        yield
+    finally:
+        _INVOCATION.reset(token)
+
+
+class InvocationFilter(logging.Filter):
+    """Adds the current invocation's fields (see :func:`invocation`) to each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _INVOCATION.get():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
 
 
 # Values read at run time (a webhook URL), longest first; replaced whole, never mutated, so a
@@ -220,6 +248,7 @@ def configure(level: str | None = None, *, json_lines: bool | None = None) -> No
     logger = logging.getLogger("drivepipe")
     handler = logging.StreamHandler(sys.stderr if not in_cloud() else sys.stdout)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    handler.addFilter(InvocationFilter())
     _add_redaction(handler)
     logger.handlers[:] = [handler]
     logger.setLevel(name)

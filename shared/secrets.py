@@ -16,6 +16,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from shared.errors import DriveAuthError, DrivepipeError
+from shared.log import get_logger
 
 SECRET_REF_ENV = "DRIVE_SECRET_ARN"
 CREDENTIAL_ENVS = (
@@ -26,6 +27,7 @@ CREDENTIAL_ENVS = (
 )
 _lock = threading.Lock()
 _values: dict[str, str] = {}  # read_secret's cache: secret reference -> value
+log = get_logger("secrets")
 
 
 def _fetch(ref: str, client_factory: Any) -> str:
@@ -73,8 +75,13 @@ def load_into_env(env: MutableMapping[str, str] | None = None, client_factory: A
         try:
             value = _fetch(ref, client_factory)
         except Exception as exc:  # boto errors carry no secret values, only names
+            # The caller (an HTTP client's 502 body) gets the error code only: the ARN, the
+            # account and the role in the AWS message stay in the function's log.
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            log.error("cannot read the Drive secret", extra={"secret": ref, "error": str(exc)})
             raise DriveAuthError(
-                f"cannot read the Drive secret {ref}: {type(exc).__name__}: {exc}"
+                f"cannot read the Drive secret named by {SECRET_REF_ENV} ({code}); "
+                "see the function's log"
             ) from exc
         env.update(credentials_from_secret(value))
         return True

@@ -17,6 +17,7 @@ destination prefix. Bookkeeping lives under reserved prefixes, which no output u
     _state/channels/<pipeline>.json          the pipeline's Drive notification channel(s)
     _state/push/<pipeline>/requested.json    the last notification that asked for a sync
     _state/push/<pipeline>/done.json         the request the last finished sync covered
+    _state/deferred/<pipeline>/<sha256>.json a request-file sync waiting for a running sync
     _locks/<lease name>/<epoch>.json         a lease's epochs (sync/, finalize/, events/, channels/)
     _quarantine/<run_id>/<path>              a failed input's original bytes
     _raw/<path>                              ``keep_raw`` copies
@@ -187,6 +188,17 @@ def push_requested_key(pipeline: str) -> str:
 def push_done_key(pipeline: str) -> str:
     """The request a finished sync covered: requested != done means a sync is owed."""
     return f"{STATE_PREFIX}push/{safe_key(pipeline)}/done.json"
+
+
+# ---- request files deferred behind a running sync (shared.run.deferred) ---------------------
+def deferred_prefix(pipeline: str) -> str:
+    """Where a pipeline's deferred request-file syncs wait (:mod:`shared.run.deferred`)."""
+    return f"{STATE_PREFIX}deferred/{safe_key(pipeline)}/"
+
+
+def deferred_key(pipeline: str, dedupe_id: str) -> str:
+    """One deferred request-file sync, named by the storage event that asked for it."""
+    return f"{deferred_prefix(pipeline)}{_digest(dedupe_id)}.json"
 
 
 # ---- leases: ``_locks/<name>/<epoch>.json`` ---------------------------------------------------

@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from shared import deadline
+from shared import log as logs
 from shared.log import get_logger
 from shared.triggers import service
 from shared.triggers.delivery import (
@@ -24,18 +25,6 @@ from shared.triggers.events import from_s3_event, pipelines_from_detail, sqs_att
 
 log = get_logger("aws")
 T = TypeVar("T")
-
-
-def within_deadline(event: Any, get_response: Callable[[Any], T]) -> T:
-    """Chalice middleware (``app.register_middleware(aws.within_deadline)``): run the handler
-    within the invocation's deadline, from its Lambda context (:mod:`shared.deadline`).
-
-    ``event`` is Chalice's event object (its ``context``) or, for a route, the request (its
-    ``lambda_context``); so no handler passes the context on itself.
-    """
-    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
-    with deadline.within(deadline.from_lambda_context(context)):
-        return get_response(event)
 
 
 def s3_notification(event: Mapping[str, Any], *, trigger: str = "s3") -> list[dict[str, Any]]:
@@ -171,3 +160,54 @@ def sqs_dead_letters(event: Mapping[str, Any]) -> dict[str, Any]:
         else:
             log.error("dropped a dead-lettered item", extra={"error": str(result.error)})
     return {"batchItemFailures": failures}
+
+
+def sqs_failed_invocations(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Record each failed asynchronous invocation (on-failure destination records) in the
+    manifests of the pipelines it concerned; a record that could not be written goes back."""
+    from shared.triggers import failed
+
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records") or []:
+        work = partial(
+            lambda body: failed.record(failed.failed_invocation(body)), record.get("body")
+        )
+        result = attempt(work, catch_all=True, transient=queue_item_transient)
+        if not isinstance(result, Failure):
+            continue
+        if result.transient:
+            log.error("could not record a failed invocation", exc_info=result.error)
+            failures.append({"itemIdentifier": str(record.get("messageId", ""))})
+        else:
+            log.error("not an invocation record", extra={"error": str(result.error)})
+    return {"batchItemFailures": failures}
+
+
+def invocation_middleware(event: Any, get_response: Callable[[Any], T]) -> T:
+    """Chalice middleware for every event type, so no handler passes its context on itself:
+
+    - the handler runs within the invocation's deadline, from its Lambda context
+      (:mod:`shared.deadline`);
+    - each log line of the invocation carries its ``aws_request_id``;
+    - Chalice's own HTTP errors (405, 415...) take our error shape.
+
+    ``event`` is Chalice's event object (its ``context``) or, for a route, the request (its
+    ``lambda_context``).
+    """
+    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
+    with (
+        logs.invocation(aws_request_id=getattr(context, "aws_request_id", None)),
+        deadline.within(deadline.from_lambda_context(context)),
+    ):
+        return framework_error(get_response(event))
+
+
+def framework_error(response: Any) -> Any:
+    """A Chalice error response (``{"Code": ..., "Message": ...}``) as ``{"error": {...}}``;
+    anything else unchanged."""
+    body = getattr(response, "body", None)
+    if not (isinstance(body, dict) and set(body) == {"Code", "Message"}):
+        return response
+    code = "".join(f"_{c.lower()}" if c.isupper() else c for c in str(body["Code"])).lstrip("_")
+    response.body = {"error": {"code": code.removesuffix("_error"), "message": body["Message"]}}
+    return response

@@ -43,6 +43,7 @@ from shared.triggers.http import (
 )
 
 if TYPE_CHECKING:
+    from shared.run.deferred import DeferredRequest
     from shared.run.fanout.planner import FanoutStarted
 
 log = get_logger("service")
@@ -137,6 +138,7 @@ def http_sync(raw_body: bytes | str | None, *, trigger: str = "http") -> Respons
         return error_response(ApiError(str(exc), status=503, code="unavailable"))
     if not isinstance(manifest, RunManifest):  # fanned out: 202 + where to watch it
         return fanout_accepted_response(manifest)
+    _run_deferred(request.pipeline)
     return Response(200, manifest.summary())
 
 
@@ -276,32 +278,32 @@ def on_object(event: ObjectEvent, *, trigger: str) -> dict[str, Any]:
     return _outcome("ignored", "no pipeline takes this key")
 
 
-def _once(
-    dest_url: str, event: ObjectEvent, outcome: str, work: Callable[[], RunManifest]
+def once(
+    dest_url: str, dedupe_id: str, outcome: str, work: Callable[[], RunManifest]
 ) -> dict[str, Any]:
-    """Run ``work`` for this event at most once: claim it, run, mark it done, drop the claim.
+    """Run ``work`` for an event at most once: claim it, run, mark it done, drop the claim.
 
     A concurrent delivery waits (bounded) for the claimant and then answers "duplicate"; if the
     work fails, the claim is released so a redelivery can try again.
     """
     try:
         dest = open_storage(dest_url)
-        claim = claim_event(dest, event.dedupe_id)
+        claim = claim_event(dest, dedupe_id)
     except StorageError as exc:
         raise StorageError(f"cannot claim event in {dest_url}: {exc}") from exc
     if claim is None:
-        return _outcome("duplicate", f"{event.dedupe_id} was already processed")
+        return _outcome("duplicate", f"{dedupe_id} was already processed")
     claim.start_renewing()
     try:
         manifest = work()
-        complete_event(dest, event.dedupe_id, manifest.run_id, claim)
+        complete_event(dest, dedupe_id, manifest.run_id, claim)
     finally:
         claim.release()
     log.info(
         "%s run %s finished",
         outcome,
         manifest.run_id,
-        extra={"run_id": manifest.run_id, "pipeline": manifest.pipeline, "url": event.url},
+        extra={"run_id": manifest.run_id, "pipeline": manifest.pipeline, "event": dedupe_id},
     )
     return {**_outcome(outcome, None, manifest.summary()), "run_id": manifest.run_id}
 
@@ -312,7 +314,7 @@ def _on_data_file(
     request = ObjectRequest(
         pipeline=pipeline, source_url=incoming, relpath=relpath, trigger=trigger
     )
-    return _once(pipeline.output.url, event, "transformed", lambda: run_object(request))
+    return once(pipeline.output.url, event.dedupe_id, "transformed", lambda: run_object(request))
 
 
 def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dict[str, Any]:
@@ -332,16 +334,42 @@ def _on_request_file(event: ObjectEvent, requests_url: str, trigger: str) -> dic
     except ApiError as exc:
         log.error("bad request file", extra={"url": event.url, "error": exc.message})
         return _outcome("ignored", f"bad request file: {exc.message}")
-    return _once(request.pipeline.output.url, event, "sync", lambda: _run_sync_or_retry(request))
+    # errors.is_transient decides about failures (storage and retryable Drive errors
+    # redeliver, a missing folder stays gone); a running sync defers this one until it ends.
+    from shared.run.deferred import DeferredRequest
+    from shared.triggers import deferred
 
-
-def _run_sync_or_retry(request: SyncRequest) -> RunManifest:
-    """Run a request file's sync; errors.is_transient decides about the others (storage
-    failures and retryable Drive errors redeliver, a missing folder stays gone)."""
+    work = lambda: after_stalled_run(request, lambda: run_sync(request))  # noqa: E731
     try:
-        return _after_stalled_run(request, lambda: run_sync(request))
-    except LeaseHeld as exc:
-        raise RetryableError(str(exc)) from exc  # a running sync: redeliver once it is done
+        result = once(request.pipeline.output.url, event.dedupe_id, "sync", work)
+    except LeaseHeld as held:
+        waiting = DeferredRequest(
+            request.pipeline.name, event.dedupe_id, event.url, body, request.trigger
+        )
+        return deferred.defer(request.pipeline, waiting, held, _run_one_deferred)
+    _run_deferred(request.pipeline)
+    return result
+
+
+def _run_deferred(pipeline: Pipeline) -> None:
+    """Run the request-file syncs that waited for this pipeline's sync (never raises)."""
+    from shared.triggers import deferred
+
+    deferred.run_pending(pipeline, _run_one_deferred)
+
+
+def _run_one_deferred(waiting: DeferredRequest) -> dict[str, Any] | None:
+    """One waiting request's sync, once per event; None while the lease is held again."""
+    try:
+        request = sync_request_from_body(waiting.body, trigger=waiting.trigger)
+    except ApiError as exc:  # the pipeline's config changed since: report, never retry
+        log.error("deferred request dropped", extra={"url": waiting.url, "error": exc.message})
+        return _outcome("ignored", f"bad request file: {exc.message}")
+    work = lambda: after_stalled_run(request, lambda: run_sync(request))  # noqa: E731
+    try:
+        return once(request.pipeline.output.url, waiting.dedupe_id, "sync", work)
+    except LeaseHeld:
+        return None
 
 
 def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, Any]]:
@@ -382,6 +410,8 @@ def on_schedule(pipelines: list[str] | None, *, trigger: str) -> list[dict[str, 
     for pipeline in chosen:  # push pipelines: keep their notification channel open
         if pipeline.push:
             _channel_upkeep(pipeline, results)
+    for pipeline in cfg.pipelines.values():  # what waited for a sync that ended meanwhile
+        _run_deferred(pipeline)
     if transient:  # every pipeline had its turn; now ask the platform to redeliver the tick
         raise RetryableError("scheduled sync failed transiently: " + "; ".join(transient))
     if pipelines:
@@ -409,7 +439,7 @@ def _channel_upkeep(pipeline: Pipeline, results: list[dict[str, Any]]) -> None:
 def run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
     """Hand a big sync to queue workers (``pipeline.fanout`` set and a queue configured),
     else run it inline. Small syncs (under ``fanout.min_files`` files to fetch) run inline."""
-    return _after_stalled_run(request, lambda: _run_or_fan_out(request))
+    return after_stalled_run(request, lambda: _run_or_fan_out(request))
 
 
 def _run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
@@ -422,7 +452,7 @@ def _run_or_fan_out(request: SyncRequest) -> RunManifest | FanoutStarted:
     return run_sync(request)
 
 
-def _after_stalled_run(request: SyncRequest, start: Callable[[], T]) -> T:
+def after_stalled_run(request: SyncRequest, start: Callable[[], T]) -> T:
     """``start()``; if a fanned-out run whose finalizer died holds the sync lease, finish that
     run and ``start()`` once more (``LeaseHeld`` again: the caller answers 409 or skips)."""
     from shared.run.fanout.runs import finish_stalled_run
@@ -467,6 +497,8 @@ def on_work_item(body: str | bytes, *, attempt: int = 1) -> dict[str, Any]:
     pipeline = config().get(item.pipeline)
     max_attempts = pipeline.fanout.max_attempts if pipeline and pipeline.fanout else None
     outcome = handle_item(item, pipeline, attempt=attempt, max_attempts=max_attempts)
+    if pipeline is not None:  # the run may have ended with this item
+        _run_deferred(pipeline)
     return {"outcome": outcome, "run_id": item.run_id, "item_id": item.item_id}
 
 
@@ -481,5 +513,7 @@ def on_dead_letter(body: str | bytes, *, deliveries: int | None = None) -> dict[
     except BadWorkItem as exc:
         log.error("dropped a dead-lettered message", extra={"reason": str(exc)})
         return _outcome("dropped", str(exc))
+    # Deferred request files are not run here (a small, short function without Drive
+    # access): the next sync's end or schedule tick runs them.
     outcome = dead_letter(item, deliveries=deliveries)
     return {"outcome": outcome, "run_id": item.run_id, "item_id": item.item_id}

@@ -21,6 +21,9 @@ PUBLIC_ENV = "DRIVEPIPE_PUBLIC"
 INPUT_BUCKET_ENV = "DRIVEPIPE_INPUT_BUCKET"
 MAX_CONCURRENCY_ENV = "DRIVEPIPE_FANOUT_MAX_CONCURRENCY"
 PUSH_QUEUE_ENV = "DRIVEPIPE_PUSH_QUEUE"  # the push worker's SQS queue (docs/push.md)
+# On-failure destination of the asynchronous invocations (S3, EventBridge): an SQS queue whose
+# consumer records each failed event in a manifest (shared.triggers.failed).
+FAILURE_QUEUE_ENV = "DRIVEPIPE_FAILURE_QUEUE"
 AuthMode = Literal["iam", "api_key", "none"]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
@@ -51,6 +54,7 @@ class Stage:
     input_bucket: str
     work_queue: str | None = None
     dead_letter_queue: str | None = None
+    failure_queue: str | None = None
     max_concurrency: int = 5  # bounds concurrent Drive requests (quota: see README)
     push_queue: str | None = None  # notifications hand their syncs to this queue
 
@@ -67,11 +71,13 @@ class Stage:
         queue = environ.get(QUEUE_ENV, "").strip()
         dlq = environ.get(DLQ_ENV, "").strip()
         push = environ.get(PUSH_QUEUE_ENV, "").strip()
+        failed = environ.get(FAILURE_QUEUE_ENV, "").strip()
         return cls(
             http_auth=auth,
             input_bucket=bucket,
             work_queue=queue_name(queue) if queue else None,
             dead_letter_queue=queue_name(dlq) if dlq else None,
+            failure_queue=queue_name(failed) if failed else None,
             max_concurrency=int(environ.get(MAX_CONCURRENCY_ENV) or 5),
             push_queue=queue_name(push) if push else None,
         )

@@ -1,11 +1,12 @@
 """Run one Lambda function from unzipped artifacts, as the Lambda Python runtime does.
 
 Started by tests/aws/test_clean_runtime.py as ``python -I -S lambda_runner.py TASK_ROOT
-LAYER_PYTHON`` with an environment holding only what the test sets. Isolated mode puts
+LAYER_PYTHON [RUNTIME]`` with an environment holding only what the test sets. Isolated mode puts
 neither this file's folder nor the user's site-packages on ``sys.path``, and ``-S`` skips
 ``site``, so the only third-party code importable is what the two artifact folders hold:
-``sys.path`` becomes ``[TASK_ROOT, LAYER_PYTHON, <stdlib>]``, the order of ``/var/task`` and
-``/opt/python`` in Lambda. Uses the standard library only, for the same reason.
+``sys.path`` becomes ``[TASK_ROOT, LAYER_PYTHON, RUNTIME, <stdlib>]``, the order of
+``/var/task``, ``/opt/python`` and the runtime's own ``/var/runtime`` (where its boto3 lives)
+in Lambda. Uses the standard library only, for the same reason.
 
 stdin: ``{"handler": "app.on_upload", "function_name": ..., "events": [event, ...],
 "imports": [module, ...]}`` (modules to import after the handler, to see where they load from). Each
@@ -81,8 +82,9 @@ def _origins(allowed: list[str]) -> dict[str, object]:
 def main() -> int:
     """Import the handler from the artifacts and invoke it with every event."""
     task_root, layer_python = (os.path.abspath(p) for p in sys.argv[1:3])
+    runtime = [os.path.abspath(p) for p in sys.argv[3:4]]  # the runtime's own packages
     stdlib = [p for p in sys.path if p]  # isolated, no site: the interpreter's own library
-    sys.path[:] = [task_root, layer_python, *stdlib]
+    sys.path[:] = [task_root, layer_python, *runtime, *stdlib]
     os.chdir(task_root)  # Lambda's working directory is /var/task
     request = json.loads(sys.stdin.read())
     module_name, attr = request["handler"].rsplit(".", 1)
@@ -91,7 +93,7 @@ def main() -> int:
         int(request.get("memory_mb", 2048)),
         int(request.get("timeout_s", 900)),
     )
-    allowed = [task_root, layer_python, *(os.path.abspath(p) for p in stdlib)]
+    allowed = [task_root, layer_python, *runtime, *(os.path.abspath(p) for p in stdlib)]
     try:
         handler = getattr(importlib.import_module(module_name), attr)
         for name in request.get("imports", []):  # to report where they come from

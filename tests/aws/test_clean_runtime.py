@@ -223,7 +223,15 @@ def invoke(
         "imports": list(imports),
     }
     done = subprocess.run(
-        [sys.executable, "-I", "-S", str(RUNNER), str(artifacts.task), str(artifacts.layer_python)],
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(RUNNER),
+            str(artifacts.task),
+            str(artifacts.layer_python),
+            str(runtime_sdk(artifacts.task.parent)),
+        ],
         input=json.dumps(request),
         env=lambda_env(artifacts, function, stack),
         capture_output=True,
@@ -247,6 +255,23 @@ def ok_results(run: Run) -> list[Any]:
     failed = [r for r in run.results if not r["ok"]]
     assert not failed, failed[0]["traceback"] + "\n" + run.stderr[-3000:]
     return [r["result"] for r in run.results]
+
+
+OLD_SDK = (
+    "raise ImportError(\"the Lambda runtime's own {name} (1.34.145) was imported: it rejects "
+    "put_object(IfNoneMatch=...); the layer's must come first on sys.path\")\n"
+)
+
+
+def runtime_sdk(root: Path) -> Path:
+    """A stand-in for the runtime's ``/var/runtime``: a boto3 and a botocore that fail on
+    import. Lambda puts it after ``/opt/python``; if a function ever imported the runtime's
+    SDK (old, without ``IfNoneMatch``) instead of the layer's, it would fail here."""
+    runtime = root / "var-runtime"
+    for name in ("boto3", "botocore"):
+        (runtime / name).mkdir(parents=True, exist_ok=True)
+        (runtime / name / "__init__.py").write_text(OLD_SDK.format(name=name))
+    return runtime
 
 
 # ---- real event shapes ----------------------------------------------------------------------
@@ -414,6 +439,10 @@ def test_only_the_artifacts_are_importable(artifacts: Artifacts, clean_stack: Cl
         assert Path(files[name]).is_relative_to(artifacts.layer_python), (name, files[name])
     assert run.meta["outside"] == []
     assert not any("site-packages" in p for p in run.meta["sys_path"]), run.meta["sys_path"]
+    # Lambda's order: /var/task, /opt/python, then the runtime's own (older) boto3/botocore.
+    paths = run.meta["sys_path"]
+    runtime = str(runtime_sdk(artifacts.task.parent))
+    assert paths.index(str(artifacts.layer_python)) < paths.index(runtime)
 
 
 def test_every_handler_runs_from_the_artifacts_alone(
@@ -426,6 +455,7 @@ def test_every_handler_runs_from_the_artifacts_alone(
         "on_schedule",
         "fanout_worker",
         "fanout_dead_letter",
+        "failed_events",
     }
 
     # HTTP: health, a sync of the shipped pipeline (CSV + XLSX from Drive), its manifest, and a

@@ -84,3 +84,16 @@ def test_unknown_and_malformed_run_ids(client: Client) -> None:
     malformed = client.http.get("/runs/not-a-run-id")
     assert malformed.status_code == 400, malformed.body
     assert malformed.json_body["error"]["field"] == "run_id"
+
+
+def test_chalice_s_own_errors_take_our_error_shape(client: Client) -> None:
+    """415 (a content type the route does not take) and 405 come from Chalice itself, before
+    the view; the middleware gives them the same ``{"error": {...}}`` body as ours."""
+    wrong_type = client.http.post("/sync", headers={"Content-Type": "text/plain"}, body=b"x")
+    assert wrong_type.status_code == 415
+    assert json.loads(wrong_type.body) == {
+        "error": {"code": "unsupported_media_type", "message": "Unsupported media type: text/plain"}
+    }
+    wrong_method = client.http.put("/sync", headers=JSON, body=b"{}")
+    assert wrong_method.status_code == 405
+    assert json.loads(wrong_method.body)["error"]["code"] == "method_not_allowed"

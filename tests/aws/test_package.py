@@ -73,6 +73,13 @@ def test_package_holds_the_app_and_the_core_and_no_third_party_package(
     assert tops == {"app.py", "chalice", "chalicelib", "shared"}, tops
     assert "shared/cli.py" in names  # the core CLI imports no local tooling, so it ships
     assert not any("__pycache__" in n for n in names)
+    # The project was assembled in build/, never in chalice_app/: no vendored copy there can
+    # shadow the working tree for `chalice local` (whose vendor/ would come first).
+    assert not (APP_DIR / "vendor").exists()
+    project = package_aws.project_dir(packaged.zip_path.parent)
+    assert (project / "vendor" / "shared" / "__init__.py").is_file()
+    deployed = project / ".chalice" / "deployed"
+    assert deployed.is_symlink() and deployed.resolve() == (APP_DIR / ".chalice" / "deployed")
 
 
 @pytest.mark.slow
@@ -115,13 +122,14 @@ def test_terraform_wires_the_s3_event_layer_and_policy(packaged: PackageReport) 
         "on_schedule",
         "fanout_worker",
         "fanout_dead_letter",
+        "failed_events",
     }
     for name, function in functions.items():
         assert function["layers"] == stage["layers"]
         assert function["runtime"] == "python3.11"
         assert function["timeout"] == stage["lambda_functions"][name]["lambda_timeout"]
     mappings = resources["aws_lambda_event_source_mapping"].values()
-    assert len(mappings) == 2  # work queue + dead-letter queue
+    assert len(mappings) == 3  # work queue, its dead-letter queue, the failure queue
     assert all(m["function_response_types"] == ["ReportBatchItemFailures"] for m in mappings)
     swagger = json.loads(tf["locals"]["chalice_api_swagger"])
     assert swagger["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
@@ -130,43 +138,28 @@ def test_terraform_wires_the_s3_event_layer_and_policy(packaged: PackageReport) 
     assert all(op["security"] == [{"sigv4": []}] for op in operations)  # IAM auth deployed
     rule = next(iter(resources["aws_cloudwatch_event_rule"].values()))
     assert rule["schedule_expression"] == "rate(1 hour)"
-    policy = next(iter(resources["aws_iam_role_policy"].values()))["policy"]
-    shipped = json.loads((APP_DIR / ".chalice" / "policy-dev.json").read_text())
-    assert json.loads(policy) == shipped
+    assert rule["name"] == "drivepipe-dev-on_schedule"  # stage-qualified
+    # One role per function, each with its own policy file.
+    for name, role_policy in resources["aws_iam_role_policy"].items():
+        function = name.removesuffix("_role")
+        shipped = (APP_DIR / ".chalice" / f"policy-dev-{function}.json").read_text()
+        assert json.loads(role_policy["policy"]) == json.loads(shipped), function
 
 
 @pytest.mark.slow
 def test_cloudformation_output_refuses_the_s3_trigger(tmp_path: Path) -> None:
-    with package_aws.build_lock(), pytest.raises(PackageError, match="on_s3_event"):
-        package_aws.vendor_shared()
-        package_aws.run_chalice_package("dev", tmp_path / "cfn", "cloudformation")
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_grants_exactly_the_stage_buckets_and_secret(stage: str) -> None:
-    env = _config()["stages"][stage]["environment_variables"]
-    policy = json.loads((APP_DIR / ".chalice" / f"policy-{stage}.json").read_text())
-    by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    buckets = {env["DRIVEPIPE_INPUT_BUCKET"], env["DRIVEPIPE_OUTPUT_BUCKET"]}
-    assert set(by_sid["ListPipelineBuckets"]["Resource"]) == {f"arn:aws:s3:::{b}" for b in buckets}
-    assert set(by_sid["ReadWritePipelineObjects"]["Resource"]) == {
-        f"arn:aws:s3:::{b}/*" for b in buckets
-    }
-    secret = by_sid["ReadDriveCredentials"]
-    assert secret["Action"] == ["secretsmanager:GetSecretValue"]
-    assert secret["Resource"] == env["DRIVE_SECRET_ARN"] + "-??????"
-    for statement in policy["Statement"]:
-        actions = statement["Action"]
-        assert not any(a.endswith("*") for a in actions), statement
-        if statement["Sid"] != "Logs":
-            assert "*" not in json.dumps(statement["Resource"]).replace("/*", ""), statement
+    project = package_aws.assemble_project(tmp_path / "project")
+    with pytest.raises(PackageError, match="on_s3_event"):
+        package_aws.run_chalice_package("dev", tmp_path / "cfn", "cloudformation", project)
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stages_set_lambda_limits_and_our_layer(stage: str) -> None:
     config = _config()["stages"][stage]
     assert config["autogen_policy"] is False
-    assert config["iam_policy_file"] == f"policy-{stage}.json"
+    assert "iam_policy_file" not in config and "reserved_concurrency" not in config
+    for function, settings in config["lambda_functions"].items():
+        assert settings["iam_policy_file"] == f"policy-{stage}-{function}.json"
     assert config["lambda_timeout"] == 900
     (layer,) = config["layers"]
     assert f":layer:{OWN_LAYER_NAME}:" in layer
@@ -256,7 +249,7 @@ def test_over_the_230_mib_budget_fails(
     assert "over the 230 MiB budget (Lambda's 250 MiB less a 20 MiB margin)" in problem
     assert over.margin_bytes < 20 * MIB
     monkeypatch.setattr(package_aws, "build", lambda *args, **kwargs: over)
-    assert package_aws.main(["--stage", "dev"]) == 1
+    assert package_aws.main(["--stage", "dev", "--allow-placeholders"]) == 1
     captured = capsys.readouterr()
     assert "margin" in captured.out and "over the 230 MiB budget" in captured.err
 
@@ -278,3 +271,12 @@ def test_vendoring_copies_shared_without_caches_or_the_cli(tmp_path: Path) -> No
         "vendor/shared/cli.py",
         "vendor/shared/pkg/client.py",
     ]
+
+
+def test_chalice_local_refuses_a_vendored_copy_that_would_shadow_the_tree(tmp_path: Path) -> None:
+    from devstack.aws_dev import shadowing_copy
+
+    assert shadowing_copy(tmp_path) is None
+    (tmp_path / "vendor" / "shared").mkdir(parents=True)
+    problem = shadowing_copy(tmp_path)
+    assert problem is not None and "instead of the working tree" in problem

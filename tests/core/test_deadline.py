@@ -137,9 +137,9 @@ def test_the_chalice_middleware_carries_the_context_s_deadline_into_the_core(
 
     context = FakeLambdaContext(FakeClock(), timeout_s=0)  # its own clock: ms left only
     context.ends += 300  # 300 s left when the invocation starts
-    assert aws.within_deadline(_Event(context), handler) == "ok"
-    assert aws.within_deadline(_Request(context), handler) == "ok"
-    assert aws.within_deadline(_Request(None), handler) == "ok"  # no context: no deadline
+    assert aws.invocation_middleware(_Event(context), handler) == "ok"
+    assert aws.invocation_middleware(_Request(context), handler) == "ok"
+    assert aws.invocation_middleware(_Request(None), handler) == "ok"  # no context: no deadline
     assert seen == [300, 300, None]
     assert deadline.current() is None  # only for the invocation
 

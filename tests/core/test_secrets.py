@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -46,12 +47,27 @@ def test_api_key_from_an_ssm_secure_string(clients: Any) -> None:
     assert env["DRIVE_API_KEY"] == "AIza-test"
 
 
-def test_missing_secret_is_a_clear_auth_error_without_the_value(clients: Any) -> None:
-    env = {"DRIVE_SECRET_ARN": "drivepipe/dev/does-not-exist"}
-    with pytest.raises(
-        DriveAuthError, match="cannot read the Drive secret drivepipe/dev/does-not-exist"
-    ):
-        load_into_env(env, client_factory=clients)
+def test_missing_secret_is_a_clear_auth_error_naming_neither_arn_nor_value(
+    clients: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The message reaches HTTP callers (502): the error code only. The ARN (account, region,
+    name) is in the function's log."""
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:drivepipe/dev/does-not-exist"
+    env = {"DRIVE_SECRET_ARN": arn}
+    logger = logging.getLogger("drivepipe.secrets")
+    logger.addHandler(caplog.handler)
+    try:
+        with pytest.raises(DriveAuthError) as raised:
+            load_into_env(env, client_factory=clients)
+    finally:
+        logger.removeHandler(caplog.handler)
+    message = str(raised.value)
+    assert message == (
+        "cannot read the Drive secret named by DRIVE_SECRET_ARN (ResourceNotFoundException); "
+        "see the function's log"
+    )
+    assert "123456789012" not in message and "does-not-exist" not in message
+    assert any(getattr(r, "secret", None) == arn for r in caplog.records)
 
 
 def test_nothing_is_fetched_without_a_reference_or_with_credentials_set() -> None:

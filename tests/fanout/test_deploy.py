@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
-from deploy import package_aws
+from deploy import aws_stage, package_aws, terraform_aws
 from deploy.package_gcp import (
     PUBSUB_AGENT,
     WORK_SUBSCRIPTION,
@@ -17,7 +16,7 @@ from deploy.package_gcp import (
 )
 
 
-def test_terraform_sqs_mappings_get_partial_batch_responses(tmp_path: Path) -> None:
+def test_terraform_sqs_mappings_get_partial_batch_responses() -> None:
     tf = {
         "resource": {
             "aws_lambda_event_source_mapping": {
@@ -26,38 +25,40 @@ def test_terraform_sqs_mappings_get_partial_batch_responses(tmp_path: Path) -> N
             }
         }
     }
-    path = tmp_path / "chalice.tf.json"
-    path.write_text(json.dumps(tf))
-    assert package_aws.enable_partial_batch_responses(path) == 1
-    mappings = json.loads(path.read_text())["resource"]["aws_lambda_event_source_mapping"]
+    assert terraform_aws.enable_partial_batch_responses(tf) == 1
+    mappings = tf["resource"]["aws_lambda_event_source_mapping"]
     assert mappings["work"]["function_response_types"] == ["ReportBatchItemFailures"]
     assert "function_response_types" not in mappings["stream"]
 
 
-def test_sqs_commands_match_the_stage_and_its_policy() -> None:
-    commands = package_aws.sqs_commands("prod")
-    config = json.loads((package_aws.APP_DIR / ".chalice" / "config.json").read_text())
-    stage = config["stages"]["prod"]
-    env = stage["environment_variables"]
-    text = "\n".join(commands)
-    assert f"--queue-name {env['DRIVEPIPE_FANOUT_DLQ']}" in text
-    assert f"--queue-name {env['DRIVEPIPE_FANOUT_QUEUE']} " in text
-    attributes = json.loads(text.split("<<JSON\n", 1)[1].split("\nJSON", 1)[0])
-    worker_timeout = stage["lambda_functions"]["fanout_worker"]["lambda_timeout"]
-    assert int(attributes["VisibilityTimeout"]) >= 6 * worker_timeout
-    redrive = json.loads(attributes["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"].endswith(":" + env["DRIVEPIPE_FANOUT_DLQ"])
-    assert "--function-response-types ReportBatchItemFailures" in text
-    policy = json.loads((package_aws.APP_DIR / ".chalice" / "policy-prod.json").read_text())
-    by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert all(
-        r.endswith(env["DRIVEPIPE_FANOUT_QUEUE"]) for r in by_sid["SendWorkItems"]["Resource"]
-    )
-    consume = by_sid["ConsumeWorkItems"]["Resource"]
-    assert {r.rsplit(":", 1)[1] for r in consume} == {
-        env["DRIVEPIPE_FANOUT_QUEUE"],
-        env["DRIVEPIPE_FANOUT_DLQ"],
+def test_queue_commands_match_the_stage_and_its_policies() -> None:
+    stage = aws_stage.load_stage("prod")
+    text = "\n".join(aws_stage.setup_commands(stage) + aws_stage.after_deploy_commands(stage))
+    attributes = {
+        line.split("--queue-name ")[1].split()[0]: json.loads(line.split("'")[1])
+        for line in text.splitlines()
+        if "create-queue" in line
     }
+    assert set(attributes) == {
+        stage.work_queue,
+        stage.dead_letter_queue,
+        stage.failure_queue,
+    }
+    for queue, consumer in (
+        (stage.work_queue, "fanout_worker"),
+        (stage.dead_letter_queue, "fanout_dead_letter"),
+        (stage.failure_queue, "failed_events"),
+    ):  # AWS advises 6x the consumer's timeout; Lambda refuses a mapping under 1x
+        assert int(attributes[queue]["VisibilityTimeout"]) >= 6 * stage.timeout(consumer)
+    redrive = json.loads(attributes[stage.work_queue]["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == stage.queue_arn(stage.dead_letter_queue)
+    assert text.count("--function-response-types ReportBatchItemFailures") == 3
+    assert text.count("put-function-event-invoke-config") == 2
+    send = json.loads(
+        (package_aws.APP_DIR / ".chalice" / "policy-prod-api_handler.json").read_text()
+    )
+    by_sid = {s["Sid"]: s for s in send["Statement"]}
+    assert by_sid["SendWorkItems"]["Resource"] == [stage.queue_arn(stage.work_queue)]
 
 
 def cfg(**changes: object) -> DeployConfig:

@@ -17,10 +17,10 @@ from shared.errors import (
     ConfigError,
     DriveError,
     EventError,
-    RetryableError,
     StorageError,
     is_transient,
 )
+from shared.run import deferred
 from shared.run.engine import sync_lease
 from shared.run.state import SyncState
 from shared.storage import open_storage
@@ -378,16 +378,36 @@ def test_a_request_file_whose_state_cannot_be_read_is_a_storage_error(
     assert type(raised.value) is StorageError and is_transient(raised.value)
 
 
-def test_a_request_file_while_a_sync_runs_is_redelivered(
+def test_a_request_file_while_a_sync_runs_is_deferred_and_runs_after_it(
     moto_server: MotoServer, s3_bucket: str, emulator: DriveEmulator, tmp_path: Path, deploy: Deploy
 ) -> None:
+    """Not retried until the platform gives up (Lambda: ~3 min): kept, then run at the end of
+    the next sync of the pipeline, once; a redelivery of the event is a duplicate."""
     event = _request_file(moto_server, s3_bucket, emulator, tmp_path / "out", deploy)
-    running = sync_lease(open_storage(str(tmp_path / "out")), "rel", "other-run")
+    dest = open_storage(str(tmp_path / "out"))
+    running = sync_lease(dest, "rel", "other-run")
     running.acquire()
-    with pytest.raises(RetryableError, match="held by run other-run"):
-        service.on_object(event, trigger="s3")
+    outcome = service.on_object(event, trigger="s3")
+    assert outcome["outcome"] == "deferred", outcome
+    assert "held by run other-run" in outcome["reason"]
+    (waiting,) = deferred.pending(dest, "rel")
+    assert (waiting.url, waiting.blocked_by, waiting.body) == (
+        event.url,
+        "other-run",
+        {"pipeline": "rel"},
+    )
+    # While the lease is held, a schedule tick's end runs nothing: the request keeps waiting.
+    assert service.on_schedule(["rel"], trigger="schedule")[0]["skipped"]
+    assert len(deferred.pending(dest, "rel")) == 1
     running.release()
-    assert service.on_object(event, trigger="s3")["outcome"] == "sync"
+    # A sync that ends runs what waited, after itself.
+    assert service.http_sync(b'{"pipeline": "rel"}').status == 200
+    assert deferred.pending(dest, "rel") == []
+    manifests = [json.loads(dest.read(i.key)) for i in dest.list("_runs/") if i.key.count("/") == 1]
+    by_trigger = {m["trigger"]: m for m in manifests}
+    assert set(by_trigger) == {"http", "s3:request"}, manifests
+    assert by_trigger["s3:request"]["started_at"] >= by_trigger["http"]["ended_at"]
+    assert service.on_object(event, trigger="s3")["outcome"] == "duplicate"
 
 
 def test_an_unknown_pipeline_lists_the_configured_ones(deploy: Deploy, tmp_path: Path) -> None:

@@ -42,8 +42,11 @@ GCP_ROLES = {
 }
 
 
-def test_there_are_stage_policies() -> None:
-    assert {p.name for p in POLICIES} >= {"policy-dev.json", "policy-prod.json"}
+def test_there_are_per_function_policies() -> None:
+    assert {p.name for p in POLICIES} >= {
+        "policy-dev-on_upload.json",
+        "policy-prod-api_handler.json",
+    }
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=[p.name for p in POLICIES])
@@ -69,6 +72,12 @@ def test_aws_policy_grants_named_actions_on_named_resources(policy: Path) -> Non
                 assert bucket and "*" not in bucket, (policy.name, resource)
             if any(a.startswith(("s3:", "secretsmanager:", "sqs:")) for a in actions):
                 assert not resource.startswith("arn:aws:logs"), (policy.name, resource)
+            if resource.startswith("arn:aws:logs"):  # the function's own log group only
+                function = policy.stem.split("-", 2)[2]
+                suffix = "" if function == "api_handler" else f"-{function}"
+                assert resource.endswith(
+                    f":log-group:/aws/lambda/drivepipe-{policy.stem.split('-')[1]}{suffix}:*"
+                )
 
 
 def _gcp() -> DeployConfig:

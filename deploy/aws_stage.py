@@ -1,0 +1,401 @@
+"""One place for a deployable AWS stage's account, region and names; everything else follows.
+
+``deploy/aws-stages.json`` holds, per stage, the account, region, bucket names and Drive folder
+(plus memory, timeouts, log retention and reserved concurrency). From it this module generates
+``chalice_app/.chalice/config.json`` (the ``local`` stage is kept as it is) and one policy file
+per function, ``policy-<stage>-<function>.json`` (:mod:`deploy.aws_policy`), and prints the
+AWS CLI commands that create what the functions expect to exist (buckets, secret, queues) and,
+after ``chalice deploy``, what Chalice cannot set (failure destinations, partial batch
+responses)::
+
+    python -m deploy.aws_stage set --stage dev --account 123456789012 --region eu-west-1 \\
+        --input-bucket acme-drive-in --output-bucket acme-drive-out --drive-folder-id 1AbC...
+    python -m deploy.aws_stage generate            # after editing deploy/aws-stages.json
+    python -m deploy.aws_stage check               # exit 1 if the generated files are stale
+    python -m deploy.aws_stage commands --stage dev [--after-deploy]
+
+Derived names: secret ``drivepipe/<stage>/drive``, queues ``drivepipe-work-<stage>`` (+
+``-dlq``) and ``drivepipe-failed-<stage>`` (the on-failure destination of the asynchronous
+S3 and EventBridge invocations), functions ``drivepipe-<stage>[-<handler>]``, layer
+``drivepipe-python311``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from deploy import aws_policy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGES_FILE = Path(__file__).with_name("aws-stages.json")
+CHALICE_DIR = REPO_ROOT / "chalice_app" / ".chalice"
+APP_NAME = "drivepipe"
+LAYER_NAME = "drivepipe-python311"
+PLACEHOLDER_ACCOUNT = "111122223333"
+PLACEHOLDER_FOLDER = "REPLACE_WITH_DRIVE_FOLDER_ID"
+# AWS advises an SQS visibility timeout of 6x the consuming function's timeout.
+VISIBILITY_FACTOR = 6
+DEFAULT_MEMORY = {"on_schedule": 3008, "fanout_dead_letter": 512, "failed_events": 512}
+DEFAULT_TIMEOUT = {"fanout_worker": 300, "fanout_dead_letter": 60, "failed_events": 60}
+MAX_RECEIVES = 5  # the work queue dead-letters after this many receives (fanout.max_attempts)
+RETENTION_SECONDS = 1_209_600  # 14 days, SQS's maximum
+
+
+class StageError(ValueError):
+    """A stage's settings are missing or invalid (names the field)."""
+
+
+@dataclass(frozen=True)
+class AwsStage:
+    """A deployable stage, as ``deploy/aws-stages.json`` describes it."""
+
+    name: str
+    account: str
+    region: str
+    input_bucket: str
+    output_bucket: str
+    drive_folder_id: str = PLACEHOLDER_FOLDER
+    layer_version: int = 1
+    http_auth: str = "iam"
+    fanout: bool = True
+    fanout_max_concurrency: int = 4
+    log_retention_days: int = 30
+    memory: int = 2048
+    memory_by_function: dict[str, int] = field(default_factory=dict)
+    timeout_by_function: dict[str, int] = field(default_factory=dict)
+    reserved_concurrency: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (self.account.isdigit() and len(self.account) == 12):
+            raise StageError(f"stages.{self.name}.account: {self.account!r} is not 12 digits")
+        if self.region.count("-") < 2:
+            raise StageError(f"stages.{self.name}.region: {self.region!r} is not a region")
+        if self.input_bucket == self.output_bucket:
+            raise StageError(f"stages.{self.name}: input and output bucket must differ")
+        unknown = set(self.reserved_concurrency) - set(aws_policy.GRANTS)
+        if unknown:
+            raise StageError(f"stages.{self.name}.reserved_concurrency: unknown {unknown}")
+
+    # ---- names ----------------------------------------------------------------------------
+    @property
+    def secret_name(self) -> str:
+        """The Drive credentials' Secrets Manager name."""
+        return f"{APP_NAME}/{self.name}/drive"
+
+    @property
+    def work_queue(self) -> str:
+        """The fan-out work queue."""
+        return f"{APP_NAME}-work-{self.name}"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        """The work queue's dead-letter queue."""
+        return f"{self.work_queue}-dlq"
+
+    @property
+    def failure_queue(self) -> str:
+        """On-failure destination of on_upload and on_schedule (asynchronous invocations)."""
+        return f"{APP_NAME}-failed-{self.name}"
+
+    @property
+    def layer_arn(self) -> str:
+        """Our layer's version ARN in this stage's region and account."""
+        return (
+            f"arn:aws:lambda:{self.region}:{self.account}:layer:{LAYER_NAME}:{self.layer_version}"
+        )
+
+    def function_name(self, function: str) -> str:
+        """The deployed name: Chalice calls the API handler ``<app>-<stage>``."""
+        base = f"{APP_NAME}-{self.name}"
+        return base if function == "api_handler" else f"{base}-{function}"
+
+    def log_group(self, function: str) -> str:
+        """The function's CloudWatch log group."""
+        return f"/aws/lambda/{self.function_name(function)}"
+
+    def queue_arn(self, queue: str) -> str:
+        """An SQS queue's ARN in this stage."""
+        return f"arn:aws:sqs:{self.region}:{self.account}:{queue}"
+
+    def arns(self) -> dict[str, str]:
+        """Resource kinds (as :data:`deploy.aws_policy.GRANT_ACTIONS` names them) to ARNs."""
+        secret = f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.secret_name}"
+        return {
+            "input_bucket": f"arn:aws:s3:::{self.input_bucket}",
+            "input_objects": f"arn:aws:s3:::{self.input_bucket}/*",
+            "output_bucket": f"arn:aws:s3:::{self.output_bucket}",
+            "output_objects": f"arn:aws:s3:::{self.output_bucket}/*",
+            "secret": secret + "-??????",  # Secrets Manager appends 6 random characters
+            "work_queue": self.queue_arn(self.work_queue),
+            "dead_letter_queue": self.queue_arn(self.dead_letter_queue),
+            "failure_queue": self.queue_arn(self.failure_queue),
+        }
+
+    def timeout(self, function: str) -> int:
+        """The function's timeout in seconds (900 unless set)."""
+        return self.timeout_by_function.get(function, DEFAULT_TIMEOUT.get(function, 900))
+
+    def placeholders(self) -> list[str]:
+        """Settings still holding the shipped placeholders."""
+        found = []
+        if self.account == PLACEHOLDER_ACCOUNT:
+            found.append(f"account is the placeholder {PLACEHOLDER_ACCOUNT}")
+        if self.drive_folder_id == PLACEHOLDER_FOLDER:
+            found.append(f"DRIVE_FOLDER_ID={PLACEHOLDER_FOLDER}")
+        return found
+
+    # ---- generated files ------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        """The functions' environment variables."""
+        env = {
+            "DRIVEPIPE_HTTP_AUTH": self.http_auth,
+            "DRIVEPIPE_INPUT_BUCKET": self.input_bucket,
+            "DRIVEPIPE_OUTPUT_BUCKET": self.output_bucket,
+            "DRIVEPIPE_CONFIG": "chalicelib/drivepipe.toml",
+            "DRIVE_SECRET_ARN": self.arns()["secret"].removesuffix("-??????"),
+            "DRIVE_FOLDER_ID": self.drive_folder_id,
+            "DRIVEPIPE_FAILURE_QUEUE": self.failure_queue,
+        }
+        if self.fanout:
+            env |= {
+                "DRIVEPIPE_FANOUT_QUEUE": self.work_queue,
+                "DRIVEPIPE_FANOUT_DLQ": self.dead_letter_queue,
+                "DRIVEPIPE_FANOUT_MAX_CONCURRENCY": str(self.fanout_max_concurrency),
+            }
+        return env
+
+    def chalice_stage(self) -> dict[str, Any]:
+        """The stage's block of ``.chalice/config.json``: one role and policy per function."""
+        functions = {}
+        for function in aws_policy.functions(self):
+            entry: dict[str, Any] = {
+                "iam_policy_file": policy_file(self.name, function),
+                "lambda_timeout": self.timeout(function),
+                "lambda_memory_size": self.memory_by_function.get(
+                    function, DEFAULT_MEMORY.get(function, self.memory)
+                ),
+            }
+            if function in self.reserved_concurrency:
+                entry["reserved_concurrency"] = self.reserved_concurrency[function]
+            functions[function] = entry
+        return {
+            "api_gateway_stage": "api",
+            "autogen_policy": False,
+            "lambda_memory_size": self.memory,
+            "lambda_timeout": 900,
+            "layers": [self.layer_arn],
+            "environment_variables": self.environment(),
+            "lambda_functions": functions,
+        }
+
+
+def policy_file(stage: str, function: str) -> str:
+    """The policy file's name in ``.chalice/``."""
+    return f"policy-{stage}-{function}.json"
+
+
+def load_stages(path: Path = STAGES_FILE) -> dict[str, AwsStage]:
+    """Every stage of the settings file, validated."""
+    raw = json.loads(path.read_text())
+    stages = {}
+    for name, settings in raw.get("stages", {}).items():
+        try:
+            stages[name] = AwsStage(name=name, **settings)
+        except TypeError as exc:
+            raise StageError(f"stages.{name}: {exc}") from None
+    return stages
+
+
+def load_stage(name: str, path: Path = STAGES_FILE) -> AwsStage:
+    """One stage; :class:`StageError` naming the known ones when it is missing."""
+    stages = load_stages(path)
+    if name not in stages:
+        raise StageError(f"stage {name!r} is not in {path.name} ({', '.join(stages)})")
+    return stages[name]
+
+
+def save_stage(stage: AwsStage, path: Path = STAGES_FILE) -> None:
+    """Write ``stage`` into the settings file (other stages kept)."""
+    raw = json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    settings = asdict(stage)
+    del settings["name"]
+    raw.setdefault("stages", {})[stage.name] = settings
+    path.write_text(json.dumps(raw, indent=2) + "\n")
+
+
+def rendered(stages: dict[str, AwsStage], chalice_dir: Path = CHALICE_DIR) -> dict[str, str]:
+    """File name in ``.chalice/`` -> content, for ``config.json`` and every policy file."""
+    config_path = chalice_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    kept = {k: v for k, v in config.get("stages", {}).items() if k not in stages}
+    config = {"version": "2.0", "app_name": APP_NAME, "stages": {}}
+    files = {}
+    for name, stage in stages.items():
+        config["stages"][name] = stage.chalice_stage()
+        for function in aws_policy.functions(stage):
+            policy = aws_policy.function_policy(function, stage)
+            files[policy_file(name, function)] = json.dumps(policy, indent=2) + "\n"
+    config["stages"].update(kept)
+    files["config.json"] = json.dumps(config, indent=2) + "\n"
+    return files
+
+
+def generate(chalice_dir: Path = CHALICE_DIR, path: Path = STAGES_FILE) -> list[str]:
+    """Write the generated files (and remove stale policy files); returns what changed."""
+    files = rendered(load_stages(path), chalice_dir)
+    changed = [n for n, text in files.items() if _read(chalice_dir / n) != text]
+    for name in changed:
+        (chalice_dir / name).write_text(files[name])
+    for stale in chalice_dir.glob("policy-*.json"):
+        if stale.name not in files:
+            stale.unlink()
+            changed.append(f"-{stale.name}")
+    return changed
+
+
+def stale_files(chalice_dir: Path = CHALICE_DIR, path: Path = STAGES_FILE) -> list[str]:
+    """Generated files that differ from what the settings say (empty when all are current)."""
+    files = rendered(load_stages(path), chalice_dir)
+    stale = [n for n, text in files.items() if _read(chalice_dir / n) != text]
+    extra = [p.name for p in chalice_dir.glob("policy-*.json") if p.name not in files]
+    return stale + extra
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
+# ---- the commands around `chalice deploy` -------------------------------------------------
+def _queue_attributes(stage: AwsStage, consumer: str, redrive_to: str | None = None) -> str:
+    attributes = {
+        "VisibilityTimeout": str(VISIBILITY_FACTOR * stage.timeout(consumer)),
+        "MessageRetentionPeriod": str(RETENTION_SECONDS),
+    }
+    if redrive_to:
+        target = {"deadLetterTargetArn": stage.queue_arn(redrive_to), "maxReceiveCount": "5"}
+        attributes["RedrivePolicy"] = json.dumps(target)
+    return json.dumps(attributes)
+
+
+def setup_commands(stage: AwsStage) -> list[str]:
+    """Buckets, the Drive secret and the queues, before the first deploy."""
+    region = f"--region {stage.region}"
+    location = (
+        ""
+        if stage.region == "us-east-1"
+        else f" --create-bucket-configuration LocationConstraint={stage.region}"
+    )
+    lines = [f"# stage {stage.name}: account {stage.account}, region {stage.region}"]
+    for bucket in (stage.input_bucket, stage.output_bucket):
+        lines += [
+            f"aws s3api create-bucket {region} --bucket {bucket}{location}",
+            f"aws s3api put-public-access-block {region} --bucket {bucket} "
+            "--public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,"
+            "BlockPublicPolicy=true,RestrictPublicBuckets=true",
+        ]
+    lines.append(
+        f"aws secretsmanager create-secret {region} --name {stage.secret_name} "
+        "--secret-string file://service-account.json"
+    )
+    queues = [(stage.failure_queue, aws_policy.FAILURE_FUNCTION, None)]
+    if stage.fanout:
+        queues += [
+            (stage.dead_letter_queue, "fanout_dead_letter", None),
+            (stage.work_queue, "fanout_worker", stage.dead_letter_queue),
+        ]
+    for queue, consumer, redrive in queues:
+        attributes = _queue_attributes(stage, consumer, redrive)
+        lines.append(
+            f"aws sqs create-queue {region} --queue-name {queue} --attributes '{attributes}'"
+        )
+    return lines
+
+
+def after_deploy_commands(stage: AwsStage) -> list[str]:
+    """What Chalice cannot configure: failure destinations, partial batch responses."""
+    region = f"--region {stage.region}"
+    destination = json.dumps({"OnFailure": {"Destination": stage.queue_arn(stage.failure_queue)}})
+    lines = []
+    for function in ("on_upload", "on_schedule"):
+        lines.append(
+            f"aws lambda put-function-event-invoke-config {region} "
+            f"--function-name {stage.function_name(function)} --maximum-retry-attempts 2 "
+            f"--maximum-event-age-in-seconds 21600 --destination-config '{destination}'"
+        )
+    for function in aws_policy.functions(stage):  # Chalice's own setting breaks its Terraform
+        lines.append(
+            f"aws logs create-log-group {region} --log-group-name {stage.log_group(function)} "
+            "2>/dev/null; "
+            f"aws logs put-retention-policy {region} --log-group-name "
+            f"{stage.log_group(function)} --retention-in-days {stage.log_retention_days}"
+        )
+    consumers = [aws_policy.FAILURE_FUNCTION]
+    consumers += list(aws_policy.FANOUT_FUNCTIONS) if stage.fanout else []
+    for function in consumers:
+        name = stage.function_name(function)
+        lines += [
+            f"UUID=$(aws lambda list-event-source-mappings {region} --function-name {name} "
+            "--query 'EventSourceMappings[0].UUID' --output text)",
+            f"aws lambda update-event-source-mapping {region} --uuid $UUID "
+            "--function-response-types ReportBatchItemFailures",
+        ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: set, generate, check, commands."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.aws_stage", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    setter = sub.add_parser("set", help="set a stage's settings, then generate")
+    setter.add_argument("--stage", required=True)
+    for name in ("account", "region", "input-bucket", "output-bucket", "drive-folder-id"):
+        setter.add_argument(f"--{name}")
+    setter.add_argument("--layer-version", type=int)
+    sub.add_parser("generate", help="write config.json and the policy files")
+    sub.add_parser("check", help="exit 1 when the generated files are stale")
+    commands = sub.add_parser("commands", help="print the AWS CLI commands of a stage")
+    commands.add_argument("--stage", required=True)
+    commands.add_argument("--after-deploy", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "set":
+            known = load_stages()
+            base = known.get(args.stage)
+            changes = {
+                k: v
+                for k, v in vars(args).items()
+                if k not in ("command", "stage") and v is not None
+            }
+            if base is None:
+                stage = AwsStage(name=args.stage, **changes)
+            else:
+                stage = replace(base, **changes)
+            save_stage(stage)
+            args.command = "generate"
+        if args.command == "generate":
+            for name in generate():
+                print(f"wrote chalice_app/.chalice/{name}".replace("/-", "/ (removed) "))
+            return 0
+        if args.command == "check":
+            stale = stale_files()
+            for name in stale:
+                print(f"stale: chalice_app/.chalice/{name} (python -m deploy.aws_stage generate)")
+            return 1 if stale else 0
+        stage = load_stage(args.stage)
+    except (StageError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    lines = after_deploy_commands(stage) if args.after_deploy else setup_commands(stage)
+    for problem in stage.placeholders():
+        print(f"# WARNING: {problem}: python -m deploy.aws_stage set --stage {stage.name} ...")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
