@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import ConfigError
 from shared.run.fanout.options import FanoutOptions
+from shared.storage.catalog.options import CatalogOptions
 from shared.transform.readers.options import ReadOptions
 from shared.transform.steps.specs import Step
 from shared.transform.streaming.options import StreamingOptions
+from shared.transform.tables.options import SchemaOptions
 from shared.triggers.http import OVERRIDE_FIELDS
 
 CONFIG_ENV = "DRIVEPIPE_CONFIG"
@@ -103,6 +105,9 @@ class Output(_Model):
     compression: str | None = None
     partition_by: tuple[str, ...] = ()
     keep_raw: bool = False
+    # "table": <table>/<partitions>/<flat name>, one schema per table (docs/tables.md);
+    # "files": <partitions>/<Drive path>, each file as it comes, no schema (before 0.x).
+    layout: Literal["table", "files"] = "table"
 
     @field_validator("url")
     @classmethod
@@ -146,6 +151,21 @@ class Pipeline(_Model):
     fanout: FanoutOptions | None = None  # spread big syncs over queue workers
     streaming: StreamingOptions = StreamingOptions()
     mirror: MirrorOptions = MirrorOptions()  # removals, and the guard on them
+    # The table's declared columns, contract and lineage ("schema" in the file: the name
+    # pydantic keeps for itself); where it is registered (Glue, BigQuery).
+    schema_: SchemaOptions = Field(default=SchemaOptions(), alias="schema")
+    catalog: CatalogOptions = CatalogOptions()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _tables_fit(self) -> Pipeline:
+        from shared.transform.tables.checks import table_problems
+
+        problems = table_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")

@@ -76,6 +76,9 @@ class InputRecord:
     previous_path: str | None = None  # moved or renamed: the path it had before
     reason: str | None = None  # removed: why (deleted, trashed, moved out of the folder)
     deleted_keys: list[str] = field(default_factory=list)  # removed or moved: old keys deleted
+    # output.layout = "table": per table written, its schema version, the changes this input
+    # made to it and the columns left out of it (shared.run.tables.inputs).
+    tables: list[dict[str, Any]] = field(default_factory=list)
 
 
 def input_record(file: DriveFile) -> InputRecord:
@@ -105,6 +108,9 @@ class RunManifest:
     inputs: list[InputRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     removals_blocked: str | None = None  # why inputs gone from Drive were not removed
+    # Catalog registrations this run attempted (shared.run.tables.register): one per table and
+    # catalog, "registered" or "failed" (tried again next run).
+    catalog: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """How many inputs ended in each status (every status listed, zeros included)."""
@@ -119,6 +125,11 @@ class RunManifest:
     def failed(self) -> list[InputRecord]:
         """The inputs that failed."""
         return [r for r in self.inputs if r.status == "failed"]
+
+    @property
+    def catalog_failed(self) -> list[dict[str, Any]]:
+        """The catalog registrations that failed (they are tried again next run)."""
+        return [c for c in self.catalog if c.get("status") == "failed"]
 
     def summary(self) -> dict[str, Any]:
         """The short form handlers return and ``--json`` prints."""
@@ -142,6 +153,7 @@ class RunManifest:
             ],
             "notes": list(self.notes),
             "removals_blocked": self.removals_blocked,
+            "catalog": list(self.catalog),
         }
 
     def to_dict(self) -> dict[str, Any]:

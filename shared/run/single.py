@@ -10,6 +10,7 @@ from shared.log import get_logger
 from shared.run.engine import Progress, open_store, save_manifest
 from shared.run.manifest import InputRecord, RunManifest, new_run_id
 from shared.run.process import copy_to_temp, process_input
+from shared.run.tables.register import register_pipeline
 from shared.storage import layout
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
             raise StorageError(f"cannot read {record.source_id}: {exc}") from exc
         with data:
             process_input(pipeline, dest, data, fmt, record, manifest.run_id)
+        register_pipeline(pipeline, dest, manifest.catalog)  # Glue / BigQuery, if set
     if progress:
         progress(record, 1, 1)
     save_manifest(dest, manifest)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -71,6 +71,7 @@ def write_table(
     *,
     compression: str | None = None,
     escape_formulas: bool = True,
+    conform: Callable[[pa.Table], pa.Table] | None = None,
 ) -> int:
     """Write ``df`` (without its index) to ``dest``; returns the number of bytes written.
 
@@ -78,17 +79,20 @@ def write_table(
     csv: UTF-8 with a header; ``escape_formulas`` prefixes text cells starting with
     = + - @ tab CR with ``'`` (OWASP CSV injection); numeric columns are never touched.
     jsonl: one JSON object per row, ISO 8601 dates. csv and jsonl accept compression "gzip".
+    ``conform`` turns the Arrow form into its table's schema first (tables layout).
     """
     _check(fmt, compression)
+    if conform is not None:
+        return write_arrow(
+            conform(to_arrow(df)),
+            fmt,
+            dest,
+            compression=compression,
+            escape_formulas=escape_formulas,
+        )
     counter = CountingWriter(dest)
     if fmt == "parquet":
-        codec = compression or DEFAULT_PARQUET_COMPRESSION
-        pq.write_table(
-            to_arrow(df),
-            counter,
-            compression="none" if codec == "none" else codec,
-            row_group_size=PARQUET_ROW_GROUP_ROWS,
-        )
+        _write_parquet(to_arrow(df), counter, compression)
         return counter.count
     if compression == "gzip":
         with gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6) as zipped:
@@ -96,6 +100,46 @@ def write_table(
     else:
         _write_text(df, fmt, counter, escape_formulas)  # type: ignore[arg-type]
     return counter.count
+
+
+def write_arrow(
+    table: pa.Table,
+    fmt: str,
+    dest: BinaryIO,
+    *,
+    compression: str | None = None,
+    escape_formulas: bool = True,
+) -> int:
+    """Like :func:`write_table` for an Arrow table (one already in its table's schema)."""
+    _check(fmt, compression)
+    counter = CountingWriter(dest)
+    if fmt == "parquet":
+        _write_parquet(table, counter, compression)
+        return counter.count
+    sink: BinaryIO = counter  # type: ignore[assignment]
+    zipped = None
+    if compression == "gzip":
+        zipped = gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6)
+        sink = zipped  # type: ignore[assignment]
+    if fmt == "csv":
+        if escape_formulas:
+            table = escape_formula_cells(table)
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=True))
+    else:
+        write_jsonl(table.to_pandas(types_mapper=pd.ArrowDtype), sink)
+    if zipped is not None:
+        zipped.close()
+    return counter.count
+
+
+def _write_parquet(table: pa.Table, sink: CountingWriter, compression: str | None) -> None:
+    codec = compression or DEFAULT_PARQUET_COMPRESSION
+    pq.write_table(
+        table,
+        sink,
+        compression="none" if codec == "none" else codec,
+        row_group_size=PARQUET_ROW_GROUP_ROWS,
+    )
 
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:

@@ -27,6 +27,7 @@ from shared.run.fanout.runs import maybe_finalize, run_lease
 from shared.run.manifest import RunManifest, input_record
 from shared.run.mirror import plan_section
 from shared.run.sync import run_planned, run_sync
+from shared.run.tables.register import table_section
 from shared.storage.layout import plan_key, result_key, run_key
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ def _enqueue(
         "removals_blocked": manifest.removals_blocked,
         "mirror": plan_section(changes.forget, changes.record, changes.delete),
         "feed": planned.feed,
+        "tables": table_section(pipeline),  # what the finalizer registers (catalogs)
         # What the state said each file to fetch produced: the finalizer deletes what an input
         # no longer produces against this snapshot, so a re-run after a crash still can.
         "previous_outputs": {

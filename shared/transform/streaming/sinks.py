@@ -38,10 +38,17 @@ class Sink:
     """One output object being written to a temporary file (``body``)."""
 
     def __init__(
-        self, fmt: str, compression: str | None, stack: ExitStack, *, buffer_rows: int
+        self,
+        fmt: str,
+        compression: str | None,
+        stack: ExitStack,
+        *,
+        buffer_rows: int,
+        conform: Callable[[pa.Table], pa.Table] | None = None,
     ) -> None:
         self.fmt = fmt
         self.compression = compression
+        self.table_conform = conform  # to the input's table (output.layout = "table")
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self.body = cast(BinaryIO, stack.enter_context(spool))
         self._counter = CountingWriter(self.body)
@@ -63,10 +70,17 @@ class Sink:
         """Append one batch (an empty batch only fixes the schema if none is known yet)."""
         if self.fmt == "jsonl":
             if len(frame):
+                if self.table_conform is not None:
+                    frame = self.table_conform(to_arrow(frame)).to_pandas(
+                        types_mapper=pd.ArrowDtype
+                    )
                 write_jsonl(frame, self._text)
                 self.rows += len(frame)
             return
-        table = self._conform(to_arrow(frame))
+        arrow = to_arrow(frame)
+        if self.table_conform is not None:
+            arrow = self.table_conform(arrow)
+        table = self._conform(arrow)
         if not table.num_rows:
             return
         if self.buffered_rows + table.num_rows > self._buffer_rows:
@@ -154,10 +168,18 @@ class CsvFormulaSink(Sink):
         return escape_formula_cells(super()._conform(table))
 
 
-def make_sink(fmt: str, compression: str | None, stack: ExitStack, *, buffer_rows: int) -> Sink:
-    """A sink for one output object of ``fmt``."""
+def make_sink(
+    fmt: str,
+    compression: str | None,
+    stack: ExitStack,
+    *,
+    buffer_rows: int,
+    conform: Callable[[pa.Table], pa.Table] | None = None,
+) -> Sink:
+    """A sink for one output object of ``fmt`` (``conform``: cast each batch to its table)."""
     kind = CsvFormulaSink if fmt == "csv" else Sink
-    return kind(fmt, compression, stack, buffer_rows=min(buffer_rows, PARQUET_ROW_GROUP_ROWS))
+    rows = min(buffer_rows, PARQUET_ROW_GROUP_ROWS)
+    return kind(fmt, compression, stack, buffer_rows=rows, conform=conform)
 
 
 class PartitionedSinks:
