@@ -29,6 +29,7 @@ from shared.run.tables.store import SchemaDoc, SchemaStore
 from shared.storage import layout
 from shared.transform.tables.conform import Lineage, Target, conformer, observe_frame
 from shared.transform.tables.schema import Observed, TableSchema, reconcile
+from shared.transform.tables.types import widen
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,6 +77,18 @@ class _Proposal:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
+def _merge(seen: Observed, more: Observed) -> Observed:
+    """Two observations of one input's columns as one: the types that hold both."""
+    merged = dict(seen)
+    for name, kind in more:
+        before = merged.get(name)
+        if before is None:
+            merged[name] = kind
+        elif kind is not None:
+            merged[name] = widen(before, kind) or kind  # no rule: the contract says so
+    return list(merged.items())
+
+
 class InputTables:
     """The tables of one input (``record``) of ``pipeline`` in ``store``."""
 
@@ -115,8 +128,7 @@ class InputTables:
         if prior is None:
             proposal = _Proposal(list(observed), outcome.table, outcome.changes, outcome.dropped)
         else:
-            seen = {name for name, _ in prior.observed}
-            prior.observed += [(n, t) for n, t in observed if n not in seen]
+            prior.observed = _merge(prior.observed, observed)
             prior.table = outcome.table
             prior.changes += outcome.changes
             prior.dropped.update(outcome.dropped)
