@@ -115,6 +115,7 @@ class DeployConfig:
     fanout_max_instances: int = 5  # workers at once: keeps Drive under its quota
     fanout_timeout_s: int = 300
     fanout_max_delivery_attempts: int = 5  # Pub/Sub allows 5..100
+    bigquery_dataset: str | None = None  # catalog.bigquery: the functions register tables here
     source: Path = SOURCE_DIR
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -300,6 +301,24 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
         ),
         _cmd("gcloud", "pubsub", "topics", "create", cfg.topic, p, why="Cloud Scheduler target"),
         *(fanout_setup_commands(cfg) if cfg.fanout else []),
+        *(bigquery_setup_commands(cfg) if cfg.bigquery_dataset else []),
+    ]
+
+
+def bigquery_setup_commands(cfg: DeployConfig) -> list[Command]:
+    """Let the functions register their tables in one BigQuery dataset (catalog.bigquery):
+    bigquery.tables.get/create/update there, nothing project-wide. BigQuery reads the table's
+    reference file with the caller's rights: the runtime SA can read the output bucket already.
+    """
+    return [
+        _cmd(
+            "bq",
+            "add-iam-policy-binding",
+            f"--member=serviceAccount:{cfg.runtime_sa}",
+            "--role=roles/bigquery.dataEditor",
+            f"{cfg.project}:{cfg.bigquery_dataset}",
+            why="create and update the pipelines' external tables (docs/tables.md)",
+        )
     ]
 
 
@@ -677,6 +696,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also create the work topics and deploy fanout_worker / fanout_dead_letter",
     )
     parser.add_argument("--fanout-max-instances", type=int, default=5)
+    parser.add_argument(
+        "--bigquery-dataset", help="grant the functions table rights in this dataset (catalogs)"
+    )
     stage = parser.add_mutually_exclusive_group()
     stage.add_argument("--setup-only", action="store_true", help="only APIs, buckets, IAM")
     stage.add_argument("--deploy-only", action="store_true", help="only deploy + scheduler")
@@ -704,6 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scheduled_pipelines=tuple(args.pipelines),
             fanout=args.fanout,
             fanout_max_instances=args.fanout_max_instances,
+            bigquery_dataset=args.bigquery_dataset,
             source=Path(os.path.relpath(SOURCE_DIR)),
         )
     except ValueError as exc:

@@ -27,6 +27,14 @@ AWS_ACTIONS = {
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "secretsmanager:GetSecretValue",
+    # catalog.glue (shared/storage/catalog/glue.py): register a pipeline's tables
+    "glue:GetTable",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+    "glue:GetPartitions",
+    "glue:BatchCreatePartition",
+    "glue:BatchUpdatePartition",
+    "glue:BatchDeletePartition",
 }
 GCP_ROLES = {
     "roles/storage.objectViewer",
@@ -36,6 +44,7 @@ GCP_ROLES = {
     "roles/pubsub.publisher",
     "roles/run.invoker",
     "roles/iam.serviceAccountTokenCreator",
+    "roles/bigquery.dataEditor",  # catalog.bigquery, on one dataset (--bigquery-dataset)
 }
 
 

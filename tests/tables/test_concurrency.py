@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,7 +22,8 @@ from shared.run.fanout.worker import handle_item
 from shared.run.manifest import InputRecord
 from shared.run.process import process_input
 from shared.run.single import ObjectRequest, run_object
-from shared.storage import Storage, open_storage
+from shared.run.tables.store import SchemaDoc, SchemaStore
+from shared.storage import Storage, layout, open_storage
 from shared.transform.tables.conform import arrow_schema
 from tests.fanout.conftest import ListQueue
 from tests.tables import duck
@@ -160,3 +162,33 @@ def test_outputs_written_during_a_change_are_brought_up_to_it_by_their_writer(
     assert len(files) == 3 and all(s.equals(arrow_schema(table)) for s in files.values())
     [(total,)] = duck.query(url, "sales", "SELECT sum(id) FROM {t}")
     assert total == 6.5
+
+
+def test_a_rewrite_left_by_a_writer_that_died_is_finished_by_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "lake")
+    p = pipeline(url, schema={"columns": {}})
+    dest = open_storage(url)
+    first = InputRecord(source_id="id-1", path="first.csv")
+    process_input(p, dest, io.BytesIO(b"region,id\nEU,1\n"), "csv", first, "run-1")
+    # A writer widened id and died before rewriting the table's files.
+    store = SchemaStore(dest, "sales")
+    doc = store.read()
+    table = doc.tables["sales"]
+    wider = replace(
+        table,
+        columns=tuple(replace(c, type="float64") if c.name == "id" else c for c in table.columns),
+        version=2,
+    )
+    dead = SchemaDoc("sales", {"sales": wider}, doc.serial + 1, ("sales",))
+    dest.write(layout.schema_key("sales"), dead.to_json())
+    assert not all(s.equals(arrow_schema(wider)) for s in table_files(url, "sales").values())
+
+    second = InputRecord(source_id="id-2", path="second.csv")
+    process_input(p, dest, io.BytesIO(b"region,id\nUS,2\n"), "csv", second, "run-2")
+    assert second.status == "written"
+    after = store.read()
+    assert after.rewriting == () and after.tables["sales"].version == 2
+    files = table_files(url, "sales")
+    assert len(files) == 2 and all(s.equals(arrow_schema(wider)) for s in files.values())

@@ -145,13 +145,17 @@ class InputTables:
         pending = {
             name: p for name, p in self._proposals.items() if p.changes or name not in doc.tables
         }
-        if pending:
-            doc = self.store.change(self._apply(pending), holder=None)
+        if pending or doc.rewriting:
+            doc = self.store.change(self._apply(pending))
         return self._stale(doc)
 
     def settle(self) -> bool:
-        """After writing: True when a table changed since, so the input is rendered again."""
-        return self._stale(self.store.read())
+        """After writing: True when a table changed since, so the input is rendered again.
+        A rewrite left unfinished by a writer that died is finished here."""
+        doc = self.store.read()
+        if doc.rewriting:
+            doc = self.store.finish_rewrites()
+        return self._stale(doc)
 
     def _apply(self, pending: dict[str, _Proposal]) -> Any:
         def apply(doc: SchemaDoc) -> dict[str, TableSchema]:

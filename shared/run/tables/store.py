@@ -29,24 +29,29 @@ if TYPE_CHECKING:
 
 DOC_VERSION = 1
 LOCK_WAIT_SECONDS = 300.0  # a change waits this long for another writer's change (and rewrites)
+LEASE_TTL = 60.0  # renewed every 20 s while held: a writer that dies blocks changes for 60 s
 log = get_logger("tables")
 
 
 @dataclass
 class SchemaDoc:
-    """Every table of one pipeline; ``serial`` goes up with each change."""
+    """Every table of one pipeline; ``serial`` goes up with each change. ``rewriting``: the
+    tables whose files a change is (or was, if its writer died) bringing up to it."""
 
     pipeline: str
     tables: dict[str, TableSchema] = field(default_factory=dict)
     serial: int = 0
+    rewriting: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "version": DOC_VERSION,
             "pipeline": self.pipeline,
             "serial": self.serial,
             "tables": {name: t.to_json() for name, t in sorted(self.tables.items())},
         }
+        if self.rewriting:
+            body["rewriting"] = list(self.rewriting)
         return json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -55,7 +60,8 @@ class SchemaDoc:
         if data.get("version") != DOC_VERSION:
             raise StorageError(f"schema document version {data.get('version')} is not supported")
         tables = {name: TableSchema.from_json(t) for name, t in data.get("tables", {}).items()}
-        return cls(data.get("pipeline", pipeline), tables, int(data.get("serial", 0)))
+        rewriting = tuple(data.get("rewriting", ()))
+        return cls(data.get("pipeline", pipeline), tables, int(data.get("serial", 0)), rewriting)
 
 
 @dataclass
@@ -106,33 +112,50 @@ class SchemaStore:
         self, apply: Callable[[SchemaDoc], Mapping[str, TableSchema]], *, holder: str | None = None
     ) -> SchemaDoc:
         """Under the schema lease: ``apply`` the newest document (it returns the tables it
-        changed), save it, and rewrite the changed tables' files. Returns the document."""
-        lease = Lease(self.dest, layout.schema_lock(self.pipeline), holder=holder)
+        changed), save it, and rewrite the changed tables' files. Returns the document.
+
+        The tables being rewritten are listed in the document until their rewrite is done, so
+        a rewrite that a dead writer left unfinished is finished by the next change (or by
+        :meth:`finish_rewrites`).
+        """
+        lease = Lease(self.dest, layout.schema_lock(self.pipeline), ttl=LEASE_TTL, holder=holder)
         lease.acquire(wait=self.lock_wait)
         lease.start_renewing()
         try:
             doc = self.read()
             changed = dict(apply(doc))
-            if not changed:
+            if not changed and not doc.rewriting:
                 return doc
-            doc = SchemaDoc(self.pipeline, {**doc.tables, **changed}, doc.serial + 1)
-            lease.check()  # LeaseLost: it expired and another writer changed it since
-            self.dest.write(self.key, doc.to_json(), content_type="application/json")
-            self._doc = doc
-            for table in changed.values():
-                stats = self.rewrite(table)
+            pending = tuple(sorted(set(doc.rewriting) | set(changed)))
+            doc = SchemaDoc(self.pipeline, {**doc.tables, **changed}, doc.serial + 1, pending)
+            self._save(lease, doc)
+            for name in pending:
+                table = doc.tables.get(name)
+                stats = self.rewrite(table) if table is not None else RewriteStats()
                 log.info(
-                    "table schema changed",
+                    "table files brought to its schema",
                     extra={
                         "pipeline": self.pipeline,
-                        "table": table.name,
-                        "version": table.version,
+                        "table": name,
+                        "version": table.version if table else None,
                         "files_rewritten": stats.rewritten,
                     },
                 )
+            doc = SchemaDoc(self.pipeline, doc.tables, doc.serial, ())
+            self._save(lease, doc)
             return doc
         finally:
             lease.release()
+
+    def finish_rewrites(self) -> SchemaDoc:
+        """Finish the rewrites a dead writer left (a no-op when there are none)."""
+        doc = self.read()
+        return self.change(lambda _doc: {}) if doc.rewriting else doc
+
+    def _save(self, lease: Lease, doc: SchemaDoc) -> None:
+        lease.check()  # LeaseLost: it expired and another writer changed it since
+        self.dest.write(self.key, doc.to_json(), content_type="application/json")
+        self._doc = doc
 
     def rewrite(self, table: TableSchema) -> RewriteStats:
         """Bring every Parquet file of ``table`` to its schema (call under the schema lease).
