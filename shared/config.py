@@ -409,7 +409,11 @@ def adhoc_pipeline(
     exclude: tuple[str, ...] = (),
     name: str = "adhoc",
 ) -> Pipeline:
-    """A pipeline built from CLI flags: convert each file to ``output_format``, unchanged."""
+    """A pipeline built from CLI flags: convert each file to ``output_format``, unchanged.
+
+    It keeps the folder's shape (``output.layout = "files"``): a folder converted ad hoc holds
+    files of any shape, not one table; a configured pipeline makes one.
+    """
     return parse_config(
         {
             "pipelines": {
@@ -419,7 +423,7 @@ def adhoc_pipeline(
                         "include": list(include),
                         "exclude": list(exclude),
                     },
-                    "output": {"url": output_url, "format": output_format},
+                    "output": {"url": output_url, "format": output_format, "layout": "files"},
                 }
             }
         },
