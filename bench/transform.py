@@ -267,8 +267,10 @@ def print_table(scenario: str, size_mb: float, results: dict[str, dict[str, Any]
         print(line)
     if ours and "tables" in results:
         cost = results["tables"]["seconds"] / ours["seconds"] - 1
+        cpu = results["tables"]["cpu_seconds"] / ours["cpu_seconds"] - 1
         print(
-            f"tables (conformance + lineage) costs {cost:+.1%} of ours' time (target <= +5%), "
+            f"tables (conformance + lineage) costs {cost:+.1%} of ours' time and {cpu:+.1%} of "
+            f"its CPU time (target <= +5%), "
             f"{results['tables']['peak_rss_mb'] - ours['peak_rss_mb']:+.0f} MB peak RSS"
         )
     if ours and "pyarrow" in results and "pandas" in results:

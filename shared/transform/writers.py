@@ -89,6 +89,7 @@ def write_table(
             dest,
             compression=compression,
             escape_formulas=escape_formulas,
+            table_file=True,
         )
     counter = CountingWriter(dest)
     if fmt == "parquet":
@@ -109,12 +110,16 @@ def write_arrow(
     *,
     compression: str | None = None,
     escape_formulas: bool = True,
+    table_file: bool = False,
 ) -> int:
-    """Like :func:`write_table` for an Arrow table (one already in its table's schema)."""
+    """Like :func:`write_table` for an Arrow table. ``table_file``: a file of a table
+    (output.layout = "table"), written without pyarrow's copy of the Arrow schema, so every
+    reader, pyarrow too, types its columns from the Parquet types alone (lineage columns are
+    dictionary-encoded in memory and read back as plain strings)."""
     _check(fmt, compression)
     counter = CountingWriter(dest)
     if fmt == "parquet":
-        _write_parquet(table, counter, compression)
+        _write_parquet(table, counter, compression, store_schema=not table_file)
         return counter.count
     sink: BinaryIO = counter  # type: ignore[assignment]
     zipped = None
@@ -132,13 +137,16 @@ def write_arrow(
     return counter.count
 
 
-def _write_parquet(table: pa.Table, sink: CountingWriter, compression: str | None) -> None:
+def _write_parquet(
+    table: pa.Table, sink: CountingWriter, compression: str | None, *, store_schema: bool = True
+) -> None:
     codec = compression or DEFAULT_PARQUET_COMPRESSION
     pq.write_table(
         table,
         sink,
         compression="none" if codec == "none" else codec,
         row_group_size=PARQUET_ROW_GROUP_ROWS,
+        store_schema=store_schema,
     )
 
 

@@ -216,7 +216,11 @@ def test_conform_orders_casts_fills_and_sets_lineage() -> None:
     )
     lineage = Lineage("id1", "sales/q1.csv", "2024-05-01T10:00:00.000Z")
     result = conform(data, table, lineage)
-    assert result.schema.equals(arrow_schema(table))
+    assert result.column_names == [c.name for c in table.columns]
+    # Lineage text is dictionary-encoded in memory; a table's file stores it as a string column.
+    assert result.schema.field("_drive_path").type == pa.dictionary(pa.int32(), pa.string())
+    written = pq.read_table(io.BytesIO(parquet_bytes(result, None)))
+    assert written.schema.equals(arrow_schema(table))
     assert result.column("price").to_pylist() == [1.0, 2.0]
     assert result.column("_drive_path").to_pylist() == ["sales/q1.csv"] * 2
     assert str(result.column("_drive_modified_time")[0]) == "2024-05-01 10:00:00+00:00"

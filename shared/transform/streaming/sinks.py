@@ -152,7 +152,10 @@ class Sink:
             if self.fmt == "parquet":
                 codec = self.compression or DEFAULT_PARQUET_COMPRESSION
                 self._writer = pq.ParquetWriter(
-                    self._counter, schema, compression=codec if codec != "none" else "none"
+                    self._counter,
+                    schema,
+                    compression=codec if codec != "none" else "none",
+                    store_schema=self.table_conform is None,  # a table's file: Parquet types
                 )
             else:
                 self._writer = pacsv.CSVWriter(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -132,15 +133,13 @@ def conform(table: pa.Table, schema: TableSchema, lineage: Lineage | None) -> pa
     rows = table.num_rows
     present = set(table.column_names)
     values = lineage.values() if lineage is not None else {}
-    target = arrow_schema(schema)
+    fields = []
     arrays = []
-    for column, field in zip(schema.columns, target, strict=True):
+    for column, field in zip(schema.columns, arrow_schema(schema), strict=True):
+        array: pa.Array | pa.ChunkedArray
         if column.lineage and lineage is not None:
-            value = values.get(column.name)
-            scalar = pa.scalar(value, type=field.type)
-            array: pa.Array | pa.ChunkedArray = (
-                pa.nulls(rows, field.type) if value is None else pa.repeat(scalar, rows)
-            )
+            array = _constant(values.get(column.name), field.type, rows)
+            field = field.with_type(array.type)
         elif column.name in present:
             array = _cast(table.column(column.name), field.type, column.name)
         else:
@@ -151,7 +150,18 @@ def conform(table: pa.Table, schema: TableSchema, lineage: Lineage | None) -> pa
                 f"{array.null_count} null value(s)"
             )
         arrays.append(array)
-    return pa.Table.from_arrays(arrays, schema=target)
+        fields.append(field)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _constant(value: Any, kind: pa.DataType, rows: int) -> pa.Array:
+    """``value`` on ``rows`` rows, dictionary-encoded (one copy of it, however many rows):
+    Parquet stores it as a plain column of ``kind`` either way, and writes it without hashing
+    every row."""
+    if value is None:
+        return pa.nulls(rows, kind)
+    indices = pa.array(np.zeros(rows, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value], kind))
 
 
 def conformer(schema: TableSchema, lineage: Lineage | None) -> Conform:
@@ -171,9 +181,9 @@ def rewrite_parquet(data: bytes, schema: TableSchema, write: Callable[[pa.Table]
 
 
 def parquet_bytes(table: pa.Table, compression: str | None) -> bytes:
-    """``table`` as Parquet, the way the writers write it."""
+    """``table`` as a table's Parquet file, the way the writers write one."""
     from shared.transform.writers import write_arrow
 
     sink = io.BytesIO()
-    write_arrow(table, "parquet", sink, compression=compression)
+    write_arrow(table, "parquet", sink, compression=compression, table_file=True)
     return sink.getvalue()
