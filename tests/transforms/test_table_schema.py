@@ -154,7 +154,7 @@ def test_discard_columns_drops_extras_and_still_refuses_wider_types() -> None:
 def test_declared_columns_never_widen_and_the_first_input_creates_the_table() -> None:
     rules = options(columns={"price": "int64"})
     first = reconcile(None, "t", [("price", "int64")], rules).table
-    with pytest.raises(ContractError, match="declared int64 in schema.columns"):
+    with pytest.raises(ContractError, match=r"declared int64 in schema\.columns"):
         reconcile(first, "t", [("price", "float64")], rules)
     frozen = options(columns={"price": "float64"}, contract="freeze")
     created = reconcile(None, "t", [("price", "int64"), ("other", "string")], frozen).table
