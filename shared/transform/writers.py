@@ -205,11 +205,16 @@ def write_jsonl(df: pd.DataFrame, sink: BinaryIO) -> None:
 
 
 def escape_formula_cells(table: pa.Table) -> pa.Table:
-    """Prefix ``'`` to string cells starting with = + - @ tab or CR (string columns only)."""
+    """Prefix ``'`` to string cells starting with = + - @ tab or CR (string columns only;
+    dictionary-encoded text, such as a table's lineage columns, is decoded first)."""
     for index, field in enumerate(table.schema):
-        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
-            continue
         column = table.column(index)
+        if pa.types.is_dictionary(field.type) and _is_text(field.type.value_type):
+            field = field.with_type(field.type.value_type)
+            column = column.cast(field.type)
+            table = table.set_column(index, field, column)
+        if not _is_text(field.type):
+            continue
         risky = pc.match_substring_regex(column, _FORMULA_RE)
         if not pc.any(risky).as_py():
             continue
@@ -222,6 +227,10 @@ def escape_formula_cells(table: pa.Table) -> pa.Table:
         )
         table = table.set_column(index, field, escaped)
     return table
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def hive_escape(value: str) -> str:

@@ -134,3 +134,25 @@ schema = {{ columns = {{ units = "int64" }} }}
     assert "added discount float64" in diff and "widened" not in diff
     assert main(["schema", "diff", "--config", str(config), "--from", "1"]) == 0
     assert "widened price int64 → float64" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_streamed_text_table_carries_lineage_and_escapes_it(
+    tmp_path: Path, folder: Folder, fmt: str
+) -> None:
+    rows = "region,n\n" + "".join(f"EU,{n}\n" for n in range(120))
+    folder.write("=risky/big.csv", rows)
+    url = str(tmp_path / "lake")
+    streaming = {"threshold_mb": 0.0001, "batch_rows": 50, "block_mb": 0.001}
+    p = pipeline(url, streaming=streaming, output={"format": fmt}, schema={"columns": {}})
+    [record] = sync(p, folder).inputs
+    assert record.status == "written", record.error
+    [key] = record.output_keys
+    text = open_storage(url).read(key).decode()
+    lines = text.splitlines()
+    assert len(lines) == 120 + (fmt == "csv")
+    if fmt == "csv":
+        assert lines[0].startswith('"_drive_id","_drive_path","_drive_modified_time"')
+        assert ',"\'=risky/big.csv",' in lines[1]  # a formula-like Drive path is escaped
+    else:
+        assert '"_drive_path":"=risky\\/big.csv"' in lines[0]

@@ -250,3 +250,14 @@ def test_a_widening_rewrites_a_parquet_file_to_the_new_schema() -> None:
     assert result.to_pydict() == {"price": [3.0, 4.0], "extra": [None, None]}
     # Already in the schema: the same bytes, not a rewrite.
     assert rewrite_parquet(again, wider.table, lambda t: b"rewritten") is again
+
+
+def test_a_drive_path_that_looks_like_a_formula_is_escaped_in_csv_tables() -> None:
+    from shared.transform.writers import write_arrow
+
+    table = reconcile(None, "t", [("n", "int64")], options()).table
+    rows = conform(pa.table({"n": [1]}), table, Lineage("id", "=cmd|calc.csv", None))
+    sink = io.BytesIO()
+    write_arrow(rows, "csv", sink)
+    text = sink.getvalue().decode()
+    assert "'=cmd|calc.csv" in text and ',"=cmd' not in text

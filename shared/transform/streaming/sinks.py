@@ -96,7 +96,7 @@ class Sink:
             return
         table = pa.concat_tables(self._pending)
         self._pending, self.buffered_rows = [], 0
-        self._open().write_table(table)
+        self._open(table.schema).write_table(table)
         self.rows += table.num_rows
 
     def close(self) -> int:
@@ -146,9 +146,11 @@ class Sink:
                 "cast step to give each one type"
             ) from None
 
-    def _open(self) -> pq.ParquetWriter | pacsv.CSVWriter:
+    def _open(self, first: pa.Schema | None = None) -> pq.ParquetWriter | pacsv.CSVWriter:
+        """The writer, opened on the first rows' schema (as written: the CSV sink's escaping
+        decodes dictionary text), else the schema known so far."""
         if self._writer is None:
-            schema = self._schema if self._schema is not None else pa.schema([])
+            schema = first or (self._schema if self._schema is not None else pa.schema([]))
             if self.fmt == "parquet":
                 codec = self.compression or DEFAULT_PARQUET_COMPRESSION
                 self._writer = pq.ParquetWriter(
