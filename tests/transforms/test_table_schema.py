@@ -261,3 +261,11 @@ def test_a_drive_path_that_looks_like_a_formula_is_escaped_in_csv_tables() -> No
     write_arrow(rows, "csv", sink)
     text = sink.getvalue().decode()
     assert "'=cmd|calc.csv" in text and ',"=cmd' not in text
+
+
+def test_a_column_declared_after_the_table_was_made_is_added_whatever_the_contract() -> None:
+    first = reconcile(None, "t", [("a", "int64")], options(contract="freeze")).table
+    later = options(contract="freeze", columns={"b": "date"})
+    outcome = reconcile(first, "t", [("a", "int64")], later)
+    assert outcome.changes == [{"op": "add", "column": "b", "type": "date"}]
+    assert outcome.table.column("b") is not None and outcome.table.column("b").declared

@@ -203,6 +203,12 @@ def reconcile(
                 changes.append(
                     {"op": "widen", "column": col_name, "from": column.type, "to": wider}
                 )
+    if not creating:  # a column declared since the table was made: the config says so
+        for col_name, spec in options.columns.items():
+            if col_name not in index and col_name not in partition_keys:
+                columns.append(Column(col_name, spec.type, spec.nullable, declared=True))
+                index[col_name] = len(columns) - 1
+                changes.append({"op": "add", "column": col_name, "type": spec.type})
     if problems:
         raise ContractError(f"table {name}: " + "; ".join(problems))
     if creating:
