@@ -133,6 +133,45 @@ def run_tables(source: Path, dest: Path, scenario: str) -> int:
     return run_ours(source, dest, scenario, tables=True)
 
 
+def conformance_delta(source: Path, scenario: str, rounds: int = 15) -> dict[str, float]:
+    """In one process, the write step with and without conformance, interleaved ``rounds``
+    times on the same transformed frame: the medians' CPU seconds (what separates the two
+    contenders, measured without the read and the steps' noise around it)."""
+    import io
+    import statistics
+
+    from shared.transform.readers import read_table
+    from shared.transform.steps.runner import apply_steps
+    from shared.transform.steps.specs import validate_steps
+    from shared.transform.tables.conform import Lineage, conformer, observe_frame
+    from shared.transform.tables.options import SchemaOptions
+    from shared.transform.tables.schema import reconcile
+    from shared.transform.writers import write_table
+
+    raw: list[dict[str, Any]] = [
+        {"op": "filter", "expr": FILTER_EXPR},
+        {"op": "derive", "column": "revenue", "expr": DERIVE_EXPR},
+    ]
+    [table] = read_table(source, "csv")
+    frame, _ = apply_steps(table.frame, validate_steps(raw))
+    lineage = Lineage("1AbCdEfGhIjKlMnOpQrStUvWxYz", "sales/2024/q1.csv", "2024-05-01T10:00:00Z")
+
+    def plain() -> None:
+        write_table(frame, "parquet", io.BytesIO())
+
+    def tables() -> None:
+        outcome = reconcile(None, "sales", observe_frame(frame), SchemaOptions())
+        write_table(frame, "parquet", io.BytesIO(), conform=conformer(outcome.table, lineage))
+
+    timings: dict[str, list[float]] = {"plain": [], "tables": []}
+    for _ in range(rounds):
+        for name, step in (("plain", plain), ("tables", tables)):
+            started = time.process_time()
+            step()
+            timings[name].append(time.process_time() - started)
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
 def run_pyarrow(source: Path, dest: Path, scenario: str) -> int:
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
@@ -210,11 +249,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender; best is kept")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*CONTENDERS, "delta"], help=argparse.SUPPRESS)
     parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child == "delta":
+        print(json.dumps(conformance_delta(args.input, args.scenario)))
+        return
     if args.child:
         child_main(args.child, args.scenario, args.input, args.output)
         return
@@ -227,13 +269,32 @@ def main(argv: list[str] | None = None) -> None:
     contenders = args.contenders.split(",")
     with tempfile.TemporaryDirectory(prefix="drivepipe-bench-out-") as out:
         for scenario in args.scenarios.split(","):
-            results = {}
-            for contender in contenders:
-                runs = [
-                    run_child(contender, scenario, source, Path(out)) for _ in range(args.repeat)
-                ]
-                results[contender] = min(runs, key=lambda r: r["seconds"])
+            # Rounds interleave the contenders (A, B, A, B...), so a load change on a shared
+            # machine falls on both; each keeps its best round.
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+            for _ in range(args.repeat):
+                for contender in contenders:
+                    runs[contender].append(run_child(contender, scenario, source, Path(out)))
+            results = {c: min(r, key=lambda x: x["seconds"]) for c, r in runs.items()}
             print_table(scenario, size_mb, results)
+            if "tables" in contenders and "ours" in contenders and scenario == "filter_derive":
+                print_delta(source, scenario, results["ours"])
+
+
+def print_delta(source: Path, scenario: str, ours: dict[str, Any]) -> None:
+    """The write step with and without conformance, interleaved in one process."""
+    command = [
+        sys.executable, "-m", "bench.transform", "--child", "delta",
+        "--scenario", scenario, "--input", str(source),
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    delta = json.loads(completed.stdout.strip().splitlines()[-1])
+    extra = delta["tables"] - delta["plain"]
+    print(
+        f"write step alone, 15 interleaved rounds: {delta['plain']:.3f} s CPU plain, "
+        f"{delta['tables']:.3f} s with conformance + lineage: +{extra:.3f} s, "
+        f"{extra / ours['cpu_seconds']:+.1%} of ours' whole run (target <= +5%)"
+    )
 
 
 def runtime_line() -> str:

@@ -73,26 +73,15 @@ class Lineage:
 def observe_frame(frame: pd.DataFrame, exclude: Iterable[str] = ()) -> Observed:
     """Each column's table type (``None`` when all its values are null), in frame order.
 
-    Raises ``ContractError`` for a column no table type fits (say, Python objects of mixed
-    kinds), naming it.
+    Reads the types and null counts off the frame's Arrow form (what the writer converts it
+    to anyway: zero-copy for Arrow-backed columns). A column no table type fits (Python
+    objects of mixed kinds, say) raises, naming it.
     """
+    from shared.transform.writers import to_arrow
+
     skip = set(exclude)
-    try:
-        schema = pa.Schema.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise ContractError(f"the columns cannot be typed: {exc}; add a cast step") from None
-    observed: Observed = []
-    for position, field in enumerate(schema):
-        if field.name in skip:
-            continue
-        try:
-            kind = from_arrow(field.type)
-        except ValueError as exc:
-            raise ContractError(f"column {field.name!r}: {exc}") from None
-        if kind is not None and frame.iloc[:, position].isna().all():
-            kind = None  # no values: its type says nothing yet
-        observed.append((field.name, kind))
-    return observed
+    table = to_arrow(frame)
+    return [item for item in observe_table(table) if item[0] not in skip]
 
 
 def observe_table(table: pa.Table) -> Observed:
