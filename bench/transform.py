@@ -6,8 +6,11 @@ Generates (and caches) a sales-like CSV, then runs every contender for each scen
 fresh subprocess so that peak RSS is measured per contender. Scenarios:
   groupby       filter + derive + groupby, writes the aggregate
   filter_derive filter + derive, writes all surviving rows
+Contenders: ours (readers, steps, writer), tables (ours plus what output.layout = "table"
+adds: the input's columns observed, the contract applied, every batch cast to the table's
+schema with the three lineage columns), a hand-written pyarrow pipeline and plain pandas.
 Targets: on filter_derive ours within 1.5x of the pyarrow reference and >= 3x faster than
-plain pandas.
+plain pandas; tables within 5% of ours.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 FILTER_EXPR = 'units >= 5 and region != "APAC"'
 DERIVE_EXPR = "units * unit_price"
 SCENARIOS = ("filter_derive", "groupby")
-CONTENDERS = ("ours", "pyarrow", "pandas")
+CONTENDERS = ("ours", "tables", "pyarrow", "pandas")
 REGIONS = ("EU", "US", "APAC", "LATAM", "MEA", "ANZ")
 COMMENTS = ("", "ok", "call back, urgent", 'said "fine"', "gift wrap", "n/a", "late delivery")
 CHUNK_ROWS = 100_000
@@ -87,10 +90,13 @@ def generate_csv(mb: float, rows: int | None, seed: int) -> Path:
 # --- contenders (run inside the child process) ---------------------------------------------
 
 
-def run_ours(source: Path, dest: Path, scenario: str) -> int:
+def run_ours(source: Path, dest: Path, scenario: str, tables: bool = False) -> int:
     from shared.transform.readers import read_table
     from shared.transform.steps.runner import apply_steps
     from shared.transform.steps.specs import validate_steps
+    from shared.transform.tables.conform import Lineage, conformer, observe_frame
+    from shared.transform.tables.options import SchemaOptions
+    from shared.transform.tables.schema import reconcile
     from shared.transform.writers import write_table
 
     raw: list[dict[str, Any]] = [
@@ -111,9 +117,59 @@ def run_ours(source: Path, dest: Path, scenario: str) -> int:
         )
     [table] = read_table(source, "csv")
     result, _ = apply_steps(table.frame, validate_steps(raw))
+    conform = None
+    if tables:  # as shared.run.tables.inputs does for one input of a new table
+        outcome = reconcile(None, "sales", observe_frame(result), SchemaOptions())
+        lineage = Lineage(
+            "1AbCdEfGhIjKlMnOpQrStUvWxYz", "sales/2024/q1.csv", "2024-05-01T10:00:00Z"
+        )
+        conform = conformer(outcome.table, lineage)
     with dest.open("wb") as sink:
-        write_table(result, "parquet", sink)
+        write_table(result, "parquet", sink, conform=conform)
     return len(result)
+
+
+def run_tables(source: Path, dest: Path, scenario: str) -> int:
+    return run_ours(source, dest, scenario, tables=True)
+
+
+def conformance_delta(source: Path, scenario: str, rounds: int = 15) -> dict[str, float]:
+    """In one process, the write step with and without conformance, interleaved ``rounds``
+    times on the same transformed frame: the medians' CPU seconds (what separates the two
+    contenders, measured without the read and the steps' noise around it)."""
+    import io
+    import statistics
+
+    from shared.transform.readers import read_table
+    from shared.transform.steps.runner import apply_steps
+    from shared.transform.steps.specs import validate_steps
+    from shared.transform.tables.conform import Lineage, conformer, observe_frame
+    from shared.transform.tables.options import SchemaOptions
+    from shared.transform.tables.schema import reconcile
+    from shared.transform.writers import write_table
+
+    raw: list[dict[str, Any]] = [
+        {"op": "filter", "expr": FILTER_EXPR},
+        {"op": "derive", "column": "revenue", "expr": DERIVE_EXPR},
+    ]
+    [table] = read_table(source, "csv")
+    frame, _ = apply_steps(table.frame, validate_steps(raw))
+    lineage = Lineage("1AbCdEfGhIjKlMnOpQrStUvWxYz", "sales/2024/q1.csv", "2024-05-01T10:00:00Z")
+
+    def plain() -> None:
+        write_table(frame, "parquet", io.BytesIO())
+
+    def tables() -> None:
+        outcome = reconcile(None, "sales", observe_frame(frame), SchemaOptions())
+        write_table(frame, "parquet", io.BytesIO(), conform=conformer(outcome.table, lineage))
+
+    timings: dict[str, list[float]] = {"plain": [], "tables": []}
+    for _ in range(rounds):
+        for name, step in (("plain", plain), ("tables", tables)):
+            started = time.process_time()
+            step()
+            timings[name].append(time.process_time() - started)
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def run_pyarrow(source: Path, dest: Path, scenario: str) -> int:
@@ -149,7 +205,7 @@ def run_pandas(source: Path, dest: Path, scenario: str) -> int:
     return len(df)
 
 
-RUNNERS = {"ours": run_ours, "pyarrow": run_pyarrow, "pandas": run_pandas}
+RUNNERS = {"ours": run_ours, "tables": run_tables, "pyarrow": run_pyarrow, "pandas": run_pandas}
 
 
 def child_main(contender: str, scenario: str, source: Path, dest: Path) -> None:
@@ -193,11 +249,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender; best is kept")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*CONTENDERS, "delta"], help=argparse.SUPPRESS)
     parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child == "delta":
+        print(json.dumps(conformance_delta(args.input, args.scenario)))
+        return
     if args.child:
         child_main(args.child, args.scenario, args.input, args.output)
         return
@@ -210,13 +269,32 @@ def main(argv: list[str] | None = None) -> None:
     contenders = args.contenders.split(",")
     with tempfile.TemporaryDirectory(prefix="drivepipe-bench-out-") as out:
         for scenario in args.scenarios.split(","):
-            results = {}
-            for contender in contenders:
-                runs = [
-                    run_child(contender, scenario, source, Path(out)) for _ in range(args.repeat)
-                ]
-                results[contender] = min(runs, key=lambda r: r["seconds"])
+            # Rounds interleave the contenders (A, B, A, B...), so a load change on a shared
+            # machine falls on both; each keeps its best round.
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+            for _ in range(args.repeat):
+                for contender in contenders:
+                    runs[contender].append(run_child(contender, scenario, source, Path(out)))
+            results = {c: min(r, key=lambda x: x["seconds"]) for c, r in runs.items()}
             print_table(scenario, size_mb, results)
+            if "tables" in contenders and "ours" in contenders and scenario == "filter_derive":
+                print_delta(source, scenario, results["ours"])
+
+
+def print_delta(source: Path, scenario: str, ours: dict[str, Any]) -> None:
+    """The write step with and without conformance, interleaved in one process."""
+    command = [
+        sys.executable, "-m", "bench.transform", "--child", "delta",
+        "--scenario", scenario, "--input", str(source),
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    delta = json.loads(completed.stdout.strip().splitlines()[-1])
+    extra = delta["tables"] - delta["plain"]
+    print(
+        f"write step alone, 15 interleaved rounds: {delta['plain']:.3f} s CPU plain, "
+        f"{delta['tables']:.3f} s with conformance + lineage: +{extra:.3f} s, "
+        f"{extra / ours['cpu_seconds']:+.1%} of ours' whole run (target <= +5%)"
+    )
 
 
 def runtime_line() -> str:
@@ -248,6 +326,14 @@ def print_table(scenario: str, size_mb: float, results: dict[str, dict[str, Any]
         if ours:
             line += f" {result['seconds'] / ours['seconds']:>11.2f}x"
         print(line)
+    if ours and "tables" in results:
+        cost = results["tables"]["seconds"] / ours["seconds"] - 1
+        cpu = results["tables"]["cpu_seconds"] / ours["cpu_seconds"] - 1
+        print(
+            f"tables (conformance + lineage) costs {cost:+.1%} of ours' time and {cpu:+.1%} of "
+            f"its CPU time (target <= +5%), "
+            f"{results['tables']['peak_rss_mb'] - ours['peak_rss_mb']:+.0f} MB peak RSS"
+        )
     if ours and "pyarrow" in results and "pandas" in results:
         vs_arrow = ours["seconds"] / results["pyarrow"]["seconds"]
         vs_pandas = results["pandas"]["seconds"] / ours["seconds"]

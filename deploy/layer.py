@@ -54,10 +54,10 @@ RUNTIME_GLIBC = (2, 26)
 RUNTIME_GLIBCXX = (3, 4, 24)
 
 # AWS services the code calls (shared/storage/s3.py, shared/run/fanout/queues.py,
-# shared/secrets.py, shared/run/notify/targets.py); sts for role credentials.
-# tests/aws/test_layer.py greps the code for client("...") calls so that a new one fails
-# there, not in Lambda.
-BOTO_SERVICES = ("s3", "sqs", "secretsmanager", "ssm", "sns", "sts")
+# shared/secrets.py, shared/run/notify/targets.py, shared/storage/catalog/glue.py); sts for role
+# credentials. tests/aws/test_layer.py greps the code for client("...") calls so that a new one
+# fails there, not in Lambda.
+BOTO_SERVICES = ("s3", "sqs", "secretsmanager", "ssm", "sns", "sts", "glue")
 
 # Never used: what the code imports of pyarrow is pyarrow, .parquet (which reads through
 # .dataset, hence acero and dataset stay), .csv, .json and .compute. libarrow_substrait stays

@@ -140,6 +140,7 @@ class DeployConfig:
     fanout_timeout_s: int = 300
     fanout_max_delivery_attempts: int = 5  # Pub/Sub allows 5..100
     push: bool = False  # Drive push notifications: drive_notifications + push_worker
+    bigquery_dataset: str | None = None  # catalog.bigquery: the functions register tables here
     source: Path = STAGED_SOURCE
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -422,6 +423,24 @@ def setup_commands(cfg: DeployConfig) -> list[Command]:
         ),
         *(fanout_setup_commands(cfg) if cfg.fanout else []),
         *(_push_setup(cfg) if cfg.push else []),
+        *(bigquery_setup_commands(cfg) if cfg.bigquery_dataset else []),
+    ]
+
+
+def bigquery_setup_commands(cfg: DeployConfig) -> list[Command]:
+    """Let the functions register their tables in one BigQuery dataset (catalog.bigquery):
+    bigquery.tables.get/create/update there, nothing project-wide. BigQuery reads the table's
+    reference file with the caller's rights: the runtime SA can read the output bucket already.
+    """
+    return [
+        _cmd(
+            "bq",
+            "add-iam-policy-binding",
+            f"--member=serviceAccount:{cfg.runtime_sa}",
+            "--role=roles/bigquery.dataEditor",
+            f"{cfg.project}:{cfg.bigquery_dataset}",
+            why="create and update the pipelines' external tables (docs/tables.md)",
+        )
     ]
 
 
@@ -868,6 +887,9 @@ def _parser() -> argparse.ArgumentParser:
         help="Drive push notifications: the push topic, drive_notifications (public) and "
         "push_worker (docs/push.md)",
     )
+    parser.add_argument(
+        "--bigquery-dataset", help="grant the functions table rights in this dataset (catalogs)"
+    )
     stage = parser.add_mutually_exclusive_group()
     stage.add_argument("--setup-only", action="store_true", help="only APIs, buckets, IAM")
     stage.add_argument("--deploy-only", action="store_true", help="only deploy + scheduler")
@@ -896,6 +918,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fanout=args.fanout,
             fanout_max_instances=args.fanout_max_instances,
             push=args.push,
+            bigquery_dataset=args.bigquery_dataset,
             source=Path(os.path.relpath(STAGED_SOURCE, REPO_ROOT)),
         )
     except ValueError as exc:

@@ -1,4 +1,5 @@
-"""The drivepipe command line: sync, transform, validate, and the run history (``runs``).
+"""The drivepipe command line: sync, transform, validate, schema, watch, and the run history
+(``runs``).
 
 Exit codes: 0 success, 1 some input failed, 2 bad usage or configuration, 3 a source or
 destination could not be reached.
@@ -92,6 +93,12 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
 
     validate = sub.add_parser("validate", help="load and validate a pipeline file")
     validate.add_argument("config", help="pipeline TOML file")
+
+    schema = sub.add_parser("schema", help="a pipeline's tables: columns, versions, history")
+    schema.add_argument("action", choices=["show", "diff"], help="show the tables, or a change")
+    _pipeline_args(schema)
+    schema.add_argument("--from", dest="since", type=int, help="diff: from this version")
+    schema.add_argument("--to", dest="upto", type=int, help="diff: to this version (latest)")
 
     from shared import cli_watch
 
@@ -205,6 +212,9 @@ def print_summary(manifest: RunManifest, as_json: bool) -> None:
     for record in manifest.inputs:
         target = ", ".join(record.output_keys) or record.error or ""
         print(f"  {record.status:<19} {record.path}  {target}")
+    for entry in manifest.catalog:
+        detail = entry.get("error") or ", ".join(entry.get("actions") or []) or ""
+        print(f"  catalog {entry['catalog']} {entry['table']}: {entry['status']} {detail}".rstrip())
     if summary["manifest"]:
         print(f"manifest: {summary['manifest']}")
 
@@ -243,7 +253,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
     print_summary(manifest, args.json)
-    return EXIT_FAILED_INPUTS if manifest.failed else EXIT_OK
+    return EXIT_FAILED_INPUTS if manifest.failed or manifest.catalog_failed else EXIT_OK
 
 
 def _check_overrides(pipeline: Pipeline, args: argparse.Namespace) -> None:
@@ -305,6 +315,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return cli_watch.run(args, resolve_pipeline(args))
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from shared.run.engine import open_store
+    from shared.run.tables.show import diff_lines, show_lines
+    from shared.run.tables.store import SchemaStore
+
+    pipeline = resolve_pipeline(args)
+    dest = open_store(pipeline.output.url, "destination")
+    doc = SchemaStore(dest, pipeline.name).read()
+    if args.json:
+        print(doc.to_json().decode())
+        return EXIT_OK
+    lines = show_lines(doc, dest.base_url) if args.action == "show" else None
+    print("\n".join(lines or diff_lines(doc, args.since, args.upto)))
+    return EXIT_OK
+
+
 def _command_index(argv: list[str]) -> int | None:
     """Position of the command word, after the global options (``--log-level X``)."""
     index = 0
@@ -349,6 +375,7 @@ def main(argv: list[str] | None = None, *, delegates: Mapping[str, Delegate] | N
         "validate": cmd_validate,
         "watch": cmd_watch,
         "runs": cmd_runs,
+        "schema": cmd_schema,
     }
     try:
         return handlers[args.command](args)

@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.errors import ConfigError
 from shared.run.fanout.options import FanoutOptions
 from shared.run.notify.options import NotifyOptions
+from shared.storage.catalog.options import CatalogOptions
 from shared.transform.readers.options import ReadOptions
 from shared.transform.steps.specs import Step
 from shared.transform.streaming.options import StreamingOptions
+from shared.transform.tables.options import SchemaOptions
 from shared.triggers.http import OVERRIDE_FIELDS
 
 CONFIG_ENV = "DRIVEPIPE_CONFIG"
@@ -104,6 +106,9 @@ class Output(_Model):
     compression: str | None = None
     partition_by: tuple[str, ...] = ()
     keep_raw: bool = False
+    # "table": <table>/<partitions>/<flat name>, one schema per table (docs/tables.md);
+    # "files": <partitions>/<Drive path>, each file as it comes, no schema (before 0.x).
+    layout: Literal["table", "files"] = "table"
 
     @field_validator("url")
     @classmethod
@@ -152,6 +157,13 @@ class Pipeline(_Model):
     # schedule still reconciles and renews the channel (docs/push.md).
     push: bool = False
 
+    # The table's declared columns, contract and lineage ("schema" in the file: the name
+    # pydantic keeps for itself); where it is registered (Glue, BigQuery).
+    schema_: SchemaOptions = Field(default=SchemaOptions(), alias="schema")
+    catalog: CatalogOptions = CatalogOptions()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     @model_validator(mode="after")
     def _push_reads_the_feed(self) -> Pipeline:
         if self.push and not self.source.changes_feed:
@@ -165,6 +177,15 @@ class Pipeline(_Model):
                 "Drive expires it (one week at most) and reconciles what a lost notification "
                 "missed"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tables_fit(self) -> Pipeline:
+        from shared.transform.tables.checks import table_problems
+
+        problems = table_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -438,7 +459,11 @@ def adhoc_pipeline(
     exclude: tuple[str, ...] = (),
     name: str = "adhoc",
 ) -> Pipeline:
-    """A pipeline built from CLI flags: convert each file to ``output_format``, unchanged."""
+    """A pipeline built from CLI flags: convert each file to ``output_format``, unchanged.
+
+    It keeps the folder's shape (``output.layout = "files"``): a folder converted ad hoc holds
+    files of any shape, not one table; a configured pipeline makes one.
+    """
     return parse_config(
         {
             "pipelines": {
@@ -448,7 +473,7 @@ def adhoc_pipeline(
                         "include": list(include),
                         "exclude": list(exclude),
                     },
-                    "output": {"url": output_url, "format": output_format},
+                    "output": {"url": output_url, "format": output_format, "layout": "files"},
                 }
             }
         },

@@ -116,6 +116,15 @@ class TransformError(DrivepipeError):
     """A transform step failed."""
 
 
+class ContractError(TransformError):
+    """An input's columns break its table's schema contract (freeze, a declared type, a type
+    no rule widens): the input fails and is quarantined; the message names columns and types."""
+
+
+class CatalogError(DrivepipeError):
+    """Registering a table in Glue or BigQuery failed (recorded in the manifest, retried)."""
+
+
 class StorageError(DrivepipeError):
     """Reading or writing an output store failed."""
 

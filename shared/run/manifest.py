@@ -78,6 +78,9 @@ class InputRecord:
     previous_path: str | None = None  # moved or renamed: the path it had before
     reason: str | None = None  # removed: why (deleted, trashed, moved out of the folder)
     deleted_keys: list[str] = field(default_factory=list)  # removed or moved: old keys deleted
+    # output.layout = "table": per table written, its schema version, the changes this input
+    # made to it and the columns left out of it (shared.run.tables.inputs).
+    tables: list[dict[str, Any]] = field(default_factory=list)
 
 
 def input_record(file: DriveFile) -> InputRecord:
@@ -109,6 +112,9 @@ class RunManifest:
     removals_blocked: str | None = None  # why inputs gone from Drive were not removed
     drive: dict[str, int] | None = None  # Drive requests and retries the run made (inline)
     notifications: list[dict[str, Any]] = field(default_factory=list)  # delivery outcomes
+    # Catalog registrations this run attempted (shared.run.tables.register): one per table and
+    # catalog, "registered" or "failed" (tried again next run).
+    catalog: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """How many inputs ended in each status (every status listed, zeros included)."""
@@ -138,6 +144,11 @@ class RunManifest:
                 f"time ran out (first: {deferred[0].path}: {deferred[0].error})"
             )
 
+    @property
+    def catalog_failed(self) -> list[dict[str, Any]]:
+        """The catalog registrations that failed (they are tried again next run)."""
+        return [c for c in self.catalog if c.get("status") == "failed"]
+
     def summary(self) -> dict[str, Any]:
         """The short form handlers return and ``--json`` prints."""
         return {
@@ -161,6 +172,7 @@ class RunManifest:
             "deferred": [{"path": r.path, "reason": r.error} for r in self.deferred],
             "notes": list(self.notes),
             "removals_blocked": self.removals_blocked,
+            "catalog": list(self.catalog),
         }
 
     def to_dict(self) -> dict[str, Any]:

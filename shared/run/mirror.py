@@ -178,11 +178,15 @@ def relocated_key(key: str, old_path: str, new_path: str) -> str | None:
         start = slash + 1
 
 
-def planned_keys(move: Move) -> dict[str, str] | None:
-    """Old output key → new output key for a move, or ``None`` if one cannot be mapped."""
+def planned_keys(move: Move, *, table: bool = False) -> dict[str, str] | None:
+    """Old output key → new output key for a move, or ``None`` if one cannot be mapped
+    (``table``: outputs in the table layout, one flat file name per input)."""
     mapping = {}
     for key in move.previous.output_keys:
-        new = relocated_key(key, move.previous.path, move.file.path)
+        if table:
+            new = layout.relocated_table_key(key, move.previous.path, move.file.path)
+        else:
+            new = relocated_key(key, move.previous.path, move.file.path)
         if new is None:
             return None
         mapping[key] = new
@@ -197,8 +201,14 @@ def relocate(
     Returns the new state entry; ``None`` when an output could not be mapped or is missing,
     so the caller fetches the file instead. The old keys are left for :func:`delete_unclaimed`.
     """
-    mapping = planned_keys(move)
+    from shared.run.tables.moves import CannotMove, moved_output
+
+    mapping = planned_keys(move, table=pipeline.output.layout == "table")
     if mapping is None:
+        return None
+    try:
+        rewrite = moved_output(pipeline, move.file)  # a table's lineage names the new path
+    except CannotMove:
         return None
     if pipeline.output.keep_raw:
         old_raw, new_raw = layout.raw_key(move.previous.path), layout.raw_key(move.file.path)
@@ -208,9 +218,10 @@ def relocate(
 
     try:
         for old, new in mapping.items():
-            if old != new:
+            edit = rewrite if old in move.previous.output_keys else None
+            if old != new or edit:
                 with dest.open_read(old) as source, copy_to_temp(source) as body:
-                    dest.write(new, body)
+                    dest.write(new, edit(body) if edit else body)
     except StorageNotFound:
         log.warning("a moved input's output is missing", extra={"path": move.file.path})
         return None

@@ -108,15 +108,17 @@ def _tags(candidate: Candidate) -> list[str]:
     return [id_tag(candidate.file_id), longer.hexdigest()[:16]]
 
 
-def _stem(path: str) -> str:
+def _stem(path: str, flat: bool = False) -> str:
+    if flat:  # output.layout = "table": the whole path in one file name
+        return layout.flat_name(path)
     return safe_key(layout.strip_input_extension(path))
 
 
-def _is_clean(path: str) -> bool:
+def _is_clean(path: str, flat: bool = False) -> bool:
     """True when the name needed no sanitising to become a key."""
     stem = layout.strip_input_extension(path)
     try:
-        return _stem(path) == stem
+        return _stem(path, flat) == stem
     except StorageError:
         return False
 
@@ -126,9 +128,9 @@ def _ancestors(key: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _claim(candidate: Candidate, path: str, ext: str) -> _Claim:
+def _claim(candidate: Candidate, path: str, ext: str, flat: bool = False) -> _Claim:
     """The claim of ``candidate`` written under ``path``; StorageError when it has no key."""
-    stem = _stem(path)
+    stem = _stem(path, flat)
     key = safe_key(stem + ext)  # too long?
     shown = stem if candidate.sheets_dir else key
     return _Claim(candidate.owner, candidate.file_id, shown.casefold(), shown, candidate.sheets_dir)
@@ -176,13 +178,18 @@ def _describe(claims: Sequence[_Claim], most: int = 3) -> str:
 
 
 def assign_output_paths(
-    candidates: Sequence[Candidate], taken: Mapping[str, Sequence[str]], ext: str
+    candidates: Sequence[Candidate],
+    taken: Mapping[str, Sequence[str]],
+    ext: str,
+    *,
+    flat: bool = False,
 ) -> dict[str, Assignment]:
     """Output paths for the candidates that cannot use their Drive path, by owner.
 
     ``taken``: the keys the state gives each owner (relative to any partition folders); they
     do not move in this run, though a candidate's own keys never clash with it. ``ext``: the
-    output extension. Pure and order-independent.
+    output extension. ``flat``: outputs are named by :func:`shared.storage.layout.flat_name`
+    (``output.layout = "table"``). Pure and order-independent.
     """
     fixed = [
         _Claim(owner, owner.split(":", 1)[0], key.casefold(), key)
@@ -195,7 +202,7 @@ def assign_output_paths(
     for cand in candidates:
         path = cand.previous_path or cand.path
         try:
-            current[cand.owner] = (cand, path, _claim(cand, path, ext))
+            current[cand.owner] = (cand, path, _claim(cand, path, ext, flat))
         except StorageError as exc:
             result[cand.owner] = Assignment(None, f"no usable output key: {exc}")
     index = _Index(fixed + [claim for _, _, claim in current.values()])
@@ -226,7 +233,9 @@ def assign_output_paths(
             elif owns(owner):
                 keeps = True
             else:
-                keeps = _is_clean(path) and not any(_is_clean(current[r][1]) for r in rivals)
+                keeps = _is_clean(path, flat) and not any(
+                    _is_clean(current[r][1], flat) for r in rivals
+                )
             if not keeps:
                 yielders[owner] = f"{claim.shown} is also {_describe(same)}'s"
         elif path != cand.path:
@@ -238,7 +247,7 @@ def assign_output_paths(
         for tag in _tags(cand):
             path = tagged_path(cand.path, tag)
             try:
-                claim = _claim(cand, path, ext)
+                claim = _claim(cand, path, ext, flat)
             except StorageError as exc:
                 chosen = Assignment(None, f"no usable output key: {exc}")
                 break
@@ -267,14 +276,28 @@ def claim_outputs(
     output = pipeline.output
     ext = extension(output.format, compression(output.compression))
     depth = len(output.partition_by)
-    sheets_dir = pipeline.read.excel.sheets != "first"
+    flat = output.layout == "table"  # one file name per input, sheets in tables of their own
+    sheets_dir = pipeline.read.excel.sheets != "first" and not flat
     # Every key in the state stays its owner's until the owner's run replaces or deletes it,
     # inputs being fetched now included: a key they give up is only deleted once they are done.
-    taken = {
-        owner: [key.split("/", depth)[-1] for key in entry.output_keys if key.count("/") >= depth]
-        for owner, entry in state.inputs.items()
-        if entry.output_keys
-    }
+    if flat:
+        taken = {
+            owner: [
+                key.rsplit("/", 1)[-1]
+                for key in entry.output_keys
+                if layout.is_table_output(key, pipeline.name, depth)
+            ]
+            for owner, entry in state.inputs.items()
+            if entry.output_keys
+        }
+    else:
+        taken = {
+            owner: [
+                key.split("/", depth)[-1] for key in entry.output_keys if key.count("/") >= depth
+            ]
+            for owner, entry in state.inputs.items()
+            if entry.output_keys
+        }
     candidates = []
     for planned in to_fetch:
         owner = state_key(planned.file)
@@ -291,7 +314,7 @@ def claim_outputs(
                 previous_path=previous_path,
             )
         )
-    assigned = assign_output_paths(candidates, taken, ext)
+    assigned = assign_output_paths(candidates, taken, ext, flat=flat)
     kept = []
     for planned in to_fetch:
         choice = assigned.get(state_key(planned.file))

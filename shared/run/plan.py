@@ -17,6 +17,7 @@ from shared.run.manifest import InputRecord, RunManifest, input_record
 from shared.run.mirror import MirrorPlan, state_key
 from shared.run.ownership import claim_outputs
 from shared.run.state import InputState
+from shared.run.tables.migrate import in_layout
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
@@ -143,11 +144,16 @@ def plan(ctx: SyncContext) -> SyncPlan:
             )
             if move:
                 superseded.append(move.old_key)
-        elif not request.full_refresh and state.is_unchanged(
-            key, md5=file.md5, modified_time=file.modified_time, size=file.size
+        elif (
+            not request.full_refresh
+            and state.is_unchanged(
+                key, md5=file.md5, modified_time=file.modified_time, size=file.size
+            )
+            and in_layout(pipeline, state.inputs[key])  # else re-keyed: fetched again
         ):
             previous = state.inputs[key]
-            if move and not previous.error and mirror.planned_keys(move) is not None:
+            table = pipeline.output.layout == "table"
+            if move and not previous.error and mirror.planned_keys(move, table=table) is not None:
                 record.status = "moved"
                 record.output_keys = list(previous.output_keys)  # the old keys, until moved
                 relocations.append(Relocation(move, Planned(file, fmt, record)))
@@ -199,6 +205,9 @@ def _walk_forced(ctx: SyncContext) -> str | None:
         return "changes feed: a since run lists by modifiedTime; walked the folder"
     if request.listing_narrowed:
         return f"changes feed: {request.listing_narrowed}; walked the folder"
+    pipeline = request.pipeline
+    if not all(in_layout(pipeline, entry) for entry in ctx.state.inputs.values()):
+        return f"changes feed: outputs to move to output.layout = {pipeline.output.layout!r}"
     return None
 
 

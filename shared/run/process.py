@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from shared.errors import (
+    ContractError,
     DriveError,
     LeaseHeld,
     LeaseLost,
@@ -54,38 +55,58 @@ def process_input(
     and other bugs included) fails this input alone, except the run's own infrastructure errors
     (:data:`RUN_ERRORS`). Writing to the destination is outside the boundary: its
     ``StorageError`` propagates, as it is about the destination, not the input, and the
-    caller decides whether to retry.
+    caller decides whether to retry. With ``output.layout = "table"`` the outputs are cast to
+    their tables' schemas, which the input may change (:mod:`shared.run.tables.inputs`).
 
     An input that would outlast the function's remaining time (:class:`OutOfTime`, from the
     cooperative checks of :mod:`shared.deadline`) is ``deferred`` to the next run, unless it was
     the invocation's first: it had all of the function's time, so it fails and is quarantined.
     """
+    from shared.run.tables.inputs import RENDER_ATTEMPTS, input_tables
+
     relpath = record.output_path or record.path  # what its keys are named after
-    with ExitStack() as stack:
-        try:
-            outputs = render(pipeline, data, fmt, relpath, record, stack)
-        except RUN_ERRORS:
-            raise
-        except OutOfTime as exc:
-            if not exc.first:
-                defer(record, f"{exc}; left for the next run")
+    tables = input_tables(pipeline, dest, record, run_id)
+    for _ in range(RENDER_ATTEMPTS):
+        record.steps, record.output_keys, record.bytes_out = [], [], 0
+        with ExitStack() as stack:
+            try:
+                outputs = render(pipeline, data, fmt, relpath, record, stack, tables=tables)
+            except RUN_ERRORS:
+                raise
+            except OutOfTime as exc:
+                if not exc.first:
+                    defer(record, f"{exc}; left for the next run")
+                    return
+                reason = f"{describe_failure(exc)}; it had the function's whole time to itself"
+                quarantine(dest, data, record, run_id, reason)
                 return
-            reason = f"{describe_failure(exc)}; it had the function's whole time to itself"
-            quarantine(dest, data, record, run_id, reason)
+            except Exception as exc:
+                # Anything the input's content caused: quarantine the bytes and report why.
+                quarantine(dest, data, record, run_id, describe_failure(exc))
+                return
+            if tables is not None:
+                try:
+                    if tables.commit():
+                        continue  # another writer changed a table meanwhile: render again
+                except ContractError as exc:
+                    quarantine(dest, data, record, run_id, describe_failure(exc))
+                    return
+            if pipeline.output.keep_raw:
+                record.raw_key = layout.raw_key(relpath)
+                data.seek(0)
+                dest.write(record.raw_key, data)
+            for out in outputs:
+                dest.write(out.key, out.body)
+                record.output_keys.append(out.key)
+                record.bytes_out += out.size
+            if tables is not None and tables.settle():
+                continue
+            record.status = "written"
             return
-        except Exception as exc:
-            # Anything the input's content caused: quarantine the bytes and report why.
-            quarantine(dest, data, record, run_id, describe_failure(exc))
-            return
-        if pipeline.output.keep_raw:
-            record.raw_key = layout.raw_key(relpath)
-            data.seek(0)
-            dest.write(record.raw_key, data)
-        for out in outputs:
-            dest.write(out.key, out.body)
-            record.output_keys.append(out.key)
-            record.bytes_out += out.size
-        record.status = "written"
+    raise RetryableError(
+        f"{record.path}: its tables' schema kept changing while it was written "
+        f"({RENDER_ATTEMPTS} renders); try again"
+    )
 
 
 def quarantine(

@@ -14,6 +14,7 @@ from shared.run.engine import Progress, open_store
 from shared.run.finish import finish_run
 from shared.run.manifest import InputRecord, RunManifest, new_run_id
 from shared.run.process import copy_to_temp, process_input, quarantine
+from shared.run.tables.register import register_pipeline
 from shared.settings import runtime_settings
 from shared.storage import layout
 
@@ -80,6 +81,7 @@ def run_object(request: ObjectRequest, *, progress: Progress | None = None) -> R
             raise StorageError(f"cannot read {record.source_id}: {exc}") from exc
         with data:
             _process(pipeline, dest, data, fmt, record, manifest.run_id, info)
+        register_pipeline(pipeline, dest, manifest.catalog)  # Glue / BigQuery, if set
     if progress:
         progress(record, 1, 1)
     finish_run(dest, manifest, notify=pipeline.notify)

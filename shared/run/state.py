@@ -34,6 +34,8 @@ def definition_hash(pipeline: Pipeline) -> str:
         mode="json", include={"format", "compression", "partition_by", "keep_raw"}
     )
     shaping["formats"] = list(pipeline.source.formats)
+    if pipeline.output.layout == "table" and not pipeline.schema_.lineage:
+        shaping["lineage"] = False  # every output changes; absent by default, so hashes stay
     canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

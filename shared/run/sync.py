@@ -29,6 +29,7 @@ from shared.run.engine import (
 from shared.run.finish import finish_run
 from shared.run.mirror import delete_unclaimed
 from shared.run.pending import Cover
+from shared.run.tables.register import register_pipeline
 from shared.settings import runtime_settings
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ def run_planned(
                     _save_state(ctx, state)  # only inputs whose outputs are durable
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
         state.set_feed(planned.feed if clean else None)  # only after every input is recorded
+        register_pipeline(pipeline, ctx.dest, manifest.catalog)  # Glue / BigQuery, if set
     finally:
         try:
             _save_state(ctx, state)

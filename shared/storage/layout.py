@@ -1,8 +1,15 @@
 """Every key drivepipe writes in a destination, built here and nowhere else.
 
-Outputs: ``<partition dirs>/<path inside the Drive folder, extension replaced by the output
-format>``, so a re-run overwrites rather than duplicates, and no file name can lead outside the
-destination prefix. Bookkeeping lives under reserved prefixes, which no output uses::
+Outputs, ``output.layout = "table"`` (the default; docs/tables.md says why)::
+
+    <table>/[<key>=<value>/...]<path inside the Drive folder, "/" as "__", new extension>
+
+one folder per table (``<pipeline>``, or ``<pipeline>__<sheet>`` for each sheet name), holding
+nothing but Hive partition folders and that table's files, so Athena, BigQuery and DuckDB read
+it as one table. ``output.layout = "files"`` keeps the older shape, ``<partition dirs>/<path
+inside the Drive folder, extension replaced>``. Either way a re-run overwrites rather than
+duplicates, and no file name can lead outside the destination prefix. Bookkeeping lives under
+reserved prefixes, which no output uses::
 
     _runs/<run_id>.json                      the run's manifest
     _runs/<run_id>/plan.json                 a fanned-out run's plan
@@ -18,7 +25,10 @@ destination prefix. Bookkeeping lives under reserved prefixes, which no output u
     _state/push/<pipeline>/requested.json    the last notification that asked for a sync
     _state/push/<pipeline>/done.json         the request the last finished sync covered
     _state/deferred/<pipeline>/<sha256>.json a request-file sync waiting for a running sync
-    _locks/<lease name>/<epoch>.json         a lease's epochs (sync/, finalize/, events/, channels/)
+    _schema/<pipeline>.json                  the pipeline's tables: columns, versions, history
+    _schema/<pipeline>.catalog.json          what Glue / BigQuery were last told
+    _locks/<lease name>/<epoch>.json         a lease's epochs (sync/, finalize/, events/, channels/,
+                                             schema/)
     _quarantine/<run_id>/<path>              a failed input's original bytes
     _raw/<path>                              ``keep_raw`` copies
 """
@@ -26,6 +36,7 @@ destination prefix. Bookkeeping lives under reserved prefixes, which no output u
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 from shared.storage import safe_key
@@ -35,7 +46,15 @@ STATE_PREFIX = "_state/"
 LOCKS_PREFIX = "_locks/"
 QUARANTINE_PREFIX = "_quarantine/"
 RAW_PREFIX = "_raw/"
-RESERVED_PREFIXES = (RUNS_PREFIX, STATE_PREFIX, QUARANTINE_PREFIX, RAW_PREFIX, LOCKS_PREFIX)
+SCHEMA_PREFIX = "_schema/"
+RESERVED_PREFIXES = (
+    RUNS_PREFIX,
+    STATE_PREFIX,
+    QUARANTINE_PREFIX,
+    RAW_PREFIX,
+    LOCKS_PREFIX,
+    SCHEMA_PREFIX,
+)
 EPOCH_DIGITS = 12
 _INPUT_EXTENSIONS = (".csv", ".tsv", ".xlsx", ".json", ".jsonl", ".ndjson", ".parquet", ".txt")
 
@@ -63,6 +82,77 @@ def output_key(
     prefix = "/".join(f"{name}={value}" for name, value in partition)
     key = f"{prefix}/{stem}{extension}" if prefix else f"{stem}{extension}"
     return safe_key(key)
+
+
+# ---- tables: ``<table>/[<key>=<value>/...]<flat name><ext>`` ----------------------------------
+TABLE_SEPARATOR = "__"  # a Drive folder in a file name, and a sheet in a table name (as dlt)
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def sheet_slug(sheet: str) -> str:
+    """A sheet name as part of a table name: ``"Q1 Sales"`` → ``q1_sales`` (never empty)."""
+    return _SLUG.sub("_", sheet.casefold()).strip("_") or "sheet"
+
+
+def table_name(pipeline: str, sheet: str | None = None) -> str:
+    """The table an output belongs to: the pipeline's, or ``<pipeline>__<sheet>`` per sheet."""
+    return pipeline if sheet is None else f"{pipeline}{TABLE_SEPARATOR}{sheet_slug(sheet)}"
+
+
+def table_dir(table: str) -> str:
+    """The table's location under the destination: its files and nothing else."""
+    return f"{safe_key(table)}/"
+
+
+def flat_name(relpath: str) -> str:
+    """``sales/2024/q1.csv`` → ``sales__2024__q1``: an output file name with no folders.
+
+    Leading ``_`` and ``.`` go, since Hive and Athena skip such files as hidden while DuckDB
+    and BigQuery read them. Two paths can flatten alike (``a/b`` and ``a__b``): the run's
+    ownership rules (:mod:`shared.run.ownership`) give one of them a tagged name.
+    """
+    stem = safe_key(strip_input_extension(relpath))
+    return stem.replace("/", TABLE_SEPARATOR).lstrip("_.") or "unnamed"
+
+
+def table_output_key(
+    table: str, relpath: str, extension: str, *, partition: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The key of one input's output in ``table`` (``partition``: Hive folders, in order)."""
+    folders = "".join(f"{name}={value}/" for name, value in partition)
+    return safe_key(f"{table_dir(table)}{folders}{flat_name(relpath)}{extension}")
+
+
+def is_table_output(key: str, pipeline: str, depth: int) -> bool:
+    """True when ``key`` has the table layout's shape for ``pipeline`` with ``depth`` partition
+    folders: ``<pipeline>[__<sheet>]/<k=v>/.../<file>``."""
+    parts = key.split("/")
+    if len(parts) != depth + 2:
+        return False
+    table = parts[0]
+    if table != pipeline and not table.startswith(f"{pipeline}{TABLE_SEPARATOR}"):
+        return False
+    return all("=" in part for part in parts[1:-1])
+
+
+def relocated_table_key(key: str, old_path: str, new_path: str) -> str | None:
+    """``key``, a table output of ``old_path``, as ``new_path`` would name it (``None``: it was
+    not named after ``old_path``)."""
+    folder, _, leaf = key.rpartition("/")
+    old = flat_name(old_path)
+    if not leaf.startswith(old) or not leaf[len(old) :].startswith("."):
+        return None
+    return safe_key(f"{folder}/{flat_name(new_path)}{leaf[len(old) :]}")
+
+
+def schema_key(pipeline: str) -> str:
+    """A pipeline's schema document: its tables, their columns, versions and history."""
+    return f"{SCHEMA_PREFIX}{safe_key(pipeline)}.json"
+
+
+def catalog_state_key(pipeline: str) -> str:
+    """What the pipeline's catalogs (Glue, BigQuery) were last told, per table."""
+    return f"{SCHEMA_PREFIX}{safe_key(pipeline)}.catalog.json"
 
 
 def raw_key(relpath: str) -> str:
@@ -205,6 +295,11 @@ def deferred_key(pipeline: str, dedupe_id: str) -> str:
 def sync_lock(pipeline: str) -> str:
     """The lease name that lets one sync of a pipeline run at a time."""
     return f"sync/{pipeline}"
+
+
+def schema_lock(pipeline: str) -> str:
+    """The lease that serializes changes to a pipeline's schema (and the rewrites they need)."""
+    return f"schema/{pipeline}"
 
 
 def finalize_lock(run_id: str) -> str:

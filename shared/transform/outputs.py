@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from shared.config import Pipeline
+    from shared.transform.tables.conform import Tables
 
 SPOOL_BYTES = 32 * 1024 * 1024
 
@@ -38,21 +39,36 @@ def compression(value: str | None) -> str | None:
 
 
 def render_frame(
-    pipeline: Pipeline, frame: pd.DataFrame, relpath: str, sheet: str | None, stack: ExitStack
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    relpath: str,
+    sheet: str | None,
+    stack: ExitStack,
+    *,
+    tables: Tables | None = None,
 ) -> list[RenderedOutput]:
-    """Serialize one transformed frame (split into partitions) into temporary files."""
+    """Serialize one transformed frame (split into partitions) into temporary files.
+
+    With ``tables`` the frame goes to its table (``<table>/<partitions>/<flat name>``), cast to
+    the table's schema; without, to ``<partitions>/<path>[/<sheet>]`` as it is.
+    """
     from shared.transform.writers import extension, write_table
 
     output = pipeline.output
     codec = compression(output.compression)
     ext = extension(output.format, codec)
+    target = tables.prepare(sheet, frame) if tables is not None else None
     rendered: list[RenderedOutput] = []
     for partition, part in _partitions(frame, output.partition_by):
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         body = cast(BinaryIO, stack.enter_context(spool))
-        size = write_table(part, output.format, body, compression=codec)
+        if target is None:
+            size = write_table(part, output.format, body, compression=codec)
+            key = layout.output_key(relpath, ext, sheet=sheet, partition=partition)
+        else:
+            size = write_table(part, output.format, body, compression=codec, conform=target.conform)
+            key = layout.table_output_key(target.table, relpath, ext, partition=partition)
         body.seek(0)
-        key = layout.output_key(relpath, ext, sheet=sheet, partition=partition)
         rendered.append(RenderedOutput(key=key, body=body, size=size))
     return rendered
 

@@ -16,6 +16,7 @@ from shared.transform.streaming import should_stream
 if TYPE_CHECKING:
     from shared.config import Pipeline
     from shared.run.manifest import InputRecord
+    from shared.transform.tables.conform import Tables
 
 
 def render(
@@ -25,12 +26,17 @@ def render(
     relpath: str,
     record: InputRecord,
     stack: ExitStack,
+    *,
+    tables: Tables | None = None,
 ) -> list[RenderedOutput]:
-    """Read, transform and serialize one input; fills row counts and step stats in ``record``."""
+    """Read, transform and serialize one input; fills row counts and step stats in ``record``.
+
+    ``tables`` (``output.layout = "table"``) casts each output to its table's schema.
+    """
     if should_stream(pipeline, data, fmt):
         from shared.transform.streaming.engine import stream_render
 
-        return stream_render(pipeline, data, fmt, relpath, record, stack)
+        return stream_render(pipeline, data, fmt, relpath, record, stack, tables=tables)
 
     from shared.transform.readers import read_table
     from shared.transform.steps.runner import apply_steps
@@ -47,6 +53,6 @@ def render(
             {"op": s.op, "rows_in": s.rows_in, "rows_out": s.rows_out, "table": table.name}
             for s in stats
         )
-        rendered.extend(render_frame(pipeline, frame, relpath, table.name, stack))
+        rendered.extend(render_frame(pipeline, frame, relpath, table.name, stack, tables=tables))
     record.rows_in, record.rows_out = rows_in, rows_out
     return rendered

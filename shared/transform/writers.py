@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -71,6 +71,7 @@ def write_table(
     *,
     compression: str | None = None,
     escape_formulas: bool = True,
+    conform: Callable[[pa.Table], pa.Table] | None = None,
 ) -> int:
     """Write ``df`` (without its index) to ``dest``; returns the number of bytes written.
 
@@ -78,17 +79,21 @@ def write_table(
     csv: UTF-8 with a header; ``escape_formulas`` prefixes text cells starting with
     = + - @ tab CR with ``'`` (OWASP CSV injection); numeric columns are never touched.
     jsonl: one JSON object per row, ISO 8601 dates. csv and jsonl accept compression "gzip".
+    ``conform`` turns the Arrow form into its table's schema first (tables layout).
     """
     _check(fmt, compression)
+    if conform is not None:
+        return write_arrow(
+            conform(to_arrow(df)),
+            fmt,
+            dest,
+            compression=compression,
+            escape_formulas=escape_formulas,
+            table_file=True,
+        )
     counter = CountingWriter(dest)
     if fmt == "parquet":
-        codec = compression or DEFAULT_PARQUET_COMPRESSION
-        pq.write_table(
-            to_arrow(df),
-            counter,
-            compression="none" if codec == "none" else codec,
-            row_group_size=PARQUET_ROW_GROUP_ROWS,
-        )
+        _write_parquet(to_arrow(df), counter, compression)
         return counter.count
     if compression == "gzip":
         with gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6) as zipped:
@@ -96,6 +101,53 @@ def write_table(
     else:
         _write_text(df, fmt, counter, escape_formulas)  # type: ignore[arg-type]
     return counter.count
+
+
+def write_arrow(
+    table: pa.Table,
+    fmt: str,
+    dest: BinaryIO,
+    *,
+    compression: str | None = None,
+    escape_formulas: bool = True,
+    table_file: bool = False,
+) -> int:
+    """Like :func:`write_table` for an Arrow table. ``table_file``: a file of a table
+    (output.layout = "table"), written without pyarrow's copy of the Arrow schema, so every
+    reader, pyarrow too, types its columns from the Parquet types alone (lineage columns are
+    dictionary-encoded in memory and read back as plain strings)."""
+    _check(fmt, compression)
+    counter = CountingWriter(dest)
+    if fmt == "parquet":
+        _write_parquet(table, counter, compression, store_schema=not table_file)
+        return counter.count
+    sink: BinaryIO = counter  # type: ignore[assignment]
+    zipped = None
+    if compression == "gzip":
+        zipped = gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6)
+        sink = zipped  # type: ignore[assignment]
+    if fmt == "csv":
+        if escape_formulas:
+            table = escape_formula_cells(table)
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=True))
+    else:
+        write_jsonl(table.to_pandas(types_mapper=pd.ArrowDtype), sink)
+    if zipped is not None:
+        zipped.close()
+    return counter.count
+
+
+def _write_parquet(
+    table: pa.Table, sink: CountingWriter, compression: str | None, *, store_schema: bool = True
+) -> None:
+    codec = compression or DEFAULT_PARQUET_COMPRESSION
+    pq.write_table(
+        table,
+        sink,
+        compression="none" if codec == "none" else codec,
+        row_group_size=PARQUET_ROW_GROUP_ROWS,
+        store_schema=store_schema,
+    )
 
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:
@@ -153,11 +205,16 @@ def write_jsonl(df: pd.DataFrame, sink: BinaryIO) -> None:
 
 
 def escape_formula_cells(table: pa.Table) -> pa.Table:
-    """Prefix ``'`` to string cells starting with = + - @ tab or CR (string columns only)."""
+    """Prefix ``'`` to string cells starting with = + - @ tab or CR (string columns only;
+    dictionary-encoded text, such as a table's lineage columns, is decoded first)."""
     for index, field in enumerate(table.schema):
-        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
-            continue
         column = table.column(index)
+        if pa.types.is_dictionary(field.type) and _is_text(field.type.value_type):
+            field = field.with_type(field.type.value_type)
+            column = column.cast(field.type)
+            table = table.set_column(index, field, column)
+        if not _is_text(field.type):
+            continue
         risky = pc.match_substring_regex(column, _FORMULA_RE)
         if not pc.any(risky).as_py():
             continue
@@ -170,6 +227,10 @@ def escape_formula_cells(table: pa.Table) -> pa.Table:
         )
         table = table.set_column(index, field, escaped)
     return table
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def hive_escape(value: str) -> str:

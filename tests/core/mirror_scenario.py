@@ -17,7 +17,7 @@ import pandas as pd
 
 from shared.config import Pipeline, parse_config
 from shared.run.manifest import RunManifest
-from shared.storage import open_storage
+from shared.storage import layout, open_storage
 
 FOLDER = "lake"
 FILES = {
@@ -82,9 +82,9 @@ def pipeline(url: str, folder_id: str, **extra: Any) -> Pipeline:
 
 
 def output_key(relpath: str, units: int) -> str:
-    """Where a file's one table lands (partitioned by its one region)."""
+    """Where a file's rows land in the ``lake`` table (partitioned by its one region)."""
     region = "EU" if units % 2 else "US"
-    return f"region={region}/{relpath[: -len('.csv')]}.parquet"
+    return layout.table_output_key(FOLDER, relpath, ".parquet", partition=[("region", region)])
 
 
 def data_keys(url: str) -> set[str]:
@@ -92,7 +92,7 @@ def data_keys(url: str) -> set[str]:
     return {
         o.key
         for o in open_storage(url).list()
-        if not o.key.startswith(("_runs/", "_locks/", "_state/"))
+        if not o.key.startswith(("_runs/", "_locks/", "_state/", "_schema/"))
     }
 
 
@@ -109,6 +109,7 @@ def check_mirrored(url: str, manifest: RunManifest) -> None:
     for relpath, units in AFTER.items():
         table = pd.read_parquet(io.BytesIO(store.read(output_key(relpath, units))))
         assert table["units"].tolist() == [units], relpath
+        assert table["_drive_path"].tolist() == [relpath]  # a moved file's lineage follows it
     by_path = {r.path: r for r in manifest.inputs}
     for new, old in MOVES.items():
         record = by_path[new]
@@ -121,7 +122,7 @@ def check_mirrored(url: str, manifest: RunManifest) -> None:
         assert record.status == "removed", record
         assert reason in (record.reason or ""), record
         assert f"_raw/{path}" in record.deleted_keys
-        assert any(k.endswith(path[: -len(".csv")] + ".parquet") for k in record.deleted_keys)
+        assert any(k.endswith(layout.flat_name(path) + ".parquet") for k in record.deleted_keys)
     assert by_path["keep/f.csv"].status == "written"
     assert by_path["new.csv"].status == "written"
     counts = manifest.counts()

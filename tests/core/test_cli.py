@@ -74,7 +74,7 @@ def test_sync_with_config_and_dry_run(
     assert json.loads(capsys.readouterr().out)["counts"]["planned"] == 2
     assert not (tmp_path / "out").exists()
     assert main(["sync", "--config", str(config), "--pipeline", "sales"]) == EXIT_OK
-    frame = pd.read_csv(tmp_path / "out" / "sales/2024/q1.csv")
+    frame = pd.read_csv(tmp_path / "out" / "sales/sales__2024__q1.csv")
     assert frame["revenue"].tolist() == [7.5, 0.0, 5.0]
 
 
@@ -208,6 +208,6 @@ def test_folder_override_works_when_listed(
         body.replace("[pipelines.sales]\n", '[pipelines.sales]\nallow_overrides = ["folder_id"]\n')
     )
     assert main(["sync", "--config", str(config), "--folder", drive_tree.folder_id]) == EXIT_OK
-    assert (tmp_path / "out" / "sales/2024/q1.csv").exists()
+    assert (tmp_path / "out" / "sales/sales__2024__q1.csv").exists()
     assert main(["sync", "--config", str(config), "--dry-run"]) == EXIT_USAGE
     assert "--dry-run: override dry_run not allowed" in capsys.readouterr().err

@@ -22,7 +22,7 @@ def test_demo_syncs_samples_to_s3_and_gcs_and_quarantines_the_bad_file() -> None
     assert "== pipeline sales: Drive folder → s3://drivepipe-demo/sales" in out
     assert "== pipeline lake: Drive folder → gs://drivepipe-demo/lake" in out
     assert "quarantined: broken/bad.csv → _quarantine/" in out
-    assert "region=East/sales/2024/q1.parquet" in out  # partitioned, typed sales output
+    assert "sales/region=East/sales__2024__q1.parquet" in out  # the sales table, partitioned
     assert "skipped_unsupported README" in out  # the Google Doc, with its reason
     # the quarantined sample file was told to the SNS topic's subscribers and to the webhook
     sales = out.split("== pipeline sales")[1].split("== pipeline lake")[0]

@@ -117,7 +117,8 @@ def test_the_removal_guard_stops_a_mass_deletion(tmp_path: Path, drive: DriveEmu
     assert again.counts()["removal_blocked"] == 3
     forced = run_sync(SyncRequest(pipeline=pipeline, force_removals=True))
     assert forced.counts()["removed"] == 3 and forced.removals_blocked is None
-    gone = {k for k in kept if any(s in k for s in ("keep/a.", "keep/b.", "other/h."))}
+    removed = ("keep/a.", "keep/b.", "other/h.", "keep__a.", "keep__b.", "other__h.")
+    gone = {k for k in kept if any(s in k for s in removed)}  # raw copies and table outputs
     assert len(gone) == 6 and scenario.data_keys(url) == kept - gone
 
 
@@ -143,7 +144,7 @@ def test_on_removed_keep_keeps_the_outputs(tmp_path: Path, drive: DriveEmulator)
     manifest = run_sync(SyncRequest(pipeline=pipeline))
     record = next(r for r in manifest.inputs if r.path == "keep/b.csv")
     assert record.status == "removed_kept" and record.deleted_keys == []
-    assert record.output_keys == ["region=US/keep/b.parquet"]
+    assert record.output_keys == ["lake/region=US/keep__b.parquet"]
     assert scenario.data_keys(url) == kept
     assert "keep/b.csv" not in state_paths(url)  # reported once, then forgotten
     later = run_sync(SyncRequest(pipeline=pipeline))
@@ -151,6 +152,10 @@ def test_on_removed_keep_keeps_the_outputs(tmp_path: Path, drive: DriveEmulator)
 
 
 def test_relocated_keys() -> None:
+    from shared.storage.layout import relocated_table_key
+
+    assert relocated_table_key("t/r=EU/a__b.parquet", "a/b.csv", "c/d.csv") == "t/r=EU/c__d.parquet"
+    assert relocated_table_key("t/a__b~1a2b.parquet", "a/b.csv", "c.csv") is None  # renamed
     assert relocated_key("a/b.parquet", "a/b.csv", "c/d.csv") == "c/d.parquet"
     assert relocated_key("r=EU/a/b.parquet", "a/b.csv", "x.csv") == "r=EU/x.parquet"
     assert relocated_key("book/North.csv", "book.xlsx", "old/book.xlsx") == "old/book/North.csv"

@@ -1,6 +1,7 @@
 """Every output key has one owner, through real syncs against the Drive emulator.
 
-Each case of colliding names is in one tree: names equal after sanitising (NUL, newline and a
+In the ``files`` layout (the ``table`` layout's flat names: tests/tables/test_table_names.py),
+each case of colliding names is in one tree: names equal after sanitising (NUL, newline and a
 real ``a_b.csv``), ``a.csv`` beside ``a.xlsx``, a root file named ``sub\\b.csv`` beside
 ``sub/b.csv``, and a file ``k.tsv`` (written as ``k.csv``) beside a Drive folder ``k.csv/``.
 """
@@ -61,7 +62,9 @@ def clash_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Driv
 
 
 def pipeline_for(url: str) -> Pipeline:
-    body = {"source": {}, "steps": [], "output": {"url": url, "format": "csv"}}
+    # The folder-shaped layout, where keys can also clash as file and folder; the table
+    # layout's flat names are covered in tests/tables/test_table_names.py.
+    body = {"source": {}, "steps": [], "output": {"url": url, "format": "csv", "layout": "files"}}
     return parse_config({"pipelines": {"clash": body}}).pipelines["clash"]
 
 
@@ -177,7 +180,7 @@ def test_the_cli_sync_of_colliding_names_exits_0_on_a_local_disk(
     config = tmp_path / "p.toml"
     config.write_text(
         f'[pipelines.clash]\nsource = {{ folder_id = "{clash_tree.folder_id}" }}\n'
-        f'output = {{ url = "{dest}", format = "csv" }}\n'
+        f'output = {{ url = "{dest}", format = "csv", layout = "files" }}\n'
     )
     assert main(["sync", "--config", str(config), "--json"]) == EXIT_OK  # not 3: unreachable
     summary = json.loads(capsys.readouterr().out)

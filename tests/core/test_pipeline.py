@@ -75,10 +75,10 @@ def test_sync_writes_transforms_and_quarantines(storage_url: str, drive_tree: Dr
         "book.xlsx": "written",
         "broken/bad.csv": "failed",
     }
-    q1 = read_parquet(storage_url, "sales/2024/q1.parquet")
+    q1 = read_parquet(storage_url, "sales/sales__2024__q1.parquet")
     assert q1["order_id"].tolist() == [1, 3]  # units > 0 filtered order 2 out
     assert q1["revenue"].tolist() == [7.5, 5.0]
-    ventes = read_parquet(storage_url, "europe/ventes_été.parquet")
+    ventes = read_parquet(storage_url, "sales/europe__ventes_été.parquet")
     assert ventes["unit_price"].tolist() == [3.5, 2.0]  # sniffed ';' and latin-1
     # The malformed file fails alone, with its error, and its exact bytes are quarantined.
     [bad] = manifest.failed
@@ -86,7 +86,7 @@ def test_sync_writes_transforms_and_quarantines(storage_url: str, drive_tree: Dr
     assert bad.quarantine_key == f"_quarantine/{manifest.run_id}/broken/bad.csv"
     store = open_storage(storage_url)
     assert store.read(bad.quarantine_key) == (drive_tree.root / "broken" / "bad.csv").read_bytes()
-    assert not store.exists("broken/bad.parquet")
+    assert not store.exists("sales/broken__bad.parquet")
     stored = json.loads(store.read(f"_runs/{manifest.run_id}.json"))
     assert {i["path"]: i["status"] for i in stored["inputs"]} == statuses(manifest)
     assert stored["counts"]["failed"] == 1
@@ -129,7 +129,7 @@ def test_rerun_writes_nothing_and_a_change_reprocesses_only_that_file(
     third = sync(pipeline, drive_tree)
     changed = {p for p, s in statuses(third).items() if s == "written"}
     assert changed == {"sales/2024/q1.csv"}
-    assert read_parquet(url, "sales/2024/q1.parquet")["order_id"].tolist() == [1, 3, 10]
+    assert read_parquet(url, "sales/sales__2024__q1.parquet")["order_id"].tolist() == [1, 3, 10]
 
     full = sync(pipeline, drive_tree, full_refresh=True)
     assert set(statuses(full).values()) == {"written"}
@@ -141,7 +141,7 @@ def test_changed_definition_reprocesses_everything(drive_tree: DriveTree, tmp_pa
     steps = [*SALES_STEPS, {"op": "limit", "n": 1}]
     again = sync(make_pipeline(url, include=["sales/**"], steps=steps), drive_tree)
     assert set(statuses(again).values()) == {"written"}
-    assert len(read_parquet(url, "sales/2024/q1.parquet")) == 1
+    assert len(read_parquet(url, "sales/sales__2024__q1.parquet")) == 1
 
 
 def test_dry_run_plans_and_writes_nothing(drive_tree: DriveTree, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_native_sheet_exported_doc_skipped_trashed_never_listed(
     found = statuses(manifest)
     assert "old.csv" not in found  # trashed
     assert found["targets"] == "written"
-    assert read_parquet(url, "targets.parquet")["target"].tolist() == [100, 200]
+    assert read_parquet(url, "sales/targets.parquet")["target"].tolist() == [100, 200]
     doc = next(r for r in manifest.inputs if r.path == "notes")
     assert doc.status == "skipped_unsupported"
     assert doc.error
@@ -178,13 +178,15 @@ def test_excel_all_sheets_partitions_and_keep_raw(drive_tree: DriveTree, tmp_pat
     manifest = sync(pipeline, drive_tree)
     book = next(r for r in manifest.inputs if r.path == "book.xlsx")
     assert sorted(book.output_keys) == [
-        "region=EU/book/North.parquet",
-        "region=US/book/South.parquet",
+        "sales__north/region=EU/book.parquet",  # one table per sheet name
+        "sales__south/region=US/book.parquet",
     ]
-    north = read_parquet(url, "region=EU/book/North.parquet")
+    north = read_parquet(url, "sales__north/region=EU/book.parquet")
     assert "region" not in north.columns and north["order_id"].tolist() == [8]
     q1 = next(r for r in manifest.inputs if r.path == "sales/2024/q1.csv")
-    assert q1.output_keys == ["region=EU/sales/2024/q1.parquet"]  # the US row was filtered out
+    assert q1.output_keys == [
+        "sales/region=EU/sales__2024__q1.parquet"
+    ]  # the US row was filtered out
     assert open_storage(url).read("_raw/sales/2024/q1.csv") == SALES_Q1.encode()
 
 
@@ -201,8 +203,8 @@ def test_run_object_transforms_one_file_from_a_bucket(s3_bucket: str, tmp_path: 
     )
     [record] = manifest.inputs
     assert record.status == "written"
-    assert record.output_keys == ["team a/sales q1.parquet"]
-    assert read_parquet(out, "team a/sales q1.parquet")["revenue"].tolist() == [7.5, 5.0]
+    assert record.output_keys == ["sales/team a__sales q1.parquet"]
+    assert read_parquet(out, "sales/team a__sales q1.parquet")["revenue"].tolist() == [7.5, 5.0]
 
 
 def test_run_object_quarantines_a_malformed_upload(s3_bucket: str, tmp_path: Path) -> None:

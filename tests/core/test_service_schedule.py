@@ -48,7 +48,7 @@ def test_transient_failure_raises_after_the_other_pipelines_ran(
         service.on_schedule(None, trigger="schedule")
     assert is_transient(info.value)
     # the healthy scheduled pipeline still ran; the unscheduled one did not
-    assert (tmp_path / "out" / "sales/2024/q1.parquet").exists()
+    assert (tmp_path / "out" / "good/sales__2024__q1.parquet").exists()
     assert not (tmp_path / "manual").exists()
 
 

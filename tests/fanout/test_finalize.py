@@ -52,6 +52,11 @@ fanout = {{ min_files = 2, batch_size = 1 }}
 """
 
 
+def last_value(csv: bytes) -> str:
+    """The last cell of a CSV output (units: the lineage columns come first)."""
+    return csv.decode().strip().rsplit(",", 1)[-1]
+
+
 def after_expiry() -> float:
     """A clock past the finalize lease of a finalizer that took it just now."""
     return time.time() + DEFAULT_FINALIZE_SECONDS + 1
@@ -213,9 +218,9 @@ def test_a_rerun_after_a_crash_mid_finalize_deletes_only_stale_outputs(
     first, queue = setup.plan()
     setup.deliver(queue)
     setup.assert_finished(first)
-    assert setup.dest.exists("region=US/a/one.csv")
-    # a/one.csv and x/dup.csv lose their US rows; the new x/dup.tsv would write x/dup.csv too,
-    # which x/dup.csv owns: it writes x/dup~<id tag>.csv (shared.run.ownership).
+    assert setup.dest.exists("p/region=US/a__one.csv")
+    # a/one.csv and x/dup.csv lose their US rows; the new x/dup.tsv would write x__dup.csv too,
+    # which x/dup.csv owns: it writes x__dup~<id tag>.csv (shared.run.ownership).
     (setup.drive_root / "a/one.csv").write_text("region,units\nEU,10\n")
     (setup.drive_root / "x/dup.csv").write_text("region,units\nEU,50\n")
     (setup.drive_root / "x/dup.tsv").write_text("region\tunits\nUS\t60\n")
@@ -240,16 +245,16 @@ def test_a_rerun_after_a_crash_mid_finalize_deletes_only_stale_outputs(
 
     assert handle_item(last, setup.pipeline, drive=setup.drive) == "duplicate"  # redelivered
     assert setup.dest.exists(run_key(second))
-    assert not setup.dest.exists("region=US/a/one.csv")  # stale: deleted even on the re-run
-    assert not setup.dest.exists("region=US/x/dup.csv")  # stale for x/dup.csv
+    assert not setup.dest.exists("p/region=US/a__one.csv")  # stale: deleted even on the re-run
+    assert not setup.dest.exists("p/region=US/x__dup.csv")  # stale for x/dup.csv
     [tsv_key] = setup.state()["x/dup.tsv"]["output_keys"]
-    assert re.fullmatch(r"region=US/x/dup~[0-9a-f]{8}\.csv", tsv_key)
-    assert setup.dest.read(tsv_key).decode().split()[-1] == "60"  # dup.tsv's
-    assert setup.dest.read("region=EU/a/one.csv").decode().split()[-1] == "10"
-    assert setup.dest.exists("region=US/b/three.csv")  # untouched by the second run
+    assert re.fullmatch(r"p/region=US/x__dup~[0-9a-f]{8}\.csv", tsv_key)
+    assert last_value(setup.dest.read(tsv_key)) == "60"  # dup.tsv's
+    assert last_value(setup.dest.read("p/region=EU/a__one.csv")) == "10"
+    assert setup.dest.exists("p/region=US/b__three.csv")  # untouched by the second run
     state = setup.state()
-    assert state["a/one.csv"]["output_keys"] == ["region=EU/a/one.csv"]
-    assert state["x/dup.csv"]["output_keys"] == ["region=EU/x/dup.csv"]
+    assert state["a/one.csv"]["output_keys"] == ["p/region=EU/a__one.csv"]
+    assert state["x/dup.csv"]["output_keys"] == ["p/region=EU/x__dup.csv"]
     assert {path: e["run_id"] for path, e in state.items()} == {
         "a/one.csv": second,
         "a/two.csv": first,

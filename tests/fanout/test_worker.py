@@ -115,7 +115,9 @@ def test_last_delivery_records_the_crash_and_the_run_completes(
     assert records["b/bad.json"]["status"] == "failed"
     assert dest.exists(records["b/bad.json"]["quarantine_key"])
     assert manifest["counts"]["written"] == 3
-    assert dest.read("a/one.csv").decode().split() == ['"units"', "1"]
+    header, row = dest.read("p/a__one.csv").decode().splitlines()  # the table p
+    assert header.split(",")[-1] == '"units"' and row.split(",")[-1] == "1"
+    assert '"_drive_path"' in header and '"a/one.csv"' in row  # lineage
     state = json.loads(dest.read("_state/p.json"))["inputs"]
     assert sorted(v["path"] for v in state.values()) == [
         "a/one.csv",

@@ -32,7 +32,7 @@ def test_named_pipeline_syncs_from_drive(gcp_stack: GcpDevStack, mode: Mode):
     (result,) = record["results"]
     assert result["pipeline"] == "products"
     assert result["summary"]["trigger"] == "scheduler"
-    assert "products/products/catalog.jsonl" in output_names(gcp_stack, "products/")
+    assert "products/products/products__catalog.jsonl" in output_names(gcp_stack, "products/")
 
 
 def test_empty_message_runs_every_scheduled_pipeline(gcp_stack: GcpDevStack):
@@ -41,9 +41,10 @@ def test_empty_message_runs_every_scheduled_pipeline(gcp_stack: GcpDevStack):
     assert record["pipelines"] is None
     # "sales" has scheduled = true, "products" does not
     assert [r["pipeline"] for r in record["results"]] == ["sales"]
-    assert {"sales/sales/2024/q1.parquet", "sales/sales/2025/q1.parquet"} <= output_names(
-        gcp_stack, "sales/"
-    )
+    assert {
+        "sales/sales/sales__2024__q1.parquet",
+        "sales/sales/sales__2025__q1.parquet",
+    } <= output_names(gcp_stack, "sales/")
 
 
 def test_empty_pipelines_list_also_means_all_scheduled(gcp_stack: GcpDevStack):

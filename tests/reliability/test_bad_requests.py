@@ -128,8 +128,9 @@ def test_unicode_keys_are_processed(
     )
     result = service.on_object(ObjectEvent("s3", s3_bucket, key, "e1"), trigger="test")
     assert result["outcome"] == "transformed", result
-    out = moto_server.client().get_object(Bucket=s3_bucket, Key="out/données/ünï ☃ +%.csv")
-    assert out["Body"].read().splitlines()[1] == b"1,2"
+    out_key = "out/rel/données__ünï ☃ +%.csv"  # the table rel, the path in one name
+    out = moto_server.client().get_object(Bucket=s3_bucket, Key=out_key)
+    assert out["Body"].read().splitlines()[1].endswith(b",1,2")
 
 
 def test_own_outputs_and_bookkeeping_never_trigger_work(deploy: Deploy, tmp_path: Path) -> None:

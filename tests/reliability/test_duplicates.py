@@ -92,7 +92,7 @@ def test_redelivered_events_are_processed_exactly_once(
         assert counts["duplicate"] == len(seen) - 1, (dedupe_id, seen)
     out = open_storage(f"s3://{s3_bucket}/out")
     assert len(manifests(out)) == 13  # one run per event, none for a duplicate
-    assert not list(out.list("_locks/"))  # every claim was dropped once done
+    assert not list(out.list("_locks/events/"))  # every claim was dropped once done
 
     # Outputs equal a single, sequential delivery of the latest version of each object.
     reference = tmp_path / "reference"
@@ -110,7 +110,7 @@ def test_redelivered_events_are_processed_exactly_once(
     assert sorted(data_keys(out)) == sorted(data_keys(ref))
     for key in data_keys(ref):
         assert out.read(key) == ref.read(key), key
-    assert b"100,1,100" in out.read("f00.csv")
+    assert b"100,1,100" in out.read("rel/f00.csv")
 
 
 def test_crashed_claimant_blocks_only_until_its_claim_expires(
@@ -130,12 +130,12 @@ def test_crashed_claimant_blocks_only_until_its_claim_expires(
     other.acquire()
     with pytest.raises(EventInProgress, match="being processed by another delivery"):
         service.on_object(event, trigger="test")
-    assert not out.exists("late.csv")
+    assert not out.exists("rel/late.csv")
 
     # The claimant died (never released) and its claim ran out: as if its last renewal was
     # long ago. A redelivery now takes the event over.
     other._clock = lambda: time.time() - 3600
     other.renew()
     assert service.on_object(event, trigger="test")["outcome"] == "transformed"
-    assert out.exists("late.csv")
+    assert out.exists("rel/late.csv")
     assert service.on_object(event, trigger="test")["outcome"] == "duplicate"

@@ -40,7 +40,7 @@ def check_outputs(dest_url: str) -> None:
     dest = open_storage(dest_url)
     for key in data_keys(dest):
         frame = pd.read_parquet(io.BytesIO(dest.read(key)))
-        n = int(key.removeprefix("f").removesuffix(".parquet"))
+        n = int(key.rsplit("/", 1)[-1].removeprefix("f").removesuffix(".parquet"))
         assert frame["file"].tolist() == [n] * 50, key
         assert frame["row"].tolist() == list(range(50)), key
 

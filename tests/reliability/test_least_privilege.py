@@ -29,6 +29,14 @@ AWS_ACTIONS = {
     "s3:AbortMultipartUpload",
     "secretsmanager:GetSecretValue",
     "sns:Publish",  # run notifications (notify.sns_topic)
+    # catalog.glue (shared/storage/catalog/glue.py): register a pipeline's tables
+    "glue:GetTable",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+    "glue:GetPartitions",
+    "glue:BatchCreatePartition",
+    "glue:BatchUpdatePartition",
+    "glue:BatchDeletePartition",
 }
 GCP_ROLES = {
     "roles/storage.objectViewer",
@@ -39,6 +47,7 @@ GCP_ROLES = {
     "roles/run.invoker",
     "roles/iam.serviceAccountTokenCreator",
     "roles/cloudbuild.builds.builder",  # the build service account's only role
+    "roles/bigquery.dataEditor",  # catalog.bigquery, on one dataset (--bigquery-dataset)
 }
 
 

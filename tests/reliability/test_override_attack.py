@@ -51,7 +51,7 @@ def test_a_folder_override_cannot_replace_the_outputs(
     )
     assert service.http_sync(b'{"pipeline": "sales"}').status == 200
     before = tree_bytes(out)
-    assert "report.csv" in before
+    assert "sales/report.csv" in before
     other = emulator.id_for("other")
     attack = json.dumps({"pipeline": "sales", "folder_id": other, "full_refresh": True})
 

@@ -79,7 +79,7 @@ def test_an_input_that_kills_the_process_k_times_is_quarantined_and_the_rest_wri
         for p, r in records.items()
         if p != "poison.csv"
     )
-    assert sorted(data_keys(dest)) == [f"f{n:03d}.parquet" for n in range(GOOD)]
+    assert sorted(data_keys(dest)) == [f"rel/f{n:03d}.parquet" for n in range(GOOD)]
     check_outputs(dest_url)
     assert not list(dest.list("_state/attempts/"))
     assert len(state_entries(dest, "rel")) == GOOD + 1  # the poison's entry holds its error

@@ -45,8 +45,8 @@ def test_a_good_streamed_input_is_uploaded(tmp_path: Path) -> None:
     record = InputRecord(source_id="x", path="dir/big.csv")
     process_input(pipeline, dest, io.BytesIO(sales_csv()), "csv", record, "r1")
     assert record.status == "written"
-    assert record.output_keys == ["dir/big.parquet"]
-    assert len(pd.read_parquet(io.BytesIO(dest.read("dir/big.parquet")))) == 10
+    assert record.output_keys == ["p/dir__big.parquet"]
+    assert len(pd.read_parquet(io.BytesIO(dest.read("p/dir__big.parquet")))) == 10
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])

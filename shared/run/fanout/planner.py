@@ -28,6 +28,7 @@ from shared.run.manifest import InputRecord, RunManifest, input_record
 from shared.run.mirror import plan_section
 from shared.run.pending import Cover
 from shared.run.sync import run_planned, run_sync
+from shared.run.tables.register import table_section
 from shared.storage.layout import plan_key, result_key, run_key
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ def _enqueue(
         "notify": pipeline.notify.model_dump(mode="json") if pipeline.notify else None,
         "mirror": plan_section(changes.forget, changes.record, changes.delete),
         "feed": planned.feed,
+        "tables": table_section(pipeline),  # what the finalizer registers (catalogs)
         # What the state said each file to fetch produced: the finalizer deletes what an input
         # no longer produces against this snapshot, so a re-run after a crash still can.
         "previous_outputs": {

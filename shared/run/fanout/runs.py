@@ -27,6 +27,7 @@ from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, RunManifest, utc_now
 from shared.run.pending import follow_up
 from shared.run.state import InputState, SyncState
+from shared.run.tables.register import register_from_plan
 from shared.storage import open_storage
 from shared.storage.layout import finalize_lock, plan_key, result_key, results_prefix, run_key
 
@@ -168,6 +169,8 @@ def _finalize(dest: Storage, plan: dict[str, Any], ids: set[str], lease: Lease) 
             for key in sorted(stale):  # only once the state no longer claims them
                 dest.delete(key)
     manifest = assemble(plan, results)
+    if held:
+        register_from_plan(dest, plan, manifest.catalog)  # Glue / BigQuery, if set
     if not held:  # it expired and another sync took over: its state wins, ours is dropped
         manifest.notes.append(
             "the run outlived fanout.lease_seconds and another sync took the lease: state not "

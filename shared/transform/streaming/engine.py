@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
+import pyarrow as pa
 
 from shared import deadline
 from shared.errors import ReadError, TransformError
@@ -33,6 +34,7 @@ from shared.transform.writers import extension
 if TYPE_CHECKING:
     from shared.config import Pipeline
     from shared.run.manifest import InputRecord
+    from shared.transform.tables.conform import Tables, Target
 
 MAX_ATTEMPTS = 12  # type/encoding restarts; bigger-block restarts end at max_row_bytes
 log = get_logger("streaming")
@@ -45,8 +47,15 @@ def stream_render(
     relpath: str,
     record: InputRecord,
     stack: ExitStack,
+    *,
+    tables: Tables | None = None,
 ) -> list[RenderedOutput]:
-    """Like ``render.render`` for one big CSV/TSV/JSON Lines input, in bounded memory."""
+    """Like ``render.render`` for one big CSV/TSV/JSON Lines input, in bounded memory.
+
+    With ``tables`` every batch is cast to the input's table; a later batch that needs more of
+    the table than the first ones (a column with values only further down) starts the input
+    over, as a type drift does.
+    """
     size = input_size(data)
     plan = plan_steps(pipeline.steps, size, pipeline.streaming)
     log.info("streaming input", extra={"path": relpath, "size": describe_size(size)})
@@ -61,7 +70,7 @@ def stream_render(
     drifts = 0
     while drifts < MAX_ATTEMPTS:
         with ExitStack() as attempt:  # files of an attempt that restarts are discarded with it
-            run = _Run(pipeline, plan, relpath, attempt)
+            run = _Run(pipeline, plan, relpath, attempt, tables, hints)
             frames = _frames(pipeline, data, layout, hints)
             try:
                 outputs = run.execute(frames)
@@ -103,11 +112,22 @@ def _frames(
 class _Run:
     """One attempt at one input: counts rows per step and owns the output sinks."""
 
-    def __init__(self, pipeline: Pipeline, plan: StreamPlan, relpath: str, stack: ExitStack):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        plan: StreamPlan,
+        relpath: str,
+        stack: ExitStack,
+        tables: Tables | None = None,
+        hints: StreamHints | None = None,
+    ):
         self.pipeline = pipeline
         self.plan = plan
         self.relpath = relpath
         self.stack = stack
+        self.tables = tables
+        self.hints = hints or StreamHints()
+        self.target: Target | None = None
         self.rows_in = self.rows_out = 0
         self._stats: dict[int, list[int]] = {}  # step index → [rows in, rows out]
         self._left = {i: s.n for i, s in plan.row_steps if s.op == "limit"}  # type: ignore[union-attr]
@@ -120,8 +140,18 @@ class _Run:
         codec = compression(output.compression)
         options = self.pipeline.streaming
 
+        def conform(table: pa.Table) -> pa.Table:
+            assert self.target is not None
+            return self.target.conform(table)
+
         def new_sink() -> Sink:
-            return make_sink(output.format, codec, self.stack, buffer_rows=options.batch_rows)
+            return make_sink(
+                output.format,
+                codec,
+                self.stack,
+                buffer_rows=options.batch_rows,
+                conform=conform if self.tables is not None else None,
+            )
 
         columns = list(output.partition_by)
         target: Sink | PartitionedSinks = (
@@ -137,21 +167,34 @@ class _Run:
         for frame in frames:
             deadline.check()  # between batches: the function's time, for steps or none
             result = self._row_steps(frame)
+            self._fit_table(result)
             self.rows_out += len(result)
             target.write(result)
+        if self.tables is not None and self.target is None:
+            self.target = self.tables.prepare(None, pd.DataFrame())
         ext = extension(output.format, codec)
         if isinstance(target, Sink):
-            key = layout.output_key(self.relpath, ext)
+            key = self._key(ext, ())
             return [RenderedOutput(key=key, body=target.body, size=target.close())]
         rendered = [
-            RenderedOutput(
-                key=layout.output_key(self.relpath, ext, partition=list(labels)),
-                body=sink.body,
-                size=sink.close(),
-            )
+            RenderedOutput(key=self._key(ext, labels), body=sink.body, size=sink.close())
             for labels, sink in target.sinks.items()
         ]
         return sorted(rendered, key=lambda out: out.key)
+
+    def _fit_table(self, frame: pd.DataFrame) -> None:
+        """Cast to the input's table; restart when a batch needs more of it than the first."""
+        if self.tables is None:
+            return
+        if self.target is None:
+            self.target = self.tables.prepare(None, frame)
+        elif self.tables.grows(self.target.table, frame):
+            raise SchemaDrift(self.hints, "a later batch widens the table")
+
+    def _key(self, ext: str, labels: tuple[tuple[str, str], ...]) -> str:
+        if self.target is not None:
+            return layout.table_output_key(self.target.table, self.relpath, ext, partition=labels)
+        return layout.output_key(self.relpath, ext, partition=list(labels))
 
     def _aggregate(self, frames: Iterator[pd.DataFrame]) -> list[RenderedOutput]:
         assert self.plan.groupby is not None
@@ -173,7 +216,9 @@ class _Run:
             grouped, _ = apply_step(grouped, after, after_index)
             self._count(after_index, rows, len(grouped))
         self.rows_out = len(grouped)
-        return render_frame(self.pipeline, grouped, self.relpath, None, self.stack)
+        return render_frame(
+            self.pipeline, grouped, self.relpath, None, self.stack, tables=self.tables
+        )
 
     def _row_steps(self, frame: pd.DataFrame) -> pd.DataFrame:
         self.rows_in += len(frame)

@@ -38,10 +38,17 @@ class Sink:
     """One output object being written to a temporary file (``body``)."""
 
     def __init__(
-        self, fmt: str, compression: str | None, stack: ExitStack, *, buffer_rows: int
+        self,
+        fmt: str,
+        compression: str | None,
+        stack: ExitStack,
+        *,
+        buffer_rows: int,
+        conform: Callable[[pa.Table], pa.Table] | None = None,
     ) -> None:
         self.fmt = fmt
         self.compression = compression
+        self.table_conform = conform  # to the input's table (output.layout = "table")
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self.body = cast(BinaryIO, stack.enter_context(spool))
         self._counter = CountingWriter(self.body)
@@ -63,10 +70,17 @@ class Sink:
         """Append one batch (an empty batch only fixes the schema if none is known yet)."""
         if self.fmt == "jsonl":
             if len(frame):
+                if self.table_conform is not None:
+                    frame = self.table_conform(to_arrow(frame)).to_pandas(
+                        types_mapper=pd.ArrowDtype
+                    )
                 write_jsonl(frame, self._text)
                 self.rows += len(frame)
             return
-        table = self._conform(to_arrow(frame))
+        arrow = to_arrow(frame)
+        if self.table_conform is not None:
+            arrow = self.table_conform(arrow)
+        table = self._conform(arrow)
         if not table.num_rows:
             return
         if self.buffered_rows + table.num_rows > self._buffer_rows:
@@ -82,7 +96,7 @@ class Sink:
             return
         table = pa.concat_tables(self._pending)
         self._pending, self.buffered_rows = [], 0
-        self._open().write_table(table)
+        self._open(table.schema).write_table(table)
         self.rows += table.num_rows
 
     def close(self) -> int:
@@ -132,13 +146,18 @@ class Sink:
                 "cast step to give each one type"
             ) from None
 
-    def _open(self) -> pq.ParquetWriter | pacsv.CSVWriter:
+    def _open(self, first: pa.Schema | None = None) -> pq.ParquetWriter | pacsv.CSVWriter:
+        """The writer, opened on the first rows' schema (as written: the CSV sink's escaping
+        decodes dictionary text), else the schema known so far."""
         if self._writer is None:
-            schema = self._schema if self._schema is not None else pa.schema([])
+            schema = first or (self._schema if self._schema is not None else pa.schema([]))
             if self.fmt == "parquet":
                 codec = self.compression or DEFAULT_PARQUET_COMPRESSION
                 self._writer = pq.ParquetWriter(
-                    self._counter, schema, compression=codec if codec != "none" else "none"
+                    self._counter,
+                    schema,
+                    compression=codec if codec != "none" else "none",
+                    store_schema=self.table_conform is None,  # a table's file: Parquet types
                 )
             else:
                 self._writer = pacsv.CSVWriter(
@@ -154,10 +173,18 @@ class CsvFormulaSink(Sink):
         return escape_formula_cells(super()._conform(table))
 
 
-def make_sink(fmt: str, compression: str | None, stack: ExitStack, *, buffer_rows: int) -> Sink:
-    """A sink for one output object of ``fmt``."""
+def make_sink(
+    fmt: str,
+    compression: str | None,
+    stack: ExitStack,
+    *,
+    buffer_rows: int,
+    conform: Callable[[pa.Table], pa.Table] | None = None,
+) -> Sink:
+    """A sink for one output object of ``fmt`` (``conform``: cast each batch to its table)."""
     kind = CsvFormulaSink if fmt == "csv" else Sink
-    return kind(fmt, compression, stack, buffer_rows=min(buffer_rows, PARQUET_ROW_GROUP_ROWS))
+    rows = min(buffer_rows, PARQUET_ROW_GROUP_ROWS)
+    return kind(fmt, compression, stack, buffer_rows=rows, conform=conform)
 
 
 class PartitionedSinks:
