@@ -16,10 +16,13 @@ Variable                           Default            Meaning
                                                       claim before asking for redelivery
 ``DRIVEPIPE_POISON_ATTEMPTS``      3                  an input on which this many invocations
                                                       in a row died is quarantined unprocessed
+``DRIVEPIPE_PREFETCH_MB``          128                MB a sync may download into scratch while
+                                                      it still lists (0: none before the end)
 =================================  =================  =========================================
 
 An empty variable means its default; any other value must be a positive number (a positive
-integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``), else
+integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``; zero too for
+``DRIVEPIPE_PREFETCH_MB``), else
 :class:`~shared.errors.ConfigError` names it.
 Drive, storage, queue and logging variables are read by their own modules.
 """
@@ -48,6 +51,7 @@ class RuntimeSettings(BaseModel):
     event_claim_seconds: PositiveFloat = Field(900.0, alias="DRIVEPIPE_EVENT_CLAIM_SECONDS")
     event_wait_seconds: PositiveFloat = Field(10.0, alias="DRIVEPIPE_EVENT_WAIT_SECONDS")
     poison_attempts: PositiveInt = Field(3, alias="DRIVEPIPE_POISON_ATTEMPTS")
+    prefetch_mb: float = Field(128.0, ge=0, alias="DRIVEPIPE_PREFETCH_MB")
 
 
 VARIABLES: tuple[str, ...] = tuple(
