@@ -1,16 +1,23 @@
 """Benchmark: list and sync a 10,000-file Drive tree from the emulator, then hit its quota.
 
     python -m bench.drive_scale [--files 10000] [--fanout 10] [--latency 0.03]
-                                [--concurrency 8,16] [--qps 100 --qps-files 2000]
+                                [--concurrency 8,DEFAULT] [--qps 100 --qps-files 2000]
+                                [--qps-concurrency 8,DEFAULT]
 
 Part 1 lists the tree (batched parent queries vs one query per folder) and downloads every
-file (each checked against its md5 and against the source bytes) at each --concurrency.
-Each phase reports requests, requests per second, retries, and its ratio to the lower
-bound ceil(requests / threads) x latency. Part 2 serves the first --qps-files files with the
-emulator's token bucket at --qps requests per second and syncs them with the adaptive
-limiter on and off: 403 answers, retries and time against the quota bound (successful
-requests minus the bucket's initial second, over --qps). The tree (random bytes, fanout x fanout
-leaf folders) is cached under /tmp/drivepipe-bench/. The emulator runs in a subprocess.
+file (each checked against its md5 and against the source bytes) at each --concurrency,
+first one after the other (the walk, then fetch_many over its list) and then pipelined, as
+the sync engine does (shared.run.prefetch.Downloads: downloads start as the walk finds
+files, listing and downloads under one in-flight bound of c). Each phase reports requests,
+requests per second, retries, and its ratio to the lower bound ceil(requests / threads) x
+latency; a summary compares the pipelined sync at the default concurrency with the sum of
+walk and downloads at the old default (8) and at the same concurrency. Part 2 serves the
+first --qps-files files with the emulator's token bucket at --qps requests per second and
+syncs them pipelined at each --qps-concurrency with the adaptive limiter (and at the default
+without it): 403 answers and their share of requests, and time against the quota bound
+(successful requests minus the bucket's initial second, over --qps). The tree (random bytes,
+fanout x fanout leaf folders) is cached under /tmp/drivepipe-bench/. The emulator runs in a
+subprocess.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ from pathlib import Path
 from typing import IO
 
 from bench._emulator import emulator_process
+from bench._ours import Timeline, pipelined
 from shared.drive import DriveClient, DriveFile, RetryPolicy, TokenAuth
+from shared.drive.client import DEFAULT_CONCURRENCY
 from shared.errors import DriveError
 
 CACHE = Path("/tmp/drivepipe-bench")
+OLD_CONCURRENCY = 8  # the default before issue #18
 MANIFEST = ".sources.json"  # dot-files are not served by the emulator
 
 
@@ -45,11 +55,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-bytes", type=int, default=512, help="smallest file")
     parser.add_argument("--max-bytes", type=int, default=4096, help="largest file")
     parser.add_argument("--latency", type=float, default=0.03, help="seconds added per request")
-    parser.add_argument("--concurrency", default="8,16", help="client concurrencies to try")
+    both = ",".join(str(c) for c in sorted({OLD_CONCURRENCY, DEFAULT_CONCURRENCY}))
+    parser.add_argument("--concurrency", default=both, help="client concurrencies to try")
     parser.add_argument("--qps", type=float, default=100.0, help="quota for part 2 (0: skip)")
     parser.add_argument("--qps-files", type=int, default=2000, help="files synced in part 2")
+    parser.add_argument("--qps-concurrency", default=both, help="concurrencies for part 2")
+    parser.add_argument("--qps-repeat", type=int, default=1, help="runs per part 2 setting")
     parser.add_argument("--skip-unbatched", action="store_true", help="skip per-folder listing")
     parser.add_argument("--skip-downloads", action="store_true", help="list only in part 1")
+    parser.add_argument("--parts", default="1,1b,2", help="parts to run (1, 1b, 2)")
     return parser.parse_args(argv)
 
 
@@ -144,6 +158,14 @@ def list_tree(url: str, root_id: str, concurrency: int, batch: bool) -> tuple[Ph
         return phase, files
 
 
+def verify(out: Path, sources: dict[str, str]) -> None:
+    """Every source file must be in ``out`` with the same md5; then ``out`` is removed."""
+    for rel, digest in sources.items():
+        if hashlib.md5((out / rel).read_bytes()).hexdigest() != digest:
+            raise SystemExit(f"downloaded bytes differ from the source: {rel}")
+    shutil.rmtree(out)
+
+
 def download(
     url: str, files: Callable[[DriveClient], Iterable[DriveFile]], concurrency: int, out: Path,
     sources: dict[str, str], name: str, **options: object,
@@ -163,11 +185,26 @@ def download(
                 raise SystemExit(f"{file.path}: {result}")
         seconds = time.perf_counter() - start
         stats = c.stats.snapshot()
-    for rel, digest in sources.items():
-        if hashlib.md5((out / rel).read_bytes()).hexdigest() != digest:
-            raise SystemExit(f"downloaded bytes differ from the source: {rel}")
-    shutil.rmtree(out)
+    verify(out, sources)
     return Phase(name, seconds, stats["requests"], stats["retries"], concurrency), c
+
+
+def sync(
+    url: str, root_id: str, concurrency: int, out: Path, sources: dict[str, str], name: str,
+    **options: object,
+) -> tuple[Phase, DriveClient, Timeline]:  # fmt: skip
+    """Walk and download together as the sync engine does (bench._ours.pipelined)."""
+    shutil.rmtree(out, ignore_errors=True)
+    scratch = out.with_name(out.name + "-scratch")
+    with client(url, concurrency, **options) as c:
+        start = time.perf_counter()
+        timeline = pipelined(c, root_id, out, concurrency, scratch)
+        seconds = time.perf_counter() - start
+        stats = c.stats.snapshot()
+    shutil.rmtree(scratch, ignore_errors=True)
+    verify(out, sources)
+    phase = Phase(name, seconds, stats["requests"], stats["retries"], concurrency, 3)
+    return phase, c, timeline
 
 
 def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
@@ -183,6 +220,7 @@ def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> N
         phase, _ = list_tree(url, root_id, concurrency=8, batch=True)
         phase.name += ", 0 ms latency"
         print(phase.line(args.latency) + "   <- CPU floor (JSON both sides)", flush=True)
+    seconds: dict[tuple[str, int], float] = {}
     with emulator(root, args.latency) as (url, root_id):
         list_tree(url, root_id, concurrency=8, batch=True)  # warm-up (md5 cache), not reported
         files: list[DriveFile] = []
@@ -192,11 +230,44 @@ def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> N
                 if len(files) != len(sources):
                     raise SystemExit(f"listed {len(files)} files, expected {len(sources)}")
                 print(phase.line(args.latency), flush=True)
+                if batch:
+                    seconds["list", concurrency] = phase.seconds
+        out = CACHE / "drive-scale-out"
         for concurrency in concurrencies if not args.skip_downloads else ():
-            out = CACHE / "drive-scale-out"
             name = f"download c={concurrency}"
             phase, _ = download(url, lambda _: files, concurrency, out, sources, name)
             print(phase.line(args.latency), flush=True)
+            seconds["download", concurrency] = phase.seconds
+        for concurrency in concurrencies if not args.skip_downloads else ():
+            name = f"walk+download c={concurrency} pipelined"
+            phase, _, timeline = sync(url, root_id, concurrency, out, sources, name)
+            print(phase.line(args.latency), flush=True)
+            print(
+                f"    first download after {timeline.first_download or 0:.2f} s, walk ended "
+                f"after {timeline.walk_done or 0:.2f} s with {timeline.early} downloads "
+                f"started; most requests in flight {timeline.max_in_flight} (bound "
+                f"{concurrency})",
+                flush=True,
+            )
+            seconds["sync", concurrency] = phase.seconds
+    overlap_summary(seconds)
+
+
+def overlap_summary(seconds: dict[tuple[str, int], float]) -> None:
+    """Pipelined sync at the default concurrency against walk + downloads in sequence."""
+    new = seconds.get(("sync", DEFAULT_CONCURRENCY))
+    if new is None:
+        return
+    print(f"  pipelined walk+download at the default c={DEFAULT_CONCURRENCY}: {new:.2f} s")
+    for c, what in ((OLD_CONCURRENCY, "today's default"), (DEFAULT_CONCURRENCY, "the same c")):
+        if ("list", c) in seconds and ("download", c) in seconds:
+            walk, down = seconds["list", c], seconds["download", c]
+            total = walk + down
+            print(
+                f"    vs walk {walk:.2f} s + downloads {down:.2f} s = {total:.2f} s at c={c} "
+                f"({what}): {100 * (1 - new / total):.0f}% less wall time (target >= 25% "
+                "against today's)"
+            )
 
 
 def partial_answers(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
@@ -228,30 +299,40 @@ def partial_answers(args: argparse.Namespace, root: Path, sources: dict[str, str
 def part_two(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
     sub, chosen = subset_tree(root, sources, args.qps_files)
     latency = args.latency
+    concurrencies = [int(c) for c in args.qps_concurrency.split(",")]
     print(
-        f"\nPart 2: sync {len(chosen)} files with the emulator's quota at {args.qps:g} req/s "
-        f"(403 userRateLimitExceeded beyond it), latency {latency * 1000:.0f} ms, c=8"
+        f"\nPart 2: sync {len(chosen)} files (walk + downloads, pipelined) with the emulator's "
+        f"quota at {args.qps:g} req/s (403 userRateLimitExceeded beyond it), latency "
+        f"{latency * 1000:.0f} ms; default concurrency {DEFAULT_CONCURRENCY}"
     )
-    for adaptive in (True, False):
-        with emulator(sub, latency, args.qps) as (url, root_id):
-            name = "adaptive limiter" if adaptive else "per-request backoff only"
-            out = CACHE / "drive-scale-out"
-            walk = lambda c: c.walk(root_id)  # noqa: E731 - one client walks and fetches
-            phase, c = download(url, walk, 8, out, chosen, name, adaptive_backoff=adaptive)
-        total, requests = phase.seconds, phase.requests
-        limited = phase.retries.get("rate_limit_403", 0)
-        # The emulator's bucket holds one second of requests when the run starts.
-        ideal = max(0.0, requests - limited - args.qps) / args.qps
-        extra = ""
-        if c.limiter is not None:
-            s = c.limiter.stats
-            extra = f", {s.decreases} rate cuts, lowest cap {s.lowest_rate or 0:.0f}/s"
-        print(
-            f"  {name:<26} {total:6.2f} s  {requests} requests, {limited} answered 403 "
-            f"({100 * limited / requests:.0f}%), quota bound {ideal:.2f} s, "
-            f"ratio {total / ideal:.2f}{extra}",
-            flush=True,
-        )
+    settings = [(c, True) for c in concurrencies] + [(DEFAULT_CONCURRENCY, False)]
+    for concurrency, adaptive in settings:
+        for _ in range(args.qps_repeat):
+            quota_run(args, sub, chosen, concurrency, adaptive)
+
+
+def quota_run(
+    args: argparse.Namespace, sub: Path, chosen: dict[str, str], concurrency: int, adaptive: bool
+) -> None:
+    """One sync against the emulator's quota; prints the share of requests answered 403."""
+    with emulator(sub, args.latency, args.qps) as (url, root_id):
+        name = f"c={concurrency} " + ("adaptive limiter" if adaptive else "per-request only")
+        out = CACHE / "drive-scale-out"
+        phase, c, _ = sync(url, root_id, concurrency, out, chosen, name, adaptive_backoff=adaptive)
+    total, requests = phase.seconds, phase.requests
+    limited = phase.retries.get("rate_limit_403", 0)
+    # The emulator's bucket holds one second of requests when the run starts.
+    ideal = max(0.0, requests - limited - args.qps) / args.qps
+    extra = ""
+    if c.limiter is not None:
+        s = c.limiter.stats
+        extra = f", {s.decreases} rate cuts, lowest cap {s.lowest_rate or 0:.0f}/s"
+    print(
+        f"  {name:<30} {total:6.2f} s  {requests} requests, {limited} answered 403 "
+        f"({100 * limited / requests:.1f}%), quota bound {ideal:.2f} s, "
+        f"ratio {total / ideal:.2f}{extra}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,9 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     root, sources = make_tree(args.files, args.fanout, args.min_bytes, args.max_bytes)
     print(f"tree ready in {time.perf_counter() - start:.1f} s: {root}")
-    part_one(args, root, sources)
-    partial_answers(args, root, sources)
-    if args.qps > 0:
+    parts = set(args.parts.split(","))
+    if "1" in parts:
+        part_one(args, root, sources)
+    if "1b" in parts:
+        partial_answers(args, root, sources)
+    if args.qps > 0 and "2" in parts:
         part_two(args, root, sources)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\ncpus {os.cpu_count()}, load average {load:.1f}")

@@ -16,8 +16,10 @@ Variable                           Default            Meaning
                                                       claim before asking for redelivery
 ``DRIVEPIPE_POISON_ATTEMPTS``      3                  an input on which this many invocations
                                                       in a row died is quarantined unprocessed
-``DRIVEPIPE_PREFETCH_MB``          128                MB a sync may download into scratch while
-                                                      it still lists (0: none before the end)
+``DRIVEPIPE_PREFETCH_MB``          128                MB of downloads a sync (or work item) may
+                                                      hold in scratch ahead of processing, while
+                                                      it lists too (0: none before the listing
+                                                      ends, and 2 x concurrency files after)
 =================================  =================  =========================================
 
 An empty variable means its default; any other value must be a positive number (a positive

@@ -11,7 +11,11 @@ to the destination. So the split is
   downloaded, verified, into the sync's scratch directory, up to ``DRIVEPIPE_PREFETCH_MB``;
 * **once listed**: :func:`shared.run.plan.plan` decides everything exactly as before (skips,
   moves, removals, output keys), the mirror is applied, and only then are inputs processed and
-  written, the early downloads first, the rest fetched as before, in one bounded pool.
+  written, in arrival order; the early downloads are used, the rest fetched in the same pool,
+  running ahead of processing by up to the same budget (at least ``2 × concurrency`` files).
+
+A fan-out worker's item is fetched the same way (no listing: its downloads simply run ahead of
+its processing).
 
 A walk that fails part-way raises out of the plan as before: the early downloads are dropped
 with the scratch directory and nothing reaches the destination. An early download the plan
@@ -25,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
@@ -109,7 +114,7 @@ class Downloads:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="drive-fetch")
         self._stack.callback(self._pool.shutdown, wait=True, cancel_futures=True)
         self._early: dict[DriveFile, Future[FetchResult | DriveError]] = {}
-        self._held = 0  # bytes of early downloads not yet handed over
+        self._ahead = 0  # bytes downloaded or downloading, not yet handed over to processing
 
     @classmethod
     def for_pipeline(cls, drive: DriveClient, pipeline: Pipeline, **options: Any) -> Downloads:
@@ -132,26 +137,30 @@ class Downloads:
         self._early.clear()
         self._stack.close()
 
+    def listing(self) -> DriveClient:
+        """The bounded client, but each file its ``walk`` yields is offered (:meth:`offer`)."""
+        return cast("DriveClient", _ListingDrive(self))
+
     def planning(self, ctx: SyncContext) -> SyncContext:
         """``ctx`` for :func:`~shared.run.plan.plan`: its walk starts early downloads."""
-        listing = cast("DriveClient", _ListingDrive(self))
-        return dataclasses.replace(ctx, drive=listing)
+        return dataclasses.replace(ctx, drive=self.listing())
 
     def offer(self, file: DriveFile) -> bool:
         """Start downloading ``file`` now if it is wanted and fits the budget; True if started."""
         if file in self._early or (self.wanted is not None and not self.wanted(file)):
             return False
-        size = file.size if file.size is not None else UNKNOWN_SIZE
-        if self._held + size > self.budget_bytes:
+        size = _size(file)
+        if self._ahead + size > self.budget_bytes:
             return False
-        self._held += size
+        self._ahead += size
         self._early[file] = self._pool.submit(
-            self.drive.fetch_into, file, self._open, self.sheet_format
+            self.drive.fetch_into, file, self.open_scratch, self.sheet_format
         )
         self.early_fetches += 1
         return True
 
-    def _open(self, file: DriveFile) -> IO[bytes]:
+    def open_scratch(self, file: DriveFile) -> IO[bytes]:
+        """A new file for ``file``'s bytes in the scratch directory (:func:`scratch_file`)."""
         return open(scratch_file(self.scratch, file), "w+b")
 
     def fetch_many(
@@ -164,9 +173,10 @@ class Downloads:
     ) -> Iterator[tuple[DriveFile, FetchResult | DriveError]]:
         """Yield ``(file, result or error)`` for ``files`` as each download completes.
 
-        Early downloads of ``files`` are used as they are (in the scratch directory); the others
-        start now, at most ``2 × concurrency`` ahead of the consumer, into ``open_dest``. Early
-        downloads of other files are dropped. ``concurrency`` is ignored: the pool is sized.
+        Early downloads of ``files`` are used as they are (in the scratch directory); early
+        downloads of other files are dropped. The others start into ``open_dest`` as far ahead
+        of the consumer as the budget allows, and at least ``2 × concurrency`` files ahead
+        whatever their size. ``concurrency`` is ignored: the pool is sized already.
         """
         wanted = list(files)
         self._drop_early(set(wanted))
@@ -176,24 +186,27 @@ class Downloads:
             if future is not None:
                 pending[future] = file
         early = set(pending.values())
-        source = iter([file for file in wanted if file not in early])
+        queue = deque(file for file in wanted if file not in early)
         fmt = sheet_format or self.sheet_format
         started = 0  # downloads started here and not yet handed over
 
         def top_up() -> None:
             nonlocal started
-            while started < 2 * self.workers:
-                file = next(source, None)
-                if file is None:
+            while queue:
+                size = _size(queue[0])
+                if started >= 2 * self.workers and self._ahead + size > self.budget_bytes:
                     return
-                pending[self._pool.submit(self.drive.fetch_into, file, open_dest, fmt)] = file
+                file = queue.popleft()
+                self._ahead += size
                 started += 1
+                pending[self._pool.submit(self.drive.fetch_into, file, open_dest, fmt)] = file
 
         top_up()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 file = pending.pop(future)
+                self._ahead -= _size(file)
                 if file not in early:
                     started -= 1
                 yield file, future.result()
@@ -204,6 +217,7 @@ class Downloads:
         for file in [f for f in self._early if f not in keep]:
             future = self._early.pop(file)
             self.early_unused += 1
+            self._ahead -= _size(file)
             if not future.cancel():  # already running: delete what it downloads
                 future.add_done_callback(partial(self._remove, file))
 
@@ -211,6 +225,10 @@ class Downloads:
         path = scratch_file(self.scratch, file)
         if os.path.exists(path):
             os.remove(path)
+
+
+def _size(file: DriveFile) -> int:
+    return file.size if file.size is not None else UNKNOWN_SIZE
 
 
 class _ListingDrive:
