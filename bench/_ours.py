@@ -28,7 +28,7 @@ class Timeline:
 
     first_download: float | None = None
     walk_done: float | None = None
-    early: int = 0  # downloads started while the walk was still running
+    early: int = 0  # files queued for download while the walk was still running
     max_in_flight: int = 0  # the most requests the client had open at once
     extra: dict[str, float] = field(default_factory=dict)
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bench._drive_quota import part_two
 from bench._emulator import emulator_process
 from bench._ours import Timeline, pipelined
 from shared.drive import DriveClient, DriveFile, RetryPolicy, TokenAuth
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--qps-files", type=int, default=2000, help="files synced in part 2")
     parser.add_argument("--qps-concurrency", default=both, help="concurrencies for part 2")
     parser.add_argument("--qps-repeat", type=int, default=1, help="runs per part 2 setting")
+    parser.add_argument(
+        "--qps-workers", default="4", help="fan-out workers sharing the quota in part 2 (0: skip)"
+    )
     parser.add_argument("--skip-unbatched", action="store_true", help="skip per-folder listing")
     parser.add_argument("--skip-downloads", action="store_true", help="list only in part 1")
     parser.add_argument("--parts", default="1,1b,2", help="parts to run (1, 1b, 2)")
@@ -244,8 +248,8 @@ def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> N
             print(phase.line(args.latency), flush=True)
             print(
                 f"    first download after {timeline.first_download or 0:.2f} s, walk ended "
-                f"after {timeline.walk_done or 0:.2f} s with {timeline.early} downloads "
-                f"started; most requests in flight {timeline.max_in_flight} (bound "
+                f"after {timeline.walk_done or 0:.2f} s with {timeline.early} files queued for "
+                f"download; most requests in flight {timeline.max_in_flight} (bound "
                 f"{concurrency})",
                 flush=True,
             )
@@ -294,45 +298,6 @@ def partial_answers(args: argparse.Namespace, root: Path, sources: dict[str, str
             f"{listing.get('relisted_folders', 0)}",
             flush=True,
         )
-
-
-def part_two(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
-    sub, chosen = subset_tree(root, sources, args.qps_files)
-    latency = args.latency
-    concurrencies = [int(c) for c in args.qps_concurrency.split(",")]
-    print(
-        f"\nPart 2: sync {len(chosen)} files (walk + downloads, pipelined) with the emulator's "
-        f"quota at {args.qps:g} req/s (403 userRateLimitExceeded beyond it), latency "
-        f"{latency * 1000:.0f} ms; default concurrency {DEFAULT_CONCURRENCY}"
-    )
-    settings = [(c, True) for c in concurrencies] + [(DEFAULT_CONCURRENCY, False)]
-    for concurrency, adaptive in settings:
-        for _ in range(args.qps_repeat):
-            quota_run(args, sub, chosen, concurrency, adaptive)
-
-
-def quota_run(
-    args: argparse.Namespace, sub: Path, chosen: dict[str, str], concurrency: int, adaptive: bool
-) -> None:
-    """One sync against the emulator's quota; prints the share of requests answered 403."""
-    with emulator(sub, args.latency, args.qps) as (url, root_id):
-        name = f"c={concurrency} " + ("adaptive limiter" if adaptive else "per-request only")
-        out = CACHE / "drive-scale-out"
-        phase, c, _ = sync(url, root_id, concurrency, out, chosen, name, adaptive_backoff=adaptive)
-    total, requests = phase.seconds, phase.requests
-    limited = phase.retries.get("rate_limit_403", 0)
-    # The emulator's bucket holds one second of requests when the run starts.
-    ideal = max(0.0, requests - limited - args.qps) / args.qps
-    extra = ""
-    if c.limiter is not None:
-        s = c.limiter.stats
-        extra = f", {s.decreases} rate cuts, lowest cap {s.lowest_rate or 0:.0f}/s"
-    print(
-        f"  {name:<30} {total:6.2f} s  {requests} requests, {limited} answered 403 "
-        f"({100 * limited / requests:.1f}%), quota bound {ideal:.2f} s, "
-        f"ratio {total / ideal:.2f}{extra}",
-        flush=True,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -265,9 +265,9 @@ def report(
         in_flight = max(t.max_in_flight for t in timelines)
         print(
             f"  ours: first download began after {first:.2f} s, the walk ended after "
-            f"{walked:.2f} s ({early:.0f} downloads started before it ended); downloads took "
-            f"{downloading:.2f} s = {downloading / lower:.2f}x the bound; most requests in "
-            f"flight {in_flight} (bound {c})"
+            f"{walked:.2f} s ({early:.0f} files queued for download before it ended); "
+            f"downloads took {downloading:.2f} s = {downloading / lower:.2f}x the bound; "
+            f"most requests in flight {in_flight} (bound {c})"
         )
     listing = stats["requests"] - n_listed
     print(

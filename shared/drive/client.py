@@ -23,7 +23,9 @@ from shared.drive.throttle import AdaptiveRateLimiter
 from shared.errors import DriveError
 
 DEFAULT_BASE_URL = "https://www.googleapis.com/drive/v3"
-DEFAULT_CONCURRENCY = 8
+# Requests in flight (listing and downloads together, see ``limited``): chosen against the
+# emulator's quota fault with the adaptive limiter on (docs/performance.md, "Drive at scale").
+DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT: Timeout = (10.0, 60.0)  # (connect, read) seconds
 
 

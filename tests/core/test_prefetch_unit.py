@@ -176,3 +176,11 @@ def test_the_budget_comes_from_the_runtime_settings(
     monkeypatch.setenv("DRIVEPIPE_PREFETCH_MB", mb)
     with Downloads(GatedDrive(), concurrency=1) as downloads:  # type: ignore[arg-type]
         assert downloads.budget_bytes == expected
+
+
+def test_a_pipelines_default_concurrency_is_the_clients() -> None:
+    from shared.drive.client import DEFAULT_CONCURRENCY
+
+    body = {"output": {"url": "/tmp/x"}}
+    pipeline = parse_config({"pipelines": {"p": body}}).pipelines["p"]
+    assert pipeline.concurrency == DEFAULT_CONCURRENCY == 16
