@@ -31,9 +31,10 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from functools import partial
+from queue import SimpleQueue
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from shared.log import get_logger
@@ -180,11 +181,15 @@ class Downloads:
         """
         wanted = list(files)
         self._drop_early(set(wanted))
+        # Completed futures arrive on a queue: waiting on thousands of early downloads with
+        # concurrent.futures.wait would cost O(pending) per completion.
+        done: SimpleQueue[Future[FetchResult | DriveError]] = SimpleQueue()
         pending: dict[Future[FetchResult | DriveError], DriveFile] = {}
         for file in wanted:
             future = self._early.pop(file, None)
             if future is not None:
                 pending[future] = file
+                future.add_done_callback(done.put)
         early = set(pending.values())
         queue = deque(file for file in wanted if file not in early)
         fmt = sheet_format or self.sheet_format
@@ -199,17 +204,18 @@ class Downloads:
                 file = queue.popleft()
                 self._ahead += size
                 started += 1
-                pending[self._pool.submit(self.drive.fetch_into, file, open_dest, fmt)] = file
+                future = self._pool.submit(self.drive.fetch_into, file, open_dest, fmt)
+                pending[future] = file
+                future.add_done_callback(done.put)
 
         top_up()
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                file = pending.pop(future)
-                self._ahead -= _size(file)
-                if file not in early:
-                    started -= 1
-                yield file, future.result()
+            future = done.get()
+            file = pending.pop(future)
+            self._ahead -= _size(file)
+            if file not in early:
+                started -= 1
+            yield file, future.result()
             top_up()
 
     def _drop_early(self, keep: set[DriveFile]) -> None:
