@@ -19,8 +19,8 @@ its processing).
 
 A walk that fails part-way raises out of the plan as before: the early downloads are dropped
 with the scratch directory and nothing reaches the destination. An early download the plan
-does not fetch after all (a possible move whose outputs are moved instead, an input left
-without an output key) is deleted unused. Listing and downloads send through one
+does not fetch after all (an input that ownership leaves without an output key) is cancelled
+or deleted unused. Listing and downloads send through one
 :class:`~shared.drive.inflight.RequestSlots` of the pipeline's ``concurrency``, listing first.
 """
 
