@@ -33,9 +33,10 @@ def part_two(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> N
     for concurrency, adaptive in settings:
         for _ in range(args.qps_repeat):
             quota_run(args, sub, chosen, concurrency, adaptive)
-    for workers in (int(w) for w in args.qps_workers.split(",") if int(w) > 0):
+    for setting in (w for w in args.qps_workers.split(",") if w and w != "0"):
+        workers, _, each = setting.partition("x")
         for _ in range(args.qps_repeat):
-            workers_run(args, sub, chosen, workers, DEFAULT_CONCURRENCY)
+            workers_run(args, sub, chosen, int(workers), int(each or DEFAULT_CONCURRENCY))
 
 
 def _line(name: str, seconds: float, requests: int, limited: int, qps: float, extra: str) -> str:

@@ -2,7 +2,7 @@
 
     python -m bench.drive_scale [--files 10000] [--fanout 10] [--latency 0.03]
                                 [--concurrency 8,DEFAULT] [--qps 100 --qps-files 2000]
-                                [--qps-concurrency 8,DEFAULT]
+                                [--qps-concurrency 8,DEFAULT] [--qps-workers 2,4,4x4]
 
 Part 1 lists the tree (batched parent queries vs one query per folder) and downloads every
 file (each checked against its md5 and against the source bytes) at each --concurrency,
@@ -14,7 +14,8 @@ latency; a summary compares the pipelined sync at the default concurrency with t
 walk and downloads at the old default (8) and at the same concurrency. Part 2 serves the
 first --qps-files files with the emulator's token bucket at --qps requests per second and
 syncs them pipelined at each --qps-concurrency with the adaptive limiter (and at the default
-without it): 403 answers and their share of requests, and time against the quota bound
+without it), then as --qps-workers fan-out workers (each its own client and limiter) sharing
+the quota: 403 answers and their share of requests, and time against the quota bound
 (successful requests minus the bucket's initial second, over --qps). The tree (random bytes,
 fanout x fanout leaf folders) is cached under /tmp/drivepipe-bench/. The emulator runs in a
 subprocess.
@@ -63,7 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--qps-concurrency", default=both, help="concurrencies for part 2")
     parser.add_argument("--qps-repeat", type=int, default=1, help="runs per part 2 setting")
     parser.add_argument(
-        "--qps-workers", default="4", help="fan-out workers sharing the quota in part 2 (0: skip)"
+        "--qps-workers",
+        default="2,4,4x4",
+        help="fan-out workers sharing the quota in part 2, N or NxCONCURRENCY (0: skip)",
     )
     parser.add_argument("--skip-unbatched", action="store_true", help="skip per-folder listing")
     parser.add_argument("--skip-downloads", action="store_true", help="list only in part 1")
