@@ -3,15 +3,17 @@
     python -m bench.drive_scale [--files 10000] [--fanout 10] [--latency 0.03]
                                 [--concurrency 8,DEFAULT] [--qps 100 --qps-files 2000]
                                 [--qps-concurrency 8,DEFAULT] [--qps-workers 2,4,4x4]
+                                [--repeat 2] [--parts 1,1b,2]
 
 Part 1 lists the tree (batched parent queries vs one query per folder) and downloads every
-file (each checked against its md5 and against the source bytes) at each --concurrency,
-first one after the other (the walk, then fetch_many over its list) and then pipelined, as
-the sync engine does (shared.run.prefetch.Downloads: downloads start as the walk finds
-files, listing and downloads under one in-flight bound of c). Each phase reports requests,
-requests per second, retries, and its ratio to the lower bound ceil(requests / threads) x
-latency; a summary compares the pipelined sync at the default concurrency with the sum of
-walk and downloads at the old default (8) and at the same concurrency. Part 2 serves the
+file (each checked against its md5 and against the source bytes) at each --concurrency.
+Then, in --repeat interleaved rounds at each --concurrency: the walk, then fetch_many over
+its list (the sync engine before #18), and both at once, as the engine now does
+(shared.run.prefetch.Downloads: downloads start as the walk finds files, listing and
+downloads under one in-flight bound of c). Each phase reports requests, requests per second,
+retries, and its ratio to the lower bound ceil(requests / threads) x latency; a summary
+compares the pipelined sync at the default concurrency (median) with walk-then-download at
+the old default (8) and at the same concurrency. Part 2 serves the
 first --qps-files files with the emulator's token bucket at --qps requests per second and
 syncs them pipelined at each --qps-concurrency with the adaptive limiter (and at the default
 without it), then as --qps-workers fan-out workers (each its own client and limiter) sharing
@@ -38,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bench._drive_overlap import overlap
 from bench._drive_quota import part_two
 from bench._emulator import emulator_process
-from bench._ours import Timeline, pipelined
+from bench._ours import Timeline, listed_then_fetched, pipelined
 from shared.drive import DriveClient, DriveFile, RetryPolicy, TokenAuth
 from shared.drive.client import DEFAULT_CONCURRENCY
 from shared.errors import DriveError
@@ -71,6 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-unbatched", action="store_true", help="skip per-folder listing")
     parser.add_argument("--skip-downloads", action="store_true", help="list only in part 1")
     parser.add_argument("--parts", default="1,1b,2", help="parts to run (1, 1b, 2)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of part 1's comparison")
     return parser.parse_args(argv)
 
 
@@ -198,14 +202,18 @@ def download(
 
 def sync(
     url: str, root_id: str, concurrency: int, out: Path, sources: dict[str, str], name: str,
-    **options: object,
+    overlap: bool = True, **options: object,
 ) -> tuple[Phase, DriveClient, Timeline]:  # fmt: skip
-    """Walk and download together as the sync engine does (bench._ours.pipelined)."""
+    """Walk and download together as the sync engine does (bench._ours.pipelined), or with
+    ``overlap=False`` the whole walk first, then fetch_many (the engine before #18)."""
     shutil.rmtree(out, ignore_errors=True)
     scratch = out.with_name(out.name + "-scratch")
     with client(url, concurrency, **options) as c:
         start = time.perf_counter()
-        timeline = pipelined(c, root_id, out, concurrency, scratch)
+        if overlap:
+            timeline = pipelined(c, root_id, out, concurrency, scratch)
+        else:
+            timeline = listed_then_fetched(c, root_id, out, concurrency)
         seconds = time.perf_counter() - start
         stats = c.stats.snapshot()
     shutil.rmtree(scratch, ignore_errors=True)
@@ -244,37 +252,8 @@ def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> N
             name = f"download c={concurrency}"
             phase, _ = download(url, lambda _: files, concurrency, out, sources, name)
             print(phase.line(args.latency), flush=True)
-            seconds["download", concurrency] = phase.seconds
-        for concurrency in concurrencies if not args.skip_downloads else ():
-            name = f"walk+download c={concurrency} pipelined"
-            phase, _, timeline = sync(url, root_id, concurrency, out, sources, name)
-            print(phase.line(args.latency), flush=True)
-            print(
-                f"    first download after {timeline.first_download or 0:.2f} s, walk ended "
-                f"after {timeline.walk_done or 0:.2f} s with {timeline.early} files queued for "
-                f"download; most requests in flight {timeline.max_in_flight} (bound "
-                f"{concurrency})",
-                flush=True,
-            )
-            seconds["sync", concurrency] = phase.seconds
-    overlap_summary(seconds)
-
-
-def overlap_summary(seconds: dict[tuple[str, int], float]) -> None:
-    """Pipelined sync at the default concurrency against walk + downloads in sequence."""
-    new = seconds.get(("sync", DEFAULT_CONCURRENCY))
-    if new is None:
-        return
-    print(f"  pipelined walk+download at the default c={DEFAULT_CONCURRENCY}: {new:.2f} s")
-    for c, what in ((OLD_CONCURRENCY, "today's default"), (DEFAULT_CONCURRENCY, "the same c")):
-        if ("list", c) in seconds and ("download", c) in seconds:
-            walk, down = seconds["list", c], seconds["download", c]
-            total = walk + down
-            print(
-                f"    vs walk {walk:.2f} s + downloads {down:.2f} s = {total:.2f} s at c={c} "
-                f"({what}): {100 * (1 - new / total):.0f}% less wall time (target >= 25% "
-                "against today's)"
-            )
+        if not args.skip_downloads:
+            overlap(args, url, root_id, sources, concurrencies)
 
 
 def partial_answers(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
