@@ -24,7 +24,8 @@ from shared.errors import DriveError
 
 DEFAULT_BASE_URL = "https://www.googleapis.com/drive/v3"
 # Requests in flight (listing and downloads together, see ``limited``): chosen against the
-# emulator's quota fault with the adaptive limiter on (docs/performance.md, "Drive at scale").
+# emulator's quota fault with the adaptive limiter on (docs/performance.md, "Listing and
+# downloading at once").
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT: Timeout = (10.0, 60.0)  # (connect, read) seconds
 
