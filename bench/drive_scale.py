@@ -1,16 +1,26 @@
 """Benchmark: list and sync a 10,000-file Drive tree from the emulator, then hit its quota.
 
     python -m bench.drive_scale [--files 10000] [--fanout 10] [--latency 0.03]
-                                [--concurrency 8,16] [--qps 100 --qps-files 2000]
+                                [--concurrency 8,DEFAULT] [--qps 100 --qps-files 2000]
+                                [--qps-concurrency 8,DEFAULT] [--qps-workers 2,4,4x4]
+                                [--repeat 2] [--parts 1,1b,2]
 
 Part 1 lists the tree (batched parent queries vs one query per folder) and downloads every
 file (each checked against its md5 and against the source bytes) at each --concurrency.
-Each phase reports requests, requests per second, retries, and its ratio to the lower
-bound ceil(requests / threads) x latency. Part 2 serves the first --qps-files files with the
-emulator's token bucket at --qps requests per second and syncs them with the adaptive
-limiter on and off: 403 answers, retries and time against the quota bound (successful
-requests minus the bucket's initial second, over --qps). The tree (random bytes, fanout x fanout
-leaf folders) is cached under /tmp/drivepipe-bench/. The emulator runs in a subprocess.
+Then, in --repeat interleaved rounds at each --concurrency: the walk, then fetch_many over
+its list (the sync engine before #18), and both at once, as the engine now does
+(shared.run.prefetch.Downloads: downloads start as the walk finds files, listing and
+downloads under one in-flight bound of c). Each phase reports requests, requests per second,
+retries, and its ratio to the lower bound ceil(requests / threads) x latency; a summary
+compares the pipelined sync at the default concurrency (median) with walk-then-download at
+the old default (8) and at the same concurrency. Part 2 serves the
+first --qps-files files with the emulator's token bucket at --qps requests per second and
+syncs them pipelined at each --qps-concurrency with the adaptive limiter (and at the default
+without it), then as --qps-workers fan-out workers (each its own client and limiter) sharing
+the quota: 403 answers and their share of requests, and time against the quota bound
+(successful requests minus the bucket's initial second, over --qps). The tree (random bytes,
+fanout x fanout leaf folders) is cached under /tmp/drivepipe-bench/. The emulator runs in a
+subprocess.
 """
 
 from __future__ import annotations
@@ -30,11 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bench._drive_overlap import overlap
+from bench._drive_quota import part_two
 from bench._emulator import emulator_process
+from bench._ours import Timeline, listed_then_fetched, pipelined
 from shared.drive import DriveClient, DriveFile, RetryPolicy, TokenAuth
+from shared.drive.client import DEFAULT_CONCURRENCY
 from shared.errors import DriveError
 
 CACHE = Path("/tmp/drivepipe-bench")
+OLD_CONCURRENCY = 8  # the default before issue #18
 MANIFEST = ".sources.json"  # dot-files are not served by the emulator
 
 
@@ -45,11 +60,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-bytes", type=int, default=512, help="smallest file")
     parser.add_argument("--max-bytes", type=int, default=4096, help="largest file")
     parser.add_argument("--latency", type=float, default=0.03, help="seconds added per request")
-    parser.add_argument("--concurrency", default="8,16", help="client concurrencies to try")
+    both = ",".join(str(c) for c in sorted({OLD_CONCURRENCY, DEFAULT_CONCURRENCY}))
+    parser.add_argument("--concurrency", default=both, help="client concurrencies to try")
     parser.add_argument("--qps", type=float, default=100.0, help="quota for part 2 (0: skip)")
     parser.add_argument("--qps-files", type=int, default=2000, help="files synced in part 2")
+    parser.add_argument("--qps-concurrency", default=both, help="concurrencies for part 2")
+    parser.add_argument("--qps-repeat", type=int, default=1, help="runs per part 2 setting")
+    parser.add_argument(
+        "--qps-workers",
+        default="2,4,4x4",
+        help="fan-out workers sharing the quota in part 2, N or NxCONCURRENCY (0: skip)",
+    )
     parser.add_argument("--skip-unbatched", action="store_true", help="skip per-folder listing")
     parser.add_argument("--skip-downloads", action="store_true", help="list only in part 1")
+    parser.add_argument("--parts", default="1,1b,2", help="parts to run (1, 1b, 2)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of part 1's comparison")
     return parser.parse_args(argv)
 
 
@@ -144,6 +169,14 @@ def list_tree(url: str, root_id: str, concurrency: int, batch: bool) -> tuple[Ph
         return phase, files
 
 
+def verify(out: Path, sources: dict[str, str]) -> None:
+    """Every source file must be in ``out`` with the same md5; then ``out`` is removed."""
+    for rel, digest in sources.items():
+        if hashlib.md5((out / rel).read_bytes()).hexdigest() != digest:
+            raise SystemExit(f"downloaded bytes differ from the source: {rel}")
+    shutil.rmtree(out)
+
+
 def download(
     url: str, files: Callable[[DriveClient], Iterable[DriveFile]], concurrency: int, out: Path,
     sources: dict[str, str], name: str, **options: object,
@@ -163,11 +196,30 @@ def download(
                 raise SystemExit(f"{file.path}: {result}")
         seconds = time.perf_counter() - start
         stats = c.stats.snapshot()
-    for rel, digest in sources.items():
-        if hashlib.md5((out / rel).read_bytes()).hexdigest() != digest:
-            raise SystemExit(f"downloaded bytes differ from the source: {rel}")
-    shutil.rmtree(out)
+    verify(out, sources)
     return Phase(name, seconds, stats["requests"], stats["retries"], concurrency), c
+
+
+def sync(
+    url: str, root_id: str, concurrency: int, out: Path, sources: dict[str, str], name: str,
+    overlap: bool = True, **options: object,
+) -> tuple[Phase, DriveClient, Timeline]:  # fmt: skip
+    """Walk and download together as the sync engine does (bench._ours.pipelined), or with
+    ``overlap=False`` the whole walk first, then fetch_many (the engine before #18)."""
+    shutil.rmtree(out, ignore_errors=True)
+    scratch = out.with_name(out.name + "-scratch")
+    with client(url, concurrency, **options) as c:
+        start = time.perf_counter()
+        if overlap:
+            timeline = pipelined(c, root_id, out, concurrency, scratch)
+        else:
+            timeline = listed_then_fetched(c, root_id, out, concurrency)
+        seconds = time.perf_counter() - start
+        stats = c.stats.snapshot()
+    shutil.rmtree(scratch, ignore_errors=True)
+    verify(out, sources)
+    phase = Phase(name, seconds, stats["requests"], stats["retries"], concurrency, 3)
+    return phase, c, timeline
 
 
 def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
@@ -183,6 +235,7 @@ def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> N
         phase, _ = list_tree(url, root_id, concurrency=8, batch=True)
         phase.name += ", 0 ms latency"
         print(phase.line(args.latency) + "   <- CPU floor (JSON both sides)", flush=True)
+    seconds: dict[tuple[str, int], float] = {}
     with emulator(root, args.latency) as (url, root_id):
         list_tree(url, root_id, concurrency=8, batch=True)  # warm-up (md5 cache), not reported
         files: list[DriveFile] = []
@@ -192,11 +245,15 @@ def part_one(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> N
                 if len(files) != len(sources):
                     raise SystemExit(f"listed {len(files)} files, expected {len(sources)}")
                 print(phase.line(args.latency), flush=True)
+                if batch:
+                    seconds["list", concurrency] = phase.seconds
+        out = CACHE / "drive-scale-out"
         for concurrency in concurrencies if not args.skip_downloads else ():
-            out = CACHE / "drive-scale-out"
             name = f"download c={concurrency}"
             phase, _ = download(url, lambda _: files, concurrency, out, sources, name)
             print(phase.line(args.latency), flush=True)
+        if not args.skip_downloads:
+            overlap(args, url, root_id, sources, concurrencies)
 
 
 def partial_answers(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
@@ -225,35 +282,6 @@ def partial_answers(args: argparse.Namespace, root: Path, sources: dict[str, str
         )
 
 
-def part_two(args: argparse.Namespace, root: Path, sources: dict[str, str]) -> None:
-    sub, chosen = subset_tree(root, sources, args.qps_files)
-    latency = args.latency
-    print(
-        f"\nPart 2: sync {len(chosen)} files with the emulator's quota at {args.qps:g} req/s "
-        f"(403 userRateLimitExceeded beyond it), latency {latency * 1000:.0f} ms, c=8"
-    )
-    for adaptive in (True, False):
-        with emulator(sub, latency, args.qps) as (url, root_id):
-            name = "adaptive limiter" if adaptive else "per-request backoff only"
-            out = CACHE / "drive-scale-out"
-            walk = lambda c: c.walk(root_id)  # noqa: E731 - one client walks and fetches
-            phase, c = download(url, walk, 8, out, chosen, name, adaptive_backoff=adaptive)
-        total, requests = phase.seconds, phase.requests
-        limited = phase.retries.get("rate_limit_403", 0)
-        # The emulator's bucket holds one second of requests when the run starts.
-        ideal = max(0.0, requests - limited - args.qps) / args.qps
-        extra = ""
-        if c.limiter is not None:
-            s = c.limiter.stats
-            extra = f", {s.decreases} rate cuts, lowest cap {s.lowest_rate or 0:.0f}/s"
-        print(
-            f"  {name:<26} {total:6.2f} s  {requests} requests, {limited} answered 403 "
-            f"({100 * limited / requests:.0f}%), quota bound {ideal:.2f} s, "
-            f"ratio {total / ideal:.2f}{extra}",
-            flush=True,
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Part 1b's partial answers are expected: keep the walker's warnings out of the figures.
@@ -261,9 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     root, sources = make_tree(args.files, args.fanout, args.min_bytes, args.max_bytes)
     print(f"tree ready in {time.perf_counter() - start:.1f} s: {root}")
-    part_one(args, root, sources)
-    partial_answers(args, root, sources)
-    if args.qps > 0:
+    parts = set(args.parts.split(","))
+    if "1" in parts:
+        part_one(args, root, sources)
+    if "1b" in parts:
+        partial_answers(args, root, sources)
+    if args.qps > 0 and "2" in parts:
         part_two(args, root, sources)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\ncpus {os.cpu_count()}, load average {load:.1f}")

@@ -76,7 +76,7 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
     _pipeline_args(sync)
     sync.add_argument("--folder", help="Drive folder id (overrides the pipeline's)")
     sync.add_argument("--since", type=_timestamp, help="only files modified after this time")
-    sync.add_argument("--concurrency", type=int, help="parallel downloads (default 8)")
+    sync.add_argument("--concurrency", type=int, help="Drive requests in flight (default 16)")
     sync.add_argument("--include", action="append", default=[], help="glob on the relative path")
     sync.add_argument("--exclude", action="append", default=[], help="glob on the relative path")
     sync.add_argument("--dry-run", action="store_true", help="list and plan, write nothing")

@@ -148,7 +148,9 @@ class Pipeline(_Model):
     read: ReadOptions = ReadOptions()
     steps: tuple[Step, ...] = ()
     output: Output
-    concurrency: int = Field(default=8, ge=1, le=64)
+    # Drive requests in flight, listing and downloads together (shared.run.prefetch); the
+    # default is shared.drive.client.DEFAULT_CONCURRENCY (docs/performance.md: why 16).
+    concurrency: int = Field(default=16, ge=1, le=64)
     fanout: FanoutOptions | None = None  # spread big syncs over queue workers
     streaming: StreamingOptions = StreamingOptions()
     mirror: MirrorOptions = MirrorOptions()  # removals, and the guard on them

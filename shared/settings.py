@@ -41,11 +41,16 @@ Variable                           Default            Meaning
 ``DRIVEPIPE_PUSH_SETTLE_SECONDS``  1                  a push worker waits until notifications
                                                       have been quiet this long (at most 10 s)
                                                       before it syncs; 0 does not wait
+``DRIVEPIPE_PREFETCH_MB``          128                MB of downloads a sync (or work item) may
+                                                      hold in scratch ahead of processing, while
+                                                      it lists too (0: none before the listing
+                                                      ends, and 2 x concurrency files after)
 =================================  =================  =========================================
 
 An empty variable means its default; any other value must be a positive number (a positive
-integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``; text for the
-push address, secret store, queue and topic), else :class:`~shared.errors.ConfigError` names it.
+integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``; zero too for
+``DRIVEPIPE_PREFETCH_MB``; text for the push address, secret store, queue and topic), else
+:class:`~shared.errors.ConfigError` names it.
 Drive, storage, queue and logging variables are read by their own modules.
 """
 
@@ -92,6 +97,7 @@ class RuntimeSettings(BaseModel):
     channel_renew_hours: PositiveFloat = Field(48.0, alias="DRIVEPIPE_CHANNEL_RENEW_HOURS")
     push_silent_minutes: PositiveFloat = Field(30.0, alias="DRIVEPIPE_PUSH_SILENT_MINUTES")
     push_settle_seconds: float = Field(1.0, ge=0.0, le=60.0, alias="DRIVEPIPE_PUSH_SETTLE_SECONDS")
+    prefetch_mb: float = Field(128.0, ge=0, alias="DRIVEPIPE_PREFETCH_MB")
 
     @field_validator("push_address")
     @classmethod

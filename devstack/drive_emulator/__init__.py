@@ -9,7 +9,7 @@ with DriveEmulator(Path("folder")) as emu:
 
 from devstack.drive_emulator.cli import main
 from devstack.drive_emulator.emulator import DriveEmulator
-from devstack.drive_emulator.faults import EmulatorStats, FaultConfig
+from devstack.drive_emulator.faults import EmulatorStats, FaultConfig, RequestEvent
 from devstack.drive_emulator.generate import generate_tree
 from devstack.drive_emulator.ids import path_id
 from devstack.drive_emulator.tree import TreeError
@@ -18,6 +18,7 @@ __all__ = [
     "DriveEmulator",
     "EmulatorStats",
     "FaultConfig",
+    "RequestEvent",
     "TreeError",
     "generate_tree",
     "main",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from devstack.drive_emulator.errors import ApiError, rate_limited
 
@@ -54,6 +54,19 @@ class FaultConfig:
             )
 
 
+LOG_SIZE = 100_000  # request events kept (the oldest are dropped past it)
+
+
+class RequestEvent(NamedTuple):
+    """One line of the request log: a request arriving (``start``) or answered (``end``)."""
+
+    seq: int  # position in the log, from 0 (since the last reset)
+    phase: str  # "start" | "end"
+    endpoint: str  # list, get, media, export, changes, ...
+    subject: str  # the file id (get, media, export) or the listed folder ids, comma-separated
+    in_flight: int  # requests being served once this one started / before it ended
+
+
 @dataclass
 class EmulatorStats:
     """Counters shared by the server threads; read them through `snapshot()` or the fields."""
@@ -66,6 +79,9 @@ class EmulatorStats:
     bytes_sent: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    # Every request's arrival and answer, in order (read it through `request_log()`).
+    log: deque[RequestEvent] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
+    _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_request(self, endpoint: str) -> None:
@@ -77,15 +93,27 @@ class EmulatorStats:
         with self._lock:
             self.listed_folders.update(folder_ids)
 
-    def enter(self) -> None:
-        """A request started; tracks the highest number served at once."""
+    def enter(self, endpoint: str = "", subject: str = "") -> None:
+        """A request started; tracks the highest number served at once, and logs it."""
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._append("start", endpoint, subject)
 
-    def leave(self) -> None:
+    def leave(self, endpoint: str = "", subject: str = "") -> None:
+        """A request was answered (its body written)."""
         with self._lock:
+            self._append("end", endpoint, subject)
             self.in_flight -= 1
+
+    def _append(self, phase: str, endpoint: str, subject: str) -> None:
+        self.log.append(RequestEvent(self._seq, phase, endpoint, subject, self.in_flight))
+        self._seq += 1
+
+    def request_log(self) -> list[RequestEvent]:
+        """A copy of the request log, oldest first."""
+        with self._lock:
+            return list(self.log)
 
     def count_fault(self, kind: str) -> None:
         with self._lock:
@@ -119,6 +147,8 @@ class EmulatorStats:
             self.statuses.clear()
             self.bytes_sent = 0
             self.max_in_flight = self.in_flight
+            self.log.clear()
+            self._seq = 0
 
 
 class FaultInjector:

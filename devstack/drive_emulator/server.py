@@ -110,13 +110,15 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
             return
         endpoint = _endpoint_name(method, query)
         emu.stats.count_request(endpoint)
-        if endpoint == "list" and not query.get("pageToken"):
-            emu.stats.count_listed(_parents_in(query.get("q", "")))
-        emu.stats.enter()
+        parents = _parents_in(query.get("q", "")) if endpoint == "list" else []
+        if parents and not query.get("pageToken"):
+            emu.stats.count_listed(parents)
+        subject = ",".join(parents) if endpoint == "list" else file_id
+        emu.stats.enter(endpoint, subject)
         try:
             self._answer(method, file_id, query, endpoint)
         finally:
-            emu.stats.leave()
+            emu.stats.leave(endpoint, subject)
 
     def _answer(
         self, method: str | None, file_id: str, query: dict[str, str], endpoint: str

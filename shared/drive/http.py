@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -9,13 +10,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import IO, Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from shared.drive.auth import DriveAuth, mask_secrets
+from shared.drive.inflight import RequestSlots
 from shared.drive.models import ClientStats
 from shared.drive.retry import RetryPolicy, error_from_response, retry_after_seconds, retry_label
 from shared.drive.throttle import AdaptiveRateLimiter
@@ -75,7 +77,8 @@ class DriveHttp:
     """Sends GET requests to the Drive API, retrying transient failures per a RetryPolicy.
 
     With a ``limiter`` every attempt waits for its token, and rate-limit answers slow down
-    all threads of the client (see shared.drive.throttle).
+    all threads of the client (see shared.drive.throttle). With ``slots`` (see
+    :meth:`bounded`) at most that many attempts are in flight at once.
     """
 
     def __init__(
@@ -101,17 +104,32 @@ class DriveHttp:
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.session = _session_for(self.base_url)
-        self.pool_size = 0
+        self.slots: RequestSlots | None = None
+        self._pool_lock = threading.Lock()
+        self._pool_size = [0]  # shared with bounded() views, which share the session
         self.ensure_pool(pool_size)
+
+    def bounded(self, slots: RequestSlots) -> DriveHttp:
+        """A view sending through ``slots``: same session, limiter, stats and retry policy."""
+        view = copy.copy(self)
+        view.slots = slots
+        view.ensure_pool(slots.limit + 2)
+        return view
+
+    @property
+    def pool_size(self) -> int:
+        """Pooled connections per host."""
+        return self._pool_size[0]
 
     def ensure_pool(self, size: int) -> None:
         """Keep at least ``size`` pooled connections per host (so no connection is discarded)."""
-        if size <= self.pool_size:
-            return
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.pool_size = size
+        with self._pool_lock:
+            if size <= self._pool_size[0]:
+                return
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+            self._pool_size[0] = size
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -237,6 +255,16 @@ class DriveHttp:
 
     @contextmanager
     def _send(self, path: str, params: dict[str, Any], *, stream: bool) -> Iterator[Any]:
+        """One attempt, holding an in-flight slot (if bounded) until its body is read.
+
+        JSON requests (listing, metadata) take a slot before streamed downloads do.
+        """
+        slot = self.slots.held(urgent=not stream) if self.slots is not None else nullcontext()
+        with slot, self._send_now(path, params, stream=stream) as response:
+            yield response
+
+    @contextmanager
+    def _send_now(self, path: str, params: dict[str, Any], *, stream: bool) -> Iterator[Any]:
         """One authorised GET: yields the response, raises _AttemptFailed for HTTP errors."""
         query = dict(params)
         headers: dict[str, str] = {}

@@ -10,7 +10,9 @@
    and process each as it arrives, yielding what became of it and the state entry to record
    (``None``: forget it). Each input is processed under an attempt marker
    (:mod:`shared.run.attempts`): one that K invocations in a row died on is quarantined
-   instead of processed again.
+   instead of processed again. Its downloads go through a :class:`shared.run.prefetch.Downloads`
+   (one bound on requests in flight); an inline sync's start during step 2's walk, for the
+   files the plan will certainly fetch, and nothing is written before the walk is complete.
 
 :func:`shared.run.sync.run_planned` applies those results to the state inline, saving it at
 checkpoints; a fan-out worker (:mod:`shared.run.fanout.worker`) collects them into its item

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from shared import deadline
@@ -21,11 +22,19 @@ from shared.settings import runtime_settings
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
-    from shared.drive import DriveClient, DriveFile
+    from shared.drive import DriveClient, DriveFile, FetchResult
     from shared.run.plan import Planned
     from shared.storage import Storage
 
 log = get_logger("pipeline")
+# DriveClient.fetch_many's shape: (files, open_dest, concurrency=, sheet_format=) -> results.
+FetchMany = Callable[..., Iterator[tuple["DriveFile", "FetchResult | DriveError"]]]
+
+
+def scratch_file(scratch: str, file: DriveFile) -> str:
+    """Where a download of ``file`` lands in the scratch directory ``scratch``."""
+    name = hashlib.sha1(f"{file.id}/{file.path}".encode()).hexdigest()
+    return os.path.join(scratch, name)
 
 
 class Processed(NamedTuple):
@@ -54,13 +63,18 @@ def fetch_and_process(
     run_id: str,
     *,
     previous: Mapping[str, InputState] | None = None,
+    fetch: FetchMany | None = None,
+    scratch: str | None = None,
 ) -> Generator[Processed, None, None]:
     """Fetch ``planned`` in parallel and process each file as it arrives, in arrival order.
 
-    Downloads land in a per-call scratch directory (on Lambda, /tmp), one file per input, each
-    removed once processed. With ``previous`` (the state an inline sync updates as it goes),
-    outputs a written input no longer produces are deleted at once; a fanned-out run leaves
-    that to its finalizer. Storage errors propagate: the destination, not the input, failed.
+    Downloads land in a scratch directory (on Lambda, /tmp), one file per input
+    (:func:`scratch_file`), each removed once processed: a per-call one, or ``scratch``
+    (the caller's, left in place). ``fetch`` replaces ``drive.fetch_many`` (the engine's
+    :class:`shared.run.prefetch.Downloads`, whose files may already be in ``scratch``). With
+    ``previous`` (the state an inline sync updates as it goes), outputs a written input no
+    longer produces are deleted at once; a fanned-out run leaves that to its finalizer.
+    Storage errors propagate: the destination, not the input, failed.
     Close the iterator (``contextlib.closing``) if you stop early.
 
     A file the plan already failed (an output key clash) is fetched only to keep a quarantine
@@ -74,16 +88,18 @@ def fetch_and_process(
     attempts = Attempts(dest, pipeline.name, run_id, runtime_settings().poison_attempts)
     # Keyed by the whole DriveFile: a shortcut and its target share an id, not a path.
     by_file = {p.file: p for p in planned}
-    with tempfile.TemporaryDirectory(prefix="drivepipe-") as scratch:
+    with ExitStack() as stack:
+        scratch_dir = scratch or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="drivepipe-")
+        )
 
         def scratch_path(file: DriveFile) -> str:
-            name = hashlib.sha1(f"{file.id}/{file.path}".encode()).hexdigest()
-            return os.path.join(scratch, name)
+            return scratch_file(scratch_dir, file)
 
         def open_dest(file: DriveFile) -> BinaryIO:
             return open(scratch_path(file), "w+b")
 
-        fetched = drive.fetch_many(
+        fetched = (fetch or drive.fetch_many)(
             list(by_file),
             open_dest,
             concurrency=max(1, min(pipeline.concurrency, len(by_file))),

@@ -2,8 +2,10 @@
 
 ``run_sync`` runs the engine's steps (:mod:`shared.run.engine`) under the pipeline's sync
 lease, applying each file's outcome to the state and saving it at checkpoints, so a crash
-loses at most the work since the last one. A fan-out planner that finds a folder too small to
-fan out hands its plan to :func:`run_planned` instead, so the folder is listed once.
+loses at most the work since the last one. Its downloads start while the folder is still
+listed (:mod:`shared.run.prefetch`); nothing is written before the listing is complete. A
+fan-out planner that finds a folder too small to fan out hands its plan to
+:func:`run_planned` instead, so the folder is listed once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from shared.run.engine import (
 from shared.run.finish import finish_run
 from shared.run.mirror import delete_unclaimed
 from shared.run.pending import Cover
+from shared.run.prefetch import Downloads, fetch_predictor
 from shared.run.tables.register import register_pipeline
 from shared.settings import runtime_settings
 
@@ -75,11 +78,17 @@ def run_sync(
 
     For a ``push`` pipeline it also settles the notifications it covered, and hands one more
     sync off if more came while it ran (:mod:`shared.run.pending`).
+
+    Files the plan will certainly fetch are downloaded while the folder is still listed;
+    everything is decided, and written, once the listing is complete.
     """
     ctx = open_sync(request, drive=drive)
     cover = Cover(ctx)  # before plan(), which reads the changes feed
     try:
-        manifest = run_planned(ctx, plan(ctx), progress=progress)
+        with Downloads.for_pipeline(ctx.drive, request.pipeline) as downloads:
+            downloads.wanted = fetch_predictor(ctx)
+            planned = plan(downloads.planning(ctx))
+            manifest = run_planned(ctx, planned, progress=progress, downloads=downloads)
         cover.settle()
         return manifest
     finally:
@@ -88,17 +97,25 @@ def run_sync(
 
 
 def run_planned(
-    ctx: SyncContext, planned: SyncPlan, *, progress: Progress | None = None
+    ctx: SyncContext,
+    planned: SyncPlan,
+    *,
+    progress: Progress | None = None,
+    downloads: Downloads | None = None,
 ) -> RunManifest:
     """Fetch, process and record ``planned`` inline under ``ctx``'s lease (not released here).
 
-    The state is saved at checkpoints and at the end, the manifest at the end, even when
-    processing fails; a dry run only stamps its manifest.
+    ``downloads``: the sync's downloads, some perhaps started while listing (by default, a
+    new pool at the pipeline's concurrency). The state is saved at checkpoints and at the end,
+    the manifest at the end, even when processing fails; a dry run only stamps its manifest.
     """
     manifest, request = planned.manifest, ctx.request
     if request.dry_run:
         save_manifest(ctx.dest, manifest)
         return manifest
+    if downloads is None:
+        with Downloads.for_pipeline(ctx.drive, request.pipeline) as own:
+            return run_planned(ctx, planned, progress=progress, downloads=own)
     state, pipeline = ctx.state, request.pipeline
     try:
         to_fetch = _mirror(ctx, planned) + planned.to_fetch
@@ -111,7 +128,14 @@ def run_planned(
     last_checkpoint, since_checkpoint = time.monotonic(), 0
     clean = planned.removals_blocked is None  # else the next run must walk to see them again
     results = fetch_and_process(
-        pipeline, ctx.dest, ctx.drive, to_fetch, ctx.run_id, previous=state.inputs
+        pipeline,
+        ctx.dest,
+        downloads.drive,
+        to_fetch,
+        ctx.run_id,
+        previous=state.inputs,
+        fetch=downloads.fetch_many,
+        scratch=downloads.scratch,
     )
     try:
         with closing(results):

@@ -53,7 +53,7 @@ def test_good_file_loads_with_defaults_and_normalised_prefixes(tmp_path: Path) -
     assert sales.output.url == "s3://out-bucket/sales"  # default of the ${VAR:-default}
     assert sales.output.partition_by == ("region",)
     assert sales.read.csv.delimiter == ";"
-    assert sales.concurrency == 8
+    assert sales.concurrency == 16  # requests in flight, listing and downloads (#18)
 
 
 def test_env_interpolation_uses_the_variable(

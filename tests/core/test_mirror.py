@@ -81,6 +81,10 @@ class FailingWalk:
                 raise DriveError("backend error", status=503, reason="backendError")
             yield file
 
+    def limited(self, max_in_flight: int) -> FailingWalk:
+        """The engine lists through a bounded view of its client: it fails the same way."""
+        return FailingWalk(self.inner.limited(max_in_flight), self.after)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 

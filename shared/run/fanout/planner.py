@@ -94,6 +94,8 @@ def start_fanout(
     # One sync of a pipeline at a time, inline or fanned out: the run holds the pipeline's
     # sync lease from here until its finalizer releases it (LeaseHeld -> HTTP 409).
     lease_for = partial(run_lease, ttl=options.lease_seconds)
+    # The listing keeps to the pipeline's bound on requests in flight, as an inline sync's does.
+    drive = drive.limited(request.pipeline.concurrency)
     ctx = open_sync(request, drive=drive, lease_for=lease_for, renew=False)
     cover = Cover(ctx)  # push notifications this run covers, if it runs inline
     try:

@@ -20,6 +20,7 @@ from shared.run.engine import Planned, fetch_and_process, open_store, state_key
 from shared.run.fanout.items import ItemResult, PlannedFile, WorkItem
 from shared.run.fanout.runs import maybe_finalize
 from shared.run.manifest import InputRecord, input_record, utc_now
+from shared.run.prefetch import Downloads
 from shared.storage.layout import error_key, plan_key, result_key
 
 if TYPE_CHECKING:
@@ -145,8 +146,18 @@ def _process_files(
     planned = [Planned(p.file, p.format, _record(p)) for p in item.files]
     states: dict[str, dict[str, Any] | None] = {}
     done: set[DriveFile] = set()
-    with closing(fetch_and_process(pipeline, dest, drive, planned, item.run_id)) as results:
-        for outcome in results:
-            states[outcome.key] = vars(outcome.state) if outcome.state else None
-            done.add(outcome.file)
+    with Downloads.for_pipeline(drive, pipeline) as downloads:
+        results = fetch_and_process(
+            pipeline,
+            dest,
+            downloads.drive,
+            planned,
+            item.run_id,
+            fetch=downloads.fetch_many,
+            scratch=downloads.scratch,
+        )
+        with closing(results):
+            for outcome in results:
+                states[outcome.key] = vars(outcome.state) if outcome.state else None
+                done.add(outcome.file)
     return [p.record for p in planned if p.file in done], states
