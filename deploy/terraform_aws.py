@@ -39,7 +39,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deploy.aws_stage import RETENTION_SECONDS, VISIBILITY_FACTOR, AwsStage, queues
+from deploy.aws_commands import RETENTION_SECONDS, VISIBILITY_FACTOR, queues
+from deploy.aws_stage import AwsStage
 
 TERRAFORM_VERSION = ">= 1.3.0"
 AWS_PROVIDER = {"source": "hashicorp/aws", "version": "~> 5.0"}

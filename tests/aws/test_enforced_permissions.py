@@ -27,7 +27,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deploy import aws_policy
-from deploy.aws_stage import AwsStage, queues
+from deploy.aws_commands import queues
+from deploy.aws_stage import AwsStage
 from devstack.drive_emulator.emulator import DriveEmulator
 from devstack.moto_iam import MotoIamServer
 from tests.aws.test_clean_runtime import (
@@ -148,7 +149,7 @@ def enforced_stack(
 
     ``settings`` are the stage's (``deploy/aws-stages.json``'s fields, e.g. ``push``); what
     they call for is created the way ``deploy.aws_stage commands`` prints it: every queue of
-    :func:`deploy.aws_stage.queues`, the alerts topic, the webhook secret (holding
+    :func:`deploy.aws_commands.queues`, the alerts topic, the webhook secret (holding
     ``webhook_url``). ``env`` is added to the functions' environment, ``config`` to the
     pipelines file."""
     server.enforce(after=10**12)  # off while the fixtures are made
