@@ -2,9 +2,24 @@
 
 :data:`GRANTS` says, per function, what it touches; :func:`statements` turns one grant into
 IAM statements on the stage's own resources (:class:`deploy.aws_stage.AwsStage`). To give a
-function a new permission (say ``sns:Publish`` for notifications, or Glue for tables), add a
-grant to :data:`GRANT_ACTIONS` with the resources it applies to, and name it in the function's
-row of :data:`GRANTS`.
+function a new permission (say Glue for tables), add a grant to :data:`GRANT_ACTIONS` with the
+resources it applies to, and name it in the function's row of :data:`GRANTS`. A grant applies
+only where the stage uses what it is for (:func:`grants`): ``work:`` with fan-out, ``push:`` and
+``channels:`` with push, ``notify:sns`` / ``notify:webhook`` with those notification targets.
+
+Who needs what, from the code paths:
+
+- every function that finishes a run (an inline sync, an upload's run, a fanned-out run's
+  finalizer, a dead letter that completes a run, a failed invocation's manifest) notifies
+  (``shared.run.finish.report_run``): ``sns:Publish`` on the stage's alerts topic and the
+  webhook URL's secret (``shared.run.notify.targets``);
+- every function that runs a push pipeline's sync or finalizes its fanned-out run may hand one
+  more sync off when notifications came meanwhile (``shared.run.pending.follow_up``): send to
+  the push queue; ``failed_events`` runs no sync;
+- the webhook (``api_handler``) reads channel records (the output bucket) and the channel's
+  token (``shared.run.channel_secrets.read_token``), and hands off to the push queue;
+- channel upkeep (``on_schedule``) creates a token secret per new channel and deletes a stopped
+  channel's (``create_secret`` / ``delete_secret``: no ``PutSecretValue``, no reads).
 
 Nothing here is trusted by reading it: ``tests/aws/test_enforced_permissions.py`` runs every
 function from the built artifacts against moto_server with IAM enforcement on, under
@@ -18,20 +33,29 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from deploy.aws_stage import AwsStage
 
-# Functions whose code runs only when the stage fans out, or records failed deliveries.
+# Functions whose code runs only when the stage fans out, uses push, or records failed
+# deliveries.
 FANOUT_FUNCTIONS = ("fanout_worker", "fanout_dead_letter")
+PUSH_FUNCTIONS = ("push_worker",)
 FAILURE_FUNCTION = "failed_events"
+NOTIFY = ("notify:sns", "notify:webhook")  # a run's notification (see the module docstring)
 
 # What each function's code calls. "failed:send" is not the code's: Lambda sends a failed
 # asynchronous invocation to the on-failure destination with the function's own role.
 GRANTS: dict[str, tuple[str, ...]] = {
-    "api_handler": ("output:rw", "drive:secret", "work:send"),
-    "on_upload": ("input:read", "output:rw", "drive:secret", "failed:send"),
-    "on_schedule": ("output:rw", "drive:secret", "work:send", "failed:send"),
-    "fanout_worker": ("output:rw", "drive:secret", "work:consume"),
-    "fanout_dead_letter": ("output:rw", "dlq:consume"),
-    FAILURE_FUNCTION: ("input:read", "output:rw", "failed:consume"),  # reads request files
-}
+    "api_handler": (
+        "output:rw", "drive:secret", "work:send", *NOTIFY, "push:send", "channels:read",
+    ),
+    "on_upload": ("input:read", "output:rw", "drive:secret", "failed:send", *NOTIFY, "push:send"),
+    "on_schedule": (
+        "output:rw", "drive:secret", "work:send", "failed:send", *NOTIFY, "push:send",
+        "channels:manage",
+    ),
+    "fanout_worker": ("output:rw", "drive:secret", "work:consume", *NOTIFY, "push:send"),
+    "fanout_dead_letter": ("output:rw", "dlq:consume", *NOTIFY, "push:send"),  # can finalize
+    FAILURE_FUNCTION: ("input:read", "output:rw", "failed:consume", *NOTIFY),  # request files
+    "push_worker": ("output:rw", "drive:secret", "push:consume", *NOTIFY, "push:send"),
+}  # fmt: skip
 
 OBJECT_RW = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
 # An event source mapping polls with the function's role.
@@ -58,17 +82,51 @@ GRANT_ACTIONS: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...]]]] = {
     "dlq:consume": [("ConsumeDeadLetters", CONSUME, ("dead_letter_queue",))],
     "failed:send": [("SendFailedInvocations", ("sqs:SendMessage",), ("failure_queue",))],
     "failed:consume": [("ConsumeFailedInvocations", CONSUME, ("failure_queue",))],
+    "notify:sns": [("PublishRunNotifications", ("sns:Publish",), ("alerts_topic",))],
+    "notify:webhook": [
+        ("ReadNotificationWebhook", ("secretsmanager:GetSecretValue",), ("webhook_secret",))
+    ],
+    "push:send": [("SendPushSyncs", ("sqs:GetQueueUrl", "sqs:SendMessage"), ("push_queue",))],
+    "push:consume": [("ConsumePushSyncs", CONSUME, ("push_queue",))],
+    "channels:read": [
+        ("ReadChannelTokens", ("secretsmanager:GetSecretValue",), ("channel_secrets",))
+    ],
+    "channels:manage": [
+        (
+            "ManageChannelTokens",
+            ("secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"),
+            ("channel_secrets",),
+        )
+    ],
 }
 
 
 def functions(stage: AwsStage) -> tuple[str, ...]:
-    """The functions the stage deploys (the fan-out pair only when it fans out)."""
-    return tuple(f for f in GRANTS if stage.fanout or f not in FANOUT_FUNCTIONS)
+    """The functions the stage deploys (the fan-out pair only when it fans out, the push
+    worker only with push)."""
+    return tuple(
+        f
+        for f in GRANTS
+        if (stage.fanout or f not in FANOUT_FUNCTIONS) and (stage.push or f not in PUSH_FUNCTIONS)
+    )
+
+
+def applies(grant: str, stage: AwsStage) -> bool:
+    """Whether the stage uses what ``grant`` is for."""
+    if grant.startswith("work:"):
+        return stage.fanout
+    if grant.startswith(("push:", "channels:")):
+        return stage.push
+    if grant == "notify:sns":
+        return stage.notify_sns
+    if grant == "notify:webhook":
+        return stage.notify_webhook
+    return True
 
 
 def grants(function: str, stage: AwsStage) -> tuple[str, ...]:
-    """The function's grants; without fan-out, nothing on the work queue."""
-    return tuple(g for g in GRANTS[function] if stage.fanout or not g.startswith("work:"))
+    """The function's grants that apply to the stage (:func:`applies`)."""
+    return tuple(g for g in GRANTS[function] if applies(g, stage))
 
 
 def log_statement(function: str, stage: AwsStage) -> dict[str, Any]:

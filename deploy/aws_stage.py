@@ -17,7 +17,12 @@ responses)::
 Derived names: secret ``drivepipe/<stage>/drive``, queues ``drivepipe-work-<stage>`` (+
 ``-dlq``) and ``drivepipe-failed-<stage>`` (the on-failure destination of the asynchronous
 S3 and EventBridge invocations), functions ``drivepipe-<stage>[-<handler>]``, layer
-``drivepipe-python311``.
+``drivepipe-python311``; run notifications: SNS topic ``drivepipe-alerts-<stage>``
+(``notify_sns``, on by default) and webhook secret ``drivepipe/<stage>/webhook``
+(``notify_webhook``, off by default); Drive push notifications (``push``, off by default): queue
+``drivepipe-push-<stage>`` (+ ``-dlq``), consumed by ``push_worker``, channel tokens under
+``drivepipe/<stage>/channels/``, and ``push_address``, the public URL of
+``POST /drive/notifications`` (known after the first deploy).
 """
 
 from __future__ import annotations
@@ -30,6 +35,25 @@ from pathlib import Path
 from typing import Any
 
 from deploy import aws_policy
+from deploy.aws_commands import (  # the commands around `chalice deploy` (re-exported)
+    RETENTION_SECONDS,
+    VISIBILITY_FACTOR,
+    after_deploy_commands,
+    queues,
+    setup_commands,
+)
+
+__all__ = [
+    "RETENTION_SECONDS",
+    "VISIBILITY_FACTOR",
+    "AwsStage",
+    "StageError",
+    "after_deploy_commands",
+    "load_stage",
+    "load_stages",
+    "queues",
+    "setup_commands",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES_FILE = Path(__file__).with_name("aws-stages.json")
@@ -38,12 +62,9 @@ APP_NAME = "drivepipe"
 LAYER_NAME = "drivepipe-python311"
 PLACEHOLDER_ACCOUNT = "111122223333"
 PLACEHOLDER_FOLDER = "REPLACE_WITH_DRIVE_FOLDER_ID"
-# AWS advises an SQS visibility timeout of 6x the consuming function's timeout.
-VISIBILITY_FACTOR = 6
 DEFAULT_MEMORY = {"on_schedule": 3008, "fanout_dead_letter": 512, "failed_events": 512}
 DEFAULT_TIMEOUT = {"fanout_worker": 300, "fanout_dead_letter": 60, "failed_events": 60}
-MAX_RECEIVES = 5  # the work queue dead-letters after this many receives (fanout.max_attempts)
-RETENTION_SECONDS = 1_209_600  # 14 days, SQS's maximum
+NOTIFICATIONS_PATH = "/drive/notifications"  # the webhook's route (chalice_app/app.py)
 
 
 class StageError(ValueError):
@@ -69,6 +90,10 @@ class AwsStage:
     memory_by_function: dict[str, int] = field(default_factory=dict)
     timeout_by_function: dict[str, int] = field(default_factory=dict)
     reserved_concurrency: dict[str, int] = field(default_factory=dict)
+    notify_sns: bool = True  # run notifications to the alerts topic
+    notify_webhook: bool = False  # ...and to a webhook whose URL is in a secret
+    push: bool = False  # Drive push notifications: the public route, push_worker, its queue
+    push_address: str = ""  # https://.../api/drive/notifications, once the API exists
 
     def __post_init__(self) -> None:
         if not (self.account.isdigit() and len(self.account) == 12):
@@ -80,6 +105,14 @@ class AwsStage:
         unknown = set(self.reserved_concurrency) - set(aws_policy.GRANTS)
         if unknown:
             raise StageError(f"stages.{self.name}.reserved_concurrency: unknown {unknown}")
+        address = self.push_address
+        webhook = address.startswith("https://") and address.endswith(NOTIFICATIONS_PATH)
+        if address and not webhook:
+            raise StageError(
+                f"stages.{self.name}.push_address: {address!r} is not the https:// URL of "
+                f"{NOTIFICATIONS_PATH} (Drive delivers to HTTPS only): $(chalice url) + "
+                f"{NOTIFICATIONS_PATH.lstrip('/')}"
+            )
 
     # ---- names ----------------------------------------------------------------------------
     @property
@@ -103,6 +136,31 @@ class AwsStage:
         return f"{APP_NAME}-failed-{self.name}"
 
     @property
+    def alerts_topic(self) -> str:
+        """The SNS topic run notifications are published to."""
+        return f"{APP_NAME}-alerts-{self.name}"
+
+    @property
+    def webhook_secret_name(self) -> str:
+        """The Secrets Manager secret holding the notification webhook's URL."""
+        return f"{APP_NAME}/{self.name}/webhook"
+
+    @property
+    def push_queue(self) -> str:
+        """The queue notifications hand their syncs to (consumed by ``push_worker``)."""
+        return f"{APP_NAME}-push-{self.name}"
+
+    @property
+    def push_dead_letter_queue(self) -> str:
+        """Where push messages go after 5 failed receives (the schedule's reconcile heals)."""
+        return f"{self.push_queue}-dlq"
+
+    @property
+    def channel_secrets_prefix(self) -> str:
+        """Channel tokens are secrets ``<prefix>/<pipeline>/<channel id>``."""
+        return f"{APP_NAME}/{self.name}/channels"
+
+    @property
     def layer_arn(self) -> str:
         """Our layer's version ARN in this stage's region and account."""
         return (
@@ -122,9 +180,14 @@ class AwsStage:
         """An SQS queue's ARN in this stage."""
         return f"arn:aws:sqs:{self.region}:{self.account}:{queue}"
 
+    def secret_arn(self, name: str) -> str:
+        """A secret's ARN without the 6 random characters Secrets Manager appends (a partial
+        ARN: accepted as a ``SecretId``)."""
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{name}"
+
     def arns(self) -> dict[str, str]:
         """Resource kinds (as :data:`deploy.aws_policy.GRANT_ACTIONS` names them) to ARNs."""
-        secret = f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.secret_name}"
+        secret = self.secret_arn(self.secret_name)
         return {
             "input_bucket": f"arn:aws:s3:::{self.input_bucket}",
             "input_objects": f"arn:aws:s3:::{self.input_bucket}/*",
@@ -134,6 +197,11 @@ class AwsStage:
             "work_queue": self.queue_arn(self.work_queue),
             "dead_letter_queue": self.queue_arn(self.dead_letter_queue),
             "failure_queue": self.queue_arn(self.failure_queue),
+            "alerts_topic": f"arn:aws:sns:{self.region}:{self.account}:{self.alerts_topic}",
+            "webhook_secret": self.secret_arn(self.webhook_secret_name) + "-??????",
+            "push_queue": self.queue_arn(self.push_queue),
+            # one secret per channel, created at renewal: the stage's prefix, any name below it
+            "channel_secrets": self.secret_arn(self.channel_secrets_prefix) + "/*",
         }
 
     def timeout(self, function: str) -> int:
@@ -148,6 +216,17 @@ class AwsStage:
         if self.drive_folder_id == PLACEHOLDER_FOLDER:
             found.append(f"DRIVE_FOLDER_ID={PLACEHOLDER_FOLDER}")
         return found
+
+    def notes(self) -> list[str]:
+        """What is still to do that does not stop a deploy (printed by ``commands``)."""
+        if self.push and not self.push_address:
+            return [
+                "push is on but push_address is not set: after the first `chalice deploy`, "
+                f"python -m deploy.aws_stage set --stage {self.name} --push-address "
+                f'"$(chalice url --stage {self.name}){NOTIFICATIONS_PATH.lstrip("/")}", then '
+                "deploy again (until then the schedule cannot open a channel)"
+            ]
+        return []
 
     # ---- generated files ------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
@@ -167,6 +246,18 @@ class AwsStage:
                 "DRIVEPIPE_FANOUT_DLQ": self.dead_letter_queue,
                 "DRIVEPIPE_FANOUT_MAX_CONCURRENCY": str(self.fanout_max_concurrency),
             }
+        if self.notify_sns:
+            env["DRIVEPIPE_NOTIFY_SNS_TOPIC"] = self.arns()["alerts_topic"]
+        if self.notify_webhook:
+            env["DRIVEPIPE_NOTIFY_WEBHOOK_SECRET"] = self.secret_arn(self.webhook_secret_name)
+        if self.push:  # every function: any sync of a push pipeline may hand one more off
+            env |= {
+                "DRIVEPIPE_PUSH": "true",
+                "DRIVEPIPE_PUSH_QUEUE": self.push_queue,
+                "DRIVEPIPE_CHANNEL_SECRETS": f"aws-sm:{self.channel_secrets_prefix}",
+            }
+            if self.push_address:
+                env["DRIVEPIPE_PUSH_ADDRESS"] = self.push_address
         return env
 
     def chalice_stage(self) -> dict[str, Any]:
@@ -270,85 +361,9 @@ def _read(path: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
-# ---- the commands around `chalice deploy` -------------------------------------------------
-def _queue_attributes(stage: AwsStage, consumer: str, redrive_to: str | None = None) -> str:
-    attributes = {
-        "VisibilityTimeout": str(VISIBILITY_FACTOR * stage.timeout(consumer)),
-        "MessageRetentionPeriod": str(RETENTION_SECONDS),
-    }
-    if redrive_to:
-        target = {"deadLetterTargetArn": stage.queue_arn(redrive_to), "maxReceiveCount": "5"}
-        attributes["RedrivePolicy"] = json.dumps(target)
-    return json.dumps(attributes)
-
-
-def setup_commands(stage: AwsStage) -> list[str]:
-    """Buckets, the Drive secret and the queues, before the first deploy."""
-    region = f"--region {stage.region}"
-    location = (
-        ""
-        if stage.region == "us-east-1"
-        else f" --create-bucket-configuration LocationConstraint={stage.region}"
-    )
-    lines = [f"# stage {stage.name}: account {stage.account}, region {stage.region}"]
-    for bucket in (stage.input_bucket, stage.output_bucket):
-        lines += [
-            f"aws s3api create-bucket {region} --bucket {bucket}{location}",
-            f"aws s3api put-public-access-block {region} --bucket {bucket} "
-            "--public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,"
-            "BlockPublicPolicy=true,RestrictPublicBuckets=true",
-        ]
-    lines.append(
-        f"aws secretsmanager create-secret {region} --name {stage.secret_name} "
-        "--secret-string file://service-account.json"
-    )
-    queues = [(stage.failure_queue, aws_policy.FAILURE_FUNCTION, None)]
-    if stage.fanout:
-        queues += [
-            (stage.dead_letter_queue, "fanout_dead_letter", None),
-            (stage.work_queue, "fanout_worker", stage.dead_letter_queue),
-        ]
-    for queue, consumer, redrive in queues:
-        attributes = _queue_attributes(stage, consumer, redrive)
-        lines.append(
-            f"aws sqs create-queue {region} --queue-name {queue} --attributes '{attributes}'"
-        )
-    return lines
-
-
-def after_deploy_commands(stage: AwsStage) -> list[str]:
-    """What Chalice cannot configure: failure destinations, partial batch responses."""
-    region = f"--region {stage.region}"
-    destination = json.dumps({"OnFailure": {"Destination": stage.queue_arn(stage.failure_queue)}})
-    lines = []
-    for function in ("on_upload", "on_schedule"):
-        lines.append(
-            f"aws lambda put-function-event-invoke-config {region} "
-            f"--function-name {stage.function_name(function)} --maximum-retry-attempts 2 "
-            f"--maximum-event-age-in-seconds 21600 --destination-config '{destination}'"
-        )
-    for function in aws_policy.functions(stage):  # Chalice's own setting breaks its Terraform
-        lines.append(
-            f"aws logs create-log-group {region} --log-group-name {stage.log_group(function)} "
-            "2>/dev/null; "
-            f"aws logs put-retention-policy {region} --log-group-name "
-            f"{stage.log_group(function)} --retention-in-days {stage.log_retention_days}"
-        )
-    consumers = [aws_policy.FAILURE_FUNCTION]
-    consumers += list(aws_policy.FANOUT_FUNCTIONS) if stage.fanout else []
-    for function in consumers:
-        name = stage.function_name(function)
-        lines += [
-            f"UUID=$(aws lambda list-event-source-mappings {region} --function-name {name} "
-            "--query 'EventSourceMappings[0].UUID' --output text)",
-            f"aws lambda update-event-source-mapping {region} --uuid $UUID "
-            "--function-response-types ReportBatchItemFailures",
-        ]
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI: set, generate, check, commands."""
+
     parser = argparse.ArgumentParser(prog="python -m deploy.aws_stage", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     setter = sub.add_parser("set", help="set a stage's settings, then generate")
@@ -356,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("account", "region", "input-bucket", "output-bucket", "drive-folder-id"):
         setter.add_argument(f"--{name}")
     setter.add_argument("--layer-version", type=int)
+    setter.add_argument("--push-address", help="https://.../api/drive/notifications")
+    for flag, what in (
+        ("push", "Drive push notifications"),
+        ("notify-sns", "run notifications to drivepipe-alerts-<stage>"),
+        ("notify-webhook", "run notifications to the webhook in drivepipe/<stage>/webhook"),
+    ):
+        setter.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, help=what)
     sub.add_parser("generate", help="write config.json and the policy files")
     sub.add_parser("check", help="exit 1 when the generated files are stale")
     commands = sub.add_parser("commands", help="print the AWS CLI commands of a stage")
@@ -393,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = after_deploy_commands(stage) if args.after_deploy else setup_commands(stage)
     for problem in stage.placeholders():
         print(f"# WARNING: {problem}: python -m deploy.aws_stage set --stage {stage.name} ...")
+    for note in stage.notes():
+        print(f"# NOTE: {note}")
     print("\n".join(lines))
     return 0
 

@@ -20,10 +20,14 @@ in place:
   --after-deploy``).
 - **EventBridge:** the rule ``on_schedule-event`` becomes ``<app>-<stage>-on_schedule``, so two
   stages in one account do not share (and overwrite) one rule.
-- **No silent loss:** the SQS queues (work queue, its DLQ, the failure queue) are created with
-  a visibility timeout of 6x their consumer's timeout, each SQS event source mapping reports
-  partial batch failures, and ``on_upload`` / ``on_schedule`` get
-  ``aws_lambda_function_event_invoke_config`` with the failure queue as on-failure destination.
+- **No silent loss:** the SQS queues (work queue, its DLQ, the failure queue, and with push the
+  push queue and its DLQ) are created with a visibility timeout of 6x their consumer's timeout,
+  each SQS event source mapping reports partial batch failures, and ``on_upload`` /
+  ``on_schedule`` get ``aws_lambda_function_event_invoke_config`` with the failure queue as
+  on-failure destination.
+- **Run notifications:** the stage's alerts topic (``aws_sns_topic``) when ``notify_sns`` is on;
+  subscribing to it (e-mail...) stays yours. The webhook secret is not created here: its value
+  (a URL that is its own credential) has no place in Terraform state.
 
 ``tests/aws/test_terraform.py`` runs ``terraform validate`` on the result where a Terraform
 binary and an AWS provider 5 mirror are installed, and checks the rewrite itself everywhere.
@@ -35,8 +39,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deploy import aws_policy
-from deploy.aws_stage import RETENTION_SECONDS, VISIBILITY_FACTOR, AwsStage
+from deploy.aws_commands import RETENTION_SECONDS, VISIBILITY_FACTOR, queues
+from deploy.aws_stage import AwsStage
 
 TERRAFORM_VERSION = ">= 1.3.0"
 AWS_PROVIDER = {"source": "hashicorp/aws", "version": "~> 5.0"}
@@ -102,31 +106,43 @@ def _rules(resources: dict[str, Any], stage: AwsStage) -> None:
             rule["description"] = f"drivepipe {stage.name}: {function}"
 
 
+def _queue_keys(stage: AwsStage) -> dict[str, str]:
+    """Queue name -> its Terraform resource key."""
+    return {
+        stage.failure_queue: "failure_queue",
+        stage.dead_letter_queue: "dead_letter_queue",
+        stage.work_queue: "work_queue",
+        stage.push_dead_letter_queue: "push_dead_letter_queue",
+        stage.push_queue: "push_queue",
+    }
+
+
 def _queues(resources: dict[str, Any], stage: AwsStage) -> None:
-    queues = resources.setdefault("aws_sqs_queue", {})
-    consumers = [("failure_queue", stage.failure_queue, aws_policy.FAILURE_FUNCTION, None)]
-    if stage.fanout:
-        consumers += [
-            ("dead_letter_queue", stage.dead_letter_queue, "fanout_dead_letter", None),
-            ("work_queue", stage.work_queue, "fanout_worker", "dead_letter_queue"),
-        ]
-    for key, name, consumer, redrive in consumers:
+    found = resources.setdefault("aws_sqs_queue", {})
+    keys = _queue_keys(stage)
+    for name, consumer, redrive in queues(stage):
         queue: dict[str, Any] = {
             "name": name,
             "visibility_timeout_seconds": VISIBILITY_FACTOR * stage.timeout(consumer),
             "message_retention_seconds": RETENTION_SECONDS,
         }
         if redrive:
-            target = f"${{aws_sqs_queue.{redrive}.arn}}"
+            target = f"${{aws_sqs_queue.{keys[redrive]}.arn}}"
             queue["redrive_policy"] = (
                 f'${{jsonencode({{deadLetterTargetArn = "{target}", maxReceiveCount = 5}})}}'
             )
-        queues[key] = queue
-    by_name = {q["name"]: key for key, q in queues.items()}
+        found[keys[name]] = queue
+    by_name = {q["name"]: key for key, q in found.items()}
     for mapping in resources.get("aws_lambda_event_source_mapping", {}).values():
         name = str(mapping.get("event_source_arn", "")).rsplit(":", 1)[-1]
         if name in by_name:
             mapping["event_source_arn"] = f"${{aws_sqs_queue.{by_name[name]}.arn}}"
+
+
+def _topics(resources: dict[str, Any], stage: AwsStage) -> None:
+    if stage.notify_sns:
+        topics = resources.setdefault("aws_sns_topic", {})
+        topics["alerts_topic"] = {"name": stage.alerts_topic}
 
 
 def _failure_destinations(resources: dict[str, Any]) -> None:
@@ -156,6 +172,7 @@ def postprocess(tf_path: Path, stage: AwsStage | None) -> dict[str, Any]:
         _log_groups(resources, stage)
         _rules(resources, stage)
         _queues(resources, stage)
+        _topics(resources, stage)
         _failure_destinations(resources)
     enable_partial_batch_responses(tf)
     tf_path.write_text(json.dumps(tf, indent=2))

@@ -8,7 +8,10 @@ binary mode), through a pool of ``max_instances`` concurrent deliveries. A deliv
 with a non-2xx status (or a dropped connection) is retried, like ``--retry``, with a short
 backoff; after ``max_delivery_attempts`` the message is published to the subscription's
 dead-letter topic with the ``CloudPubSubDeadLetterSource*`` attributes Pub/Sub adds.
-Deliveries carry ``deliveryAttempt`` only when ``include_delivery_attempt`` is set.
+Deliveries carry ``deliveryAttempt`` only when ``include_delivery_attempt`` is set. With
+``publishers`` (the topics the functions' service account may publish to) a publish to any other
+topic is refused 403 ``PERMISSION_DENIED``, as Pub/Sub refuses a caller without
+``pubsub.topics.publish`` on the topic.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,8 +74,13 @@ class PubSubStandIn:
         include_delivery_attempt: bool = False,
         delivery_timeout: float = 300.0,
         on_publish: Callable[[str, dict[str, Any]], None] | None = None,
+        publishers: Iterable[str] | None = None,
     ) -> None:
         self.on_publish = on_publish  # (topic, message): e.g. print a run notification
+        # Topics the caller may publish to over HTTP (pubsub.topics.publish, as
+        # deploy.gcp_grants.runtime_topic_grants reads them off the deploy script); None: any.
+        self.publishers = None if publishers is None else frozenset(publishers)
+        self.refused: list[str] = []  # topics a publish was refused on
         self.subscriptions: dict[str, list[Subscription]] = {}
         self.stats = Stats()
         self.retry_backoff = retry_backoff
@@ -250,7 +258,17 @@ class PubSubStandIn:
                     return self._answer(400, {"error": {"code": 400, "message": "bad request"}})
                 if match is None:
                     return self._answer(404, {"error": {"code": 404, "message": "not found"}})
-                ids = stand_in.publish(match.group(1), messages)
+                topic = match.group(1)
+                if stand_in.publishers is not None and topic not in stand_in.publishers:
+                    with stand_in._lock:
+                        stand_in.refused.append(topic)
+                    error = {
+                        "code": 403,
+                        "message": "User not authorized to perform this action.",
+                        "status": "PERMISSION_DENIED",
+                    }
+                    return self._answer(403, {"error": error})
+                ids = stand_in.publish(topic, messages)
                 self._answer(200, {"messageIds": ids})
 
             def do_GET(self) -> None:

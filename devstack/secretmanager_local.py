@@ -14,6 +14,13 @@ request and answer against it):
 - ``DELETE /v1/projects/P/secrets/ID``: 200 ``{}``.
 
 Point the client at it with ``SECRET_MANAGER_EMULATOR_HOST=127.0.0.1:PORT`` (unauthenticated).
+
+With ``grants`` (resource -> IAM permissions: ``projects/P`` or ``projects/P/secrets/ID``, as
+``deploy.gcp_grants.runtime_secret_grants`` reads them off the deploy script) it enforces them
+as Secret Manager does, for one principal: ``secrets.create`` on the parent project,
+``versions.add`` / ``versions.access`` / ``secrets.delete`` on the secret, a project grant
+covering its secrets (IAM inheritance). A refusal is 403 ``PERMISSION_DENIED``, and
+``decisions`` records every check.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import binascii
 import json
 import re
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,9 +55,11 @@ class Stored:
 class SecretManagerStandIn:
     """The server; use as a context manager. ``host`` is for SECRET_MANAGER_EMULATOR_HOST."""
 
-    def __init__(self) -> None:
+    def __init__(self, grants: Mapping[str, Iterable[str]] | None = None) -> None:
         self.secrets: dict[str, Stored] = {}
         self.requests: list[tuple[str, str, Any]] = []  # (method, path, JSON body) for tests
+        self.grants = None if grants is None else {r: frozenset(p) for r, p in grants.items()}
+        self.decisions: list[tuple[str, str, bool]] = []  # (permission, resource, allowed)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -70,10 +80,33 @@ class SecretManagerStandIn:
         self._thread.join(timeout=5)
 
     # ---- the API ----------------------------------------------------------------------------
+    def allows(self, permission: str, resource: str) -> bool:
+        """Whether the grants (on the resource or its project) include ``permission``."""
+        if self.grants is None:
+            return True
+        project = "/".join(resource.split("/")[:2])
+        granted = self.grants.get(resource, frozenset()) | self.grants.get(project, frozenset())
+        allowed = permission in granted
+        self.decisions.append((permission, resource, allowed))
+        return allowed
+
+    def denied(self) -> list[tuple[str, str]]:
+        """(permission, resource) of every refused check so far."""
+        with self._lock:
+            return [(p, r) for p, r, ok in self.decisions if not ok]
+
     def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
         """(status, JSON body) for one request."""
         with self._lock:
             self.requests.append((method, path, body))
+            needed = _permission(method, path)
+            if needed is not None and not self.allows(*needed):
+                permission, resource = needed
+                message = (
+                    f"Permission '{permission}' denied for resource '{resource}' "
+                    "(or it may not exist)."
+                )
+                return _error(403, "PERMISSION_DENIED", message)
             if method == "POST" and (match := _SECRETS.match(path)):
                 return self._create(match.group(1), (query.get("secretId") or [""])[0], body)
             if method == "POST" and (match := _ADD.match(path)):
@@ -153,6 +186,19 @@ class SecretManagerStandIn:
                 return
 
         return Handler
+
+
+def _permission(method: str, path: str) -> tuple[str, str] | None:
+    """(IAM permission, resource it is checked on) of a call (secretmanager.v1.json's methods)."""
+    if method == "POST" and (match := _SECRETS.match(path)):
+        return "secretmanager.secrets.create", match.group(1)
+    if method == "POST" and (match := _ADD.match(path)):
+        return "secretmanager.versions.add", match.group(1)
+    if method == "GET" and (match := _ACCESS.match(path)):
+        return "secretmanager.versions.access", match.group(1)
+    if method == "DELETE" and (match := _SECRET.match(path)):
+        return "secretmanager.secrets.delete", match.group(1)
+    return None
 
 
 def _error(code: int, status: str, message: str) -> tuple[int, dict[str, Any]]:

@@ -12,18 +12,20 @@ import json
 import secrets
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Received:
-    """One POST: its status, path and JSON body (None when the body was not JSON)."""
+    """One POST: its status, path and JSON body (None when the body was not JSON), and its
+    headers (a Drive notification is nothing but headers)."""
 
     status: int
     path: str
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class WebhookReceiver:
@@ -65,12 +67,12 @@ class WebhookReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def _next(self, path: str, body: Any) -> int:
+    def _next(self, path: str, body: Any, headers: dict[str, str] | None = None) -> int:
         with self._lock:
             status = (
                 404 if path != self.path else (self._statuses.pop(0) if self._statuses else 200)
             )
-            self.received.append(Received(status, path, body))
+            self.received.append(Received(status, path, body, dict(headers or {})))
         if 200 <= status < 300 and self._on_message is not None:
             self._on_message(body)
         return status
@@ -85,7 +87,7 @@ class WebhookReceiver:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                status = receiver._next(self.path, body)
+                status = receiver._next(self.path, body, dict(self.headers.items()))
                 answer = b"ok" if 200 <= status < 300 else b"error"
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")

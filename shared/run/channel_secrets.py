@@ -46,6 +46,13 @@ def _safe(name: str) -> str:
     return _UNSAFE.sub("-", name).strip("-")[:200] or "channel"
 
 
+def _why(exc: Exception) -> str:
+    """An AWS error's code (``AccessDeniedException``...), else the exception's class: what an
+    operator needs (a missing permission or a missing secret), never a value."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    return str(code) if code else type(exc).__name__
+
+
 class AwsSecretsManager:
     """AWS Secrets Manager (boto3; ``AWS_ENDPOINT_URL`` reaches moto locally)."""
 
@@ -72,14 +79,14 @@ class AwsSecretsManager:
                 Description="drivepipe: the token of one Drive notification channel",
             )
         except Exception as exc:  # botocore errors name the secret, never its value
-            raise SecretStoreError(f"cannot create secret {secret}: {type(exc).__name__}") from exc
+            raise SecretStoreError(f"cannot create secret {secret}: {_why(exc)}") from exc
         return f"aws-sm:{secret}"
 
     def get(self, secret: str) -> str:
         try:
             return str(self.client.get_secret_value(SecretId=secret)["SecretString"])
         except Exception as exc:
-            raise SecretStoreError(f"cannot read secret {secret}: {type(exc).__name__}") from exc
+            raise SecretStoreError(f"cannot read secret {secret}: {_why(exc)}") from exc
 
     def delete(self, secret: str) -> None:
         try:

@@ -18,7 +18,9 @@ in the destination of every pipeline the event concerned: an upload's object is 
 ``failed`` input with the error, a schedule tick as a note. A request file's sync is not lost
 either: it is deferred (:mod:`shared.run.deferred`) and noted, so it runs when the pipeline's
 next sync ends, at the latest on the next schedule tick. The run id is derived from the
-invocation's request id, so a redelivered record rewrites the same manifest.
+invocation's request id, so a redelivered record rewrites the same manifest. Each manifest is
+finished like any run's (:func:`shared.run.finish.finish_run`): the pipeline's notification
+(an upload Lambda gave up on is a failed input), the history index, the metric line.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from shared.errors import ApiError, EventError, StorageNotFound
 from shared.log import get_logger
 from shared.run import deferred
 from shared.run.deferred import DeferredRequest
-from shared.run.manifest import InputRecord, RunManifest, save_manifest
+from shared.run.finish import finish_run
+from shared.run.manifest import InputRecord, RunManifest
 from shared.run.single import relative_to_prefix
 from shared.storage import open_storage
 from shared.triggers import service
@@ -200,8 +203,10 @@ def record(failed: FailedInvocation) -> dict[str, Any]:
         chosen = [p for p in cfg.pipelines.values() if (p.name in names if names else p.scheduled)]
         for pipeline in chosen:
             manifests[pipeline.name] = _manifest(failed, pipeline, trigger)
-    for manifest in manifests.values():
-        save_manifest(open_storage(manifest.destination), manifest)
+    pipelines = service.config().pipelines
+    for name, manifest in manifests.items():
+        dest = open_storage(manifest.destination)
+        finish_run(dest, manifest, notify=pipelines[name].notify)  # notifying never raises
     if not manifests:
         log.error(
             "failed invocation concerns no pipeline; this log line is its only record",

@@ -115,10 +115,16 @@ def test_deployable_stages_are_authenticated_and_not_public() -> None:
 def test_each_stage_config_imports_with_auth_on_every_route(
     app_env: dict[str, str], load_app: AppLoader, stage: str
 ) -> None:
-    """The stage's own environment_variables (buckets swapped for moto's) give an authed app."""
+    """The stage's own environment_variables (buckets swapped for moto's) give an authed app;
+    with push (the shipped dev stage) the Drive webhook is the one public route
+    (tests/aws/test_public_route.py)."""
     env = json.loads(CHALICE_CONFIG.read_text())["stages"][stage]["environment_variables"]
     env = {**env, "DRIVEPIPE_CONFIG": str(REPO_ROOT / "chalice_app" / env["DRIVEPIPE_CONFIG"])}
     module = load_app(**env)
     assert env["DRIVEPIPE_INPUT_BUCKET"] == module.INPUT_BUCKET
+    public = {"/drive/notifications"} if env.get("DRIVEPIPE_PUSH") == "true" else set()
+    assert {p for p in module.app.routes if p in public} == public
     for entry in all_route_entries(module):
+        if entry.uri_pattern in public:
+            continue
         assert isinstance(entry.authorizer, IAMAuthorizer) or entry.api_key_required

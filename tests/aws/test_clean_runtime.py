@@ -14,6 +14,7 @@ engines shows that a dependency missing from an artifact fails the XLSX invocati
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -36,6 +37,7 @@ from deploy.layer import LayerSpec, build_layer
 from deploy.package_aws import PackageError, PackageReport
 from devstack.drive_emulator.emulator import DriveEmulator
 from devstack.servers import MotoServer
+from shared.storage.layout import push_requested_key
 
 pytestmark = pytest.mark.slow
 RUNNER = Path(__file__).with_name("lambda_runner.py")
@@ -456,6 +458,7 @@ def test_every_handler_runs_from_the_artifacts_alone(
         "fanout_worker",
         "fanout_dead_letter",
         "failed_events",
+        "push_worker",  # the dev stage has push on (deploy/aws-stages.json)
     }
 
     # HTTP: health, a sync of the shipped pipeline (CSV + XLSX from Drive), its manifest, and a
@@ -534,6 +537,38 @@ def test_every_handler_runs_from_the_artifacts_alone(
     counts = scheduled[0]["summary"]["counts"]
     assert (counts["written"], counts["failed"]) == (1, 0), scheduled
     assert any(k.endswith(".parquet") for k in stack.keys("sales/")), stack.keys("sales/")
+
+    # SQS: a sync handed off by a Drive notification (the webhook recorded it as owed); the
+    # push worker reads the changes feed and writes what changed in Drive since.
+    (stack.drive_root / "pushed.csv").write_text(CSV)
+    requested = {"nonce": uuid.uuid4().hex[:16], "at": 0.0, "channel": "c", "seen": {"c": 2}}
+    stack.moto.client("s3").put_object(
+        Bucket=stack.output_bucket,
+        Key=f"sales/{push_requested_key('sales')}",
+        Body=json.dumps(requested).encode(),
+    )
+    message = {"kind": "drivepipe.push", "pipeline": "sales", "reason": "test"}
+    pushed = [
+        {
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": "r",
+            "Body": json.dumps(message),
+            "MD5OfBody": hashlib.md5(json.dumps(message).encode()).hexdigest(),
+            "Attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "0",
+                "ApproximateFirstReceiveTimestamp": "0",
+            },
+        }
+    ]
+    settled = dataclasses.replace(stack, env={**stack.env, "DRIVEPIPE_PUSH_SETTLE_SECONDS": "0"})
+    (worked,) = ok_results(
+        invoke(
+            artifacts, "push_worker", settled, [sqs_event("http://q/drivepipe-push-dev", pushed)]
+        )
+    )
+    assert worked == {"batchItemFailures": []}, worked
+    assert any("pushed" in k for k in stack.keys("sales/")), stack.keys("sales/")
 
 
 @pytest.fixture(scope="module")

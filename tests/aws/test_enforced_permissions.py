@@ -7,8 +7,9 @@ each function's credentials are a session of a role holding exactly
 :func:`deploy.aws_policy.function_policy` (``sts:AssumeRole``, as Lambda does with the
 execution role). Once the fixtures exist, the server authenticates and authorizes every
 request (``devstack/moto_iam.py``: moto's ``INITIAL_NO_AUTH_ACTION_COUNT`` enforcement, with
-batch actions, ``?`` wildcards and Secrets Manager resources made to behave as on AWS).
-Logs are not exercised (the Lambda runtime writes them, not the code).
+batch actions, ``?`` wildcards and Secrets Manager, SNS and queue-name resources made to behave
+as on AWS). Logs are not exercised (the Lambda runtime writes them, not the code). Push and run
+notifications under enforcement: tests/aws/test_enforced_push_notify.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deploy import aws_policy
+from deploy.aws_commands import queues
 from deploy.aws_stage import AwsStage
 from devstack.drive_emulator.emulator import DriveEmulator
 from devstack.moto_iam import MotoIamServer
@@ -81,6 +83,8 @@ class Enforced:
     stack: CleanStack
     admin: dict[str, str]
     sessions: dict[str, dict[str, str]]
+    urls: dict[str, str] = field(default_factory=dict)  # queue name -> URL
+    alerts_tap: str | None = None  # a queue subscribed to the alerts topic (what SNS delivered)
 
     def client(self, service: str, credentials: dict[str, str] | None = None) -> Any:
         """A boto3 client with ``credentials`` (the admin's by default)."""
@@ -131,10 +135,23 @@ PolicyEdit = Callable[[str, AwsStage, dict[str, Any]], dict[str, Any]]
 
 
 def enforced_stack(
-    server: MotoIamServer, root: Path, edit: PolicyEdit | None = None
+    server: MotoIamServer,
+    root: Path,
+    edit: PolicyEdit | None = None,
+    *,
+    settings: dict[str, Any] | None = None,
+    webhook_url: str = "",
+    env: dict[str, str] | None = None,
+    config: str = "",
 ) -> Iterator[Enforced]:
     """Build the stage on ``server`` with enforcement off, then turn it on; ``edit`` changes
-    a function's generated policy (to show what a missing permission does)."""
+    a function's generated policy (to show what a missing permission does).
+
+    ``settings`` are the stage's (``deploy/aws-stages.json``'s fields, e.g. ``push``); what
+    they call for is created the way ``deploy.aws_stage commands`` prints it: every queue of
+    :func:`deploy.aws_commands.queues`, the alerts topic, the webhook secret (holding
+    ``webhook_url``). ``env`` is added to the functions' environment, ``config`` to the
+    pipelines file."""
     server.enforce(after=10**12)  # off while the fixtures are made
     suffix = uuid.uuid4().hex[:8]
     stage = AwsStage(
@@ -143,6 +160,7 @@ def enforced_stack(
         region=REGION,
         input_bucket=f"perm-in-{suffix}",
         output_bucket=f"perm-out-{suffix}",
+        **(settings or {}),
     )
     setup = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     base = Enforced(server, stage, None, setup, {})  # type: ignore[arg-type]
@@ -151,12 +169,23 @@ def enforced_stack(
         s3.create_bucket(Bucket=bucket)
     urls = {
         q: sqs.create_queue(QueueName=q, Attributes={"VisibilityTimeout": "1800"})["QueueUrl"]
-        for q in (stage.work_queue, stage.dead_letter_queue, stage.failure_queue)
+        for q, _, _ in queues(stage)
     }
+    tap = None
+    if stage.notify_sns:
+        topic = base.client("sns").create_topic(Name=stage.alerts_topic)["TopicArn"]
+        assert topic == stage.arns()["alerts_topic"]
+        tap = sqs.create_queue(QueueName=f"{stage.alerts_topic}-tap")["QueueUrl"]
+        tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])
+        base.client("sns").subscribe(
+            TopicArn=topic, Protocol="sqs", Endpoint=tap_arn["Attributes"]["QueueArn"]
+        )
     secrets = base.client("secretsmanager")
     secret = secrets.create_secret(
         Name=stage.secret_name, SecretString=json.dumps({"DRIVE_API_KEY": API_KEY})
     )
+    if stage.notify_webhook:
+        secrets.create_secret(Name=stage.webhook_secret_name, SecretString=webhook_url)
     admin_name = f"admin-{suffix}"  # the server outlives one test
     iam.create_user(UserName=admin_name)
     iam.put_user_policy(UserName=admin_name, PolicyName="all", PolicyDocument=json.dumps(ALL))
@@ -169,21 +198,23 @@ def enforced_stack(
     if edit is not None:
         wanted = {f: edit(f, stage, p) for f, p in wanted.items()}
     sessions = {f: _session(sts, iam, stage, f, p) for f, p in wanted.items()}
-    config = root / "drivepipe.toml"
-    config.write_text(SHIPPED_CONFIG.read_text() + FANOUT_PIPELINE)
+    pipelines = root / "drivepipe.toml"
+    pipelines.write_text(SHIPPED_CONFIG.read_text() + FANOUT_PIPELINE + config)
     drive_root = root / "drive"
     drive_root.mkdir()
     for name in ("q1.csv", "q2.csv", "q3.csv"):
         (drive_root / name).write_text(CSV)
     (drive_root / "west.xlsx").write_bytes(xlsx_bytes())
     with DriveEmulator(drive_root, api_keys=[API_KEY]) as drive:
-        env = {
+        functions_env = {
             **stage.environment(),  # the generated stage environment, as deployed
             "AWS_ENDPOINT_URL": server.url,
             "DRIVE_API_URL": drive.url,
             "DRIVE_SECRET_ARN": secret["ARN"],
             "DRIVE_FOLDER_ID": drive.root_id,
-            "DRIVEPIPE_CONFIG": str(config),
+            "DRIVEPIPE_CONFIG": str(pipelines),
+            "DRIVEPIPE_NOTIFY_BACKOFF_SECONDS": "0",  # a failed delivery is not waited for
+            **(env or {}),
         }
         stack = CleanStack(
             server,  # type: ignore[arg-type]
@@ -191,13 +222,13 @@ def enforced_stack(
             drive_root,
             stage.input_bucket,
             stage.output_bucket,
-            urls[stage.work_queue],
-            urls[stage.dead_letter_queue],
-            env,
+            urls.get(stage.work_queue, ""),
+            urls.get(stage.dead_letter_queue, ""),
+            functions_env,
         )
         server.enforce()
         try:
-            yield Enforced(server, stage, stack, admin, sessions)
+            yield Enforced(server, stage, stack, admin, sessions, urls, tap)
         finally:
             server.enforce(after=10**12)
 
@@ -347,6 +378,8 @@ def test_every_function_passes_under_exactly_its_policy(
     ]
     failed = [m for m in manifests if m["trigger"] == "s3:failed"]
     assert [i["path"] for m in failed for i in m["inputs"]] == ["lost.csv"], failed
+    # ...and told the alerts topic, under failed_events' own role (sns:Publish on the topic).
+    assert [(n["target"], n["ok"]) for n in failed[0]["notifications"]] == [("sns", True)], failed
 
 
 def test_no_function_may_write_the_input_bucket(enforced: Enforced) -> None:

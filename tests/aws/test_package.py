@@ -123,19 +123,25 @@ def test_terraform_wires_the_s3_event_layer_and_policy(packaged: PackageReport) 
         "fanout_worker",
         "fanout_dead_letter",
         "failed_events",
+        "push_worker",  # the dev stage has push on
     }
     for name, function in functions.items():
         assert function["layers"] == stage["layers"]
         assert function["runtime"] == "python3.11"
         assert function["timeout"] == stage["lambda_functions"][name]["lambda_timeout"]
     mappings = resources["aws_lambda_event_source_mapping"].values()
-    assert len(mappings) == 3  # work queue, its dead-letter queue, the failure queue
+    assert len(mappings) == 4  # work queue, its dead-letter queue, the failure, push queues
     assert all(m["function_response_types"] == ["ReportBatchItemFailures"] for m in mappings)
     swagger = json.loads(tf["locals"]["chalice_api_swagger"])
     assert swagger["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
-    operations = [op for path in swagger["paths"].values() for op in path.values()]
-    assert len(operations) == 4  # POST /sync, GET /health, GET /runs, GET /runs/{run_id}
-    assert all(op["security"] == [{"sigv4": []}] for op in operations)  # IAM auth deployed
+    operations = {
+        (path, method): op for path, ops in swagger["paths"].items() for method, op in ops.items()
+    }
+    # POST /sync, GET /health, GET /runs, GET /runs/{run_id}, and with push the Drive webhook
+    assert len(operations) == 5
+    webhook = operations.pop(("/drive/notifications", "post"))
+    assert "security" not in webhook  # public: checked by its channel token
+    assert all(op["security"] == [{"sigv4": []}] for op in operations.values())  # IAM deployed
     rule = next(iter(resources["aws_cloudwatch_event_rule"].values()))
     assert rule["schedule_expression"] == "rate(1 hour)"
     assert rule["name"] == "drivepipe-dev-on_schedule"  # stage-qualified

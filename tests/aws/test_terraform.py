@@ -98,17 +98,26 @@ def test_the_rewrite_adds_what_loses_no_event(chalice_output: Path, tmp_path: Pa
             "${aws_sqs_queue.failure_queue.arn}"
         )
     queues = resources["aws_sqs_queue"]
+    assert stage.push  # the dev stage ships with push on: its queue and worker are in
     assert {q["name"] for q in queues.values()} == {
         stage.work_queue,
         stage.dead_letter_queue,
         stage.failure_queue,
+        stage.push_queue,
+        stage.push_dead_letter_queue,
     }
     assert queues["work_queue"]["visibility_timeout_seconds"] == 6 * stage.timeout("fanout_worker")
     assert queues["dead_letter_queue"]["visibility_timeout_seconds"] >= 6 * 60
+    assert queues["push_queue"]["visibility_timeout_seconds"] == 6 * stage.timeout("push_worker")
+    assert "push_dead_letter_queue.arn" in queues["push_queue"]["redrive_policy"]
     mappings = resources["aws_lambda_event_source_mapping"].values()
+    consumed = set(queues) - {"push_dead_letter_queue"}  # kept for inspection, not consumed
     assert {m["event_source_arn"] for m in mappings} == {
-        f"${{aws_sqs_queue.{k}.arn}}" for k in queues
+        f"${{aws_sqs_queue.{k}.arn}}" for k in consumed
     }
+    assert resources["aws_sns_topic"] == {"alerts_topic": {"name": stage.alerts_topic}}
+    push_worker = resources["aws_lambda_function"]["push_worker"]
+    assert push_worker["environment"]["variables"]["DRIVEPIPE_PUSH_QUEUE"] == stage.push_queue
     assert all(m["function_response_types"] == ["ReportBatchItemFailures"] for m in mappings)
     (rule,) = resources["aws_cloudwatch_event_rule"].values()
     assert rule["name"] == "drivepipe-dev-on_schedule"

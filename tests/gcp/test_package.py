@@ -279,7 +279,11 @@ def test_run_skips_what_exists_and_updates_the_job(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(package_gcp.subprocess, "run", fake_run)
     cfg = config()
-    topic = [c for c in setup_commands(cfg) if c.argv[1:4] == ("pubsub", "topics", "create")]
+    topic = [  # the schedule's topic (setup also creates the alerts topic)
+        c
+        for c in setup_commands(cfg)
+        if c.argv[1:4] == ("pubsub", "topics", "create") and cfg.topic in c.argv
+    ]
     job = [c for c in deploy_commands(cfg) if c.argv[1:3] == ("scheduler", "jobs")]
     assert package_gcp.run_commands(topic + job) == 0
     assert ran[0][:4] == ["gcloud", "pubsub", "topics", "describe"]  # exists: not created

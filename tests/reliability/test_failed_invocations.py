@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 from devstack.servers import MotoServer
+from devstack.webhook_receiver import WebhookReceiver
 from shared import log as logs
 from shared.errors import EventError, StorageError
 from shared.run import deferred
+from shared.run.history import list_runs
 from shared.storage import open_storage
 from shared.triggers import aws
 from shared.triggers.failed import failed_invocation, record
@@ -102,6 +104,39 @@ def test_a_failed_upload_is_a_failed_input_in_its_pipeline_s_manifest(
     assert len(manifests(pipelines["sales"])) == 1
 
 
+def test_a_failed_upload_is_notified_and_listed_as_a_failed_run(
+    deploy: Deploy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record finishes its manifest like any run: the pipeline's webhook hears about the
+    failed input, and ``runs list --status failed`` (the history index) finds the run."""
+    out = tmp_path / "sales-out"
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("REL_WEBHOOK", hook.url)
+        monkeypatch.setenv("DRIVEPIPE_NOTIFY_BACKOFF_SECONDS", "0")
+        deploy(
+            {
+                "settings": {
+                    "notify": {"webhook_url_env": "REL_WEBHOOK", "webhook_format": "json"}
+                },
+                "pipelines": {
+                    "sales": {
+                        "source": {"folder_id": "f", "incoming_url": "s3://in/incoming/sales/"},
+                        "output": {"url": str(out)},
+                    }
+                },
+            }
+        )
+        body = destination_record(s3_payload("in", "incoming/sales/lost.csv"), "req-7")
+        result = record(failed_invocation(body))
+        (event,) = hook.accepted
+    assert event["run_id"] == result["run_id"] and event["trigger"] == "s3:failed"
+    assert [f["path"] for f in event["failed"]] == ["lost.csv"]
+    (sales,) = manifests(out)
+    assert [(n["target"], n["ok"]) for n in sales["notifications"]] == [("webhook", True)]
+    page = list_runs(open_storage(str(out)), status="failed")
+    assert [r["run_id"] for r in page.runs] == [result["run_id"]]
+
+
 def test_a_failed_schedule_tick_is_noted_in_each_scheduled_pipeline(
     pipelines: dict[str, Path],
 ) -> None:
@@ -145,7 +180,7 @@ def test_the_consumer_retries_what_it_could_not_write_and_drops_non_records(
     def unwritable(*args: Any) -> None:
         raise StorageError("destination unreachable")
 
-    monkeypatch.setattr("shared.triggers.failed.save_manifest", unwritable)  # redeliver it
+    monkeypatch.setattr("shared.triggers.failed.finish_run", unwritable)  # redeliver it
     again = destination_record(s3_payload("in", "incoming/sales/b.csv"), "req-9")
     answer = aws.sqs_failed_invocations({"Records": [{"messageId": "m3", "body": again}]})
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m3"}]}

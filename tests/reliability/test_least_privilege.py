@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from deploy.package_gcp import DeployConfig, deploy_commands, setup_commands
+from deploy.push_gcp import TOKEN_PERMISSIONS, TOKEN_ROLE
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = sorted((REPO / "chalice_app" / ".chalice").glob("policy-*.json"))
 # What the code calls: logs, bucket listing, object get/put/delete (leases and claims delete
-# their own objects), the Drive secret, the fan-out queue if a stage uses one, and the run
-# notifications' SNS topic and webhook secret.
+# their own objects), the Drive secret, the fan-out and push queues if a stage uses them, the
+# run notifications' SNS topic and webhook secret, and with push the channel tokens (created
+# and deleted by the schedule's upkeep, read by the webhook).
 AWS_ACTIONS = {
     "logs:CreateLogGroup",
     "logs:CreateLogStream",
@@ -28,6 +30,8 @@ AWS_ACTIONS = {
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "secretsmanager:GetSecretValue",
+    "secretsmanager:CreateSecret",  # channel tokens only (on_schedule)
+    "secretsmanager:DeleteSecret",  # channel tokens only (on_schedule)
     "sns:Publish",  # run notifications (notify.sns_topic)
     # catalog.glue (shared/storage/catalog/glue.py): register a pipeline's tables
     "glue:GetTable",
@@ -74,12 +78,26 @@ def test_aws_policy_grants_named_actions_on_named_resources(policy: Path) -> Non
         for action in actions:
             assert "*" not in action, (policy.name, action)
             assert action in AWS_ACTIONS or action.startswith("sqs:"), (policy.name, action)
+        stage = policy.stem.split("-")[1]
+        if {"secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"} & set(actions):
+            assert resources == [  # the channel tokens' prefix, never the Drive secret
+                f"arn:aws:secretsmanager:us-east-1:111122223333:secret:drivepipe/{stage}/channels/*"
+            ], (policy.name, statement)
         for resource in resources:
             assert resource != "*", (policy.name, statement)
+            if ":secretsmanager:" in resource:  # the stage's own secrets, by name
+                assert f":secret:drivepipe/{stage}/" in resource, (policy.name, resource)
+                if "channels" not in resource:
+                    assert resource.endswith("-??????"), (policy.name, resource)
+            if ":sns:" in resource:
+                assert resource.endswith(f":drivepipe-alerts-{stage}"), (policy.name, resource)
+            if ":sqs:" in resource:
+                assert resource.rsplit(":", 1)[1].startswith("drivepipe-"), (policy.name, resource)
+                assert f"-{stage}" in resource.rsplit(":", 1)[1], (policy.name, resource)
             if resource.startswith("arn:aws:s3:::"):
                 bucket = resource.removeprefix("arn:aws:s3:::").split("/")[0]
                 assert bucket and "*" not in bucket, (policy.name, resource)
-            if any(a.startswith(("s3:", "secretsmanager:", "sqs:")) for a in actions):
+            if any(a.startswith(("s3:", "secretsmanager:", "sqs:", "sns:")) for a in actions):
                 assert not resource.startswith("arn:aws:logs"), (policy.name, resource)
             if resource.startswith("arn:aws:logs"):  # the function's own log group only
                 function = policy.stem.split("-", 2)[2]
@@ -115,3 +133,43 @@ def test_gcp_http_function_requires_authentication() -> None:
     for argv in http:
         assert "--no-allow-unauthenticated" in argv
     assert not any("--allow-unauthenticated" in a for a in argvs)
+
+
+def test_gcp_push_adds_one_project_binding_holding_only_the_channel_token_permissions() -> None:
+    """``secretmanager.secrets.create`` is checked on the project, so creating one secret per
+    channel takes a project-level binding: a custom role with the four permissions the token
+    store uses, and nothing else at project level for the runtime service account."""
+    push = DeployConfig(
+        project="acme-data",
+        region="europe-west1",
+        input_bucket="acme-in",
+        output_bucket="acme-out",
+        push=True,
+    )
+    commands = [c.argv for c in setup_commands(push)]
+    (role,) = [a for a in commands if a[1:4] == ("iam", "roles", "create")]
+    assert role[4] == TOKEN_ROLE
+    permissions = next(w for w in role if w.startswith("--permissions=")).split("=", 1)[1]
+    assert (
+        set(permissions.split(","))
+        == set(TOKEN_PERMISSIONS)
+        == {
+            "secretmanager.secrets.create",
+            "secretmanager.secrets.delete",
+            "secretmanager.versions.add",
+            "secretmanager.versions.access",
+        }
+    )
+    runtime = "--member=serviceAccount:drivepipe-fn@acme-data.iam.gserviceaccount.com"
+    on_project = [
+        next(w for w in a if w.startswith("--role="))
+        for a in commands
+        if a[1:3] == ("projects", "add-iam-policy-binding") and runtime in a
+    ]
+    assert on_project == [f"--role=projects/acme-data/roles/{TOKEN_ROLE}"]
+    publishers = {
+        a[4]
+        for a in commands
+        if a[1:4] == ("pubsub", "topics", "add-iam-policy-binding") and runtime in a
+    }
+    assert publishers == {"drivepipe-alerts", "drivepipe-push"}  # notify, push hand-offs
