@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from shared.errors import DriveError
@@ -50,16 +50,15 @@ def fetch_and_process(
     drive: DriveClient,
     planned: Sequence[Planned],
     run_id: str,
-    *,
-    previous: Mapping[str, InputState] | None = None,
 ) -> Generator[Processed, None, None]:
     """Fetch ``planned`` in parallel and process each file as it arrives, in arrival order.
 
     Downloads land in a per-call scratch directory (on Lambda, /tmp), one file per input, each
-    removed once processed. With ``previous`` (the state an inline sync updates as it goes),
-    outputs a written input no longer produces are deleted at once; a fanned-out run leaves
-    that to its finalizer. Storage errors propagate: the destination, not the input, failed.
-    Close the iterator (``contextlib.closing``) if you stop early.
+    removed once processed. Nothing is deleted here: outputs a written input no longer
+    produces (:func:`stale_outputs`) go only after a saved state stops claiming them (the
+    inline sync's checkpoints, a fanned-out run's finalizer). Storage errors propagate: the
+    destination, not the input, failed. Close the iterator (``contextlib.closing``) if you
+    stop early.
     """
     from shared.run.process import process_input, quarantine
 
@@ -89,7 +88,6 @@ def fetch_and_process(
                 entry = None
             else:
                 key = state_key(file)
-                before = previous.get(key) if previous is not None else None
                 crashes = attempts.begin(key, file)  # a marker while it is processed
                 with open(path, "rb") as data:
                     if crashes >= attempts.limit:  # a poison pill: never processed again
@@ -102,19 +100,10 @@ def fetch_and_process(
                             raise
                 entry = _entry(file, record, run_id)
                 _report(file, record)
-                stale = stale_outputs(before.output_keys if before else (), entry)
-                if stale and previous is not None:  # never one another entry still claims
-                    stale -= _claimed_by_others(previous, key)
-                for stale_key in sorted(stale):
-                    dest.delete(stale_key)
                 attempts.done(key)  # its outcome is known: no crash to count
             if os.path.exists(path):
                 os.remove(path)
             yield Processed(file, record, entry)
-
-
-def _claimed_by_others(entries: Mapping[str, InputState], owner: str) -> set[str]:
-    return {k for key, entry in entries.items() if key != owner for k in entry.output_keys}
 
 
 def _entry(file: DriveFile, record: InputRecord, run_id: str) -> InputState:

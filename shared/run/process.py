@@ -12,6 +12,7 @@ import tempfile
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from shared.crashpoints import crash_point
 from shared.errors import DriveError, LeaseHeld, LeaseLost, RetryableError, StorageError
 from shared.run.manifest import InputRecord
 from shared.storage import layout
@@ -49,6 +50,7 @@ def process_input(
     caller decides whether to retry.
     """
     relpath = record.output_path or record.path  # what its keys are named after
+    crash_point("processing")
     with ExitStack() as stack:
         try:
             outputs = render(pipeline, data, fmt, relpath, record, stack)
@@ -67,6 +69,7 @@ def process_input(
             record.output_keys.append(out.key)
             record.bytes_out += out.size
         record.status = "written"
+        crash_point("outputs_written")
 
 
 def quarantine(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,9 @@ class SyncState:
     # The changes feed (shared.run.feed): {"token", "folder", "drive_id", "folders"}, or None.
     feed: dict[str, Any] | None = None
     dirty: bool = field(default=True, compare=False)  # a fresh state has never been saved
+    # Keys no entry claims any more, to delete once this state is saved (shared.run.sync):
+    # saved with it, so a crash between the save and the deletions leaves them to the next run.
+    pending_deletes: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, storage: Storage, pipeline: str, definition: str) -> SyncState:
@@ -75,10 +79,15 @@ class SyncState:
             raw = json.loads(storage.read(layout.sync_state_key(pipeline)))
         except StorageNotFound:
             return cls(pipeline, definition)
-        if raw.get("version") != STATE_VERSION or raw.get("definition") != definition:
+        if raw.get("version") != STATE_VERSION:
             return cls(pipeline, definition)
+        pending = [str(k) for k in raw.get("pending_deletes", ())]
+        if raw.get("definition") != definition:  # start over, but still delete what was doomed
+            return cls(pipeline, definition, pending_deletes=pending)
         inputs = {k: InputState(**v) for k, v in raw.get("inputs", {}).items()}
-        return cls(pipeline, definition, inputs, raw.get("feed"), dirty=False)
+        return cls(
+            pipeline, definition, inputs, raw.get("feed"), dirty=False, pending_deletes=pending
+        )
 
     def set_feed(self, feed: dict[str, Any] | None) -> None:
         """Remember (or, with ``None``, drop) the changes-feed position."""
@@ -111,6 +120,20 @@ class SyncState:
         if self.inputs.pop(source_id, None) is not None:
             self.dirty = True
 
+    def schedule_deletes(self, keys: Iterable[str]) -> None:
+        """Keys to delete once this state is saved (none is deleted before it is)."""
+        new = set(keys) - set(self.pending_deletes)
+        if new:
+            self.pending_deletes = sorted({*self.pending_deletes, *new})
+            self.dirty = True
+
+    def deletes_done(self, keys: Iterable[str]) -> None:
+        """Forget pending deletions that were carried out (or found claimed again)."""
+        done = set(keys)
+        if done & set(self.pending_deletes):
+            self.pending_deletes = [k for k in self.pending_deletes if k not in done]
+            self.dirty = True
+
     def to_json(self) -> bytes:
         """The state document as UTF-8 JSON."""
         data: dict[str, Any] = {
@@ -121,6 +144,8 @@ class SyncState:
         }
         if self.feed is not None:
             data["feed"] = self.feed
+        if self.pending_deletes:
+            data["pending_deletes"] = self.pending_deletes
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def save(self, storage: Storage) -> None:
