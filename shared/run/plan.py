@@ -94,6 +94,8 @@ def plan(ctx: SyncContext) -> SyncPlan:
         destination=pipeline.output.url,
         dry_run=request.dry_run,
     )
+    if request.scope_note:
+        manifest.notes.append(request.scope_note)
     to_fetch: list[Planned] = []
     since = request.since or source.modified_since
     checked = feed.check(ctx.drive, state, ctx.folder, source, walk_forced=_walk_forced(ctx))
@@ -262,7 +264,7 @@ def _plan_removals(
         pipeline,
         len(matched.removals),
         len(ctx.state.inputs),
-        forced=request.full_refresh or request.force_removals,
+        forced=request.force_removals,  # full_refresh re-reads all; it removes no more
     )
     removals = matched.removals if blocked else mirror.explain(ctx.drive, matched.removals)
     planned = []
