@@ -81,8 +81,8 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
     _pipeline_args(sync)
     sync.add_argument(
         "--folder",
-        help="Drive folder id; with --config, another folder than the pipeline's syncs into "
-        "<dest>/_folders/<id>/ with its own state (unless in source.alias_folder_ids)",
+        help="Drive folder id; with --config, another folder than the pipeline's syncs with "
+        "its own state and outputs under the destination (unless in source.alias_folder_ids)",
     )
     sync.add_argument("--since", type=_timestamp, help="only files modified after this time")
     sync.add_argument("--concurrency", type=int, help="parallel downloads (default 8)")

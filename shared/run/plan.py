@@ -156,6 +156,9 @@ def plan(ctx: SyncContext) -> SyncPlan:
             elif move:  # failed before, or outputs of an unknown shape: fetch it again
                 superseded.append(move.old_key)
                 to_fetch.append(Planned(file, fmt, record))
+            elif previous.error and previous.recheck:  # an export that failed: read it again
+                record.reason = f"failed in run {previous.run_id} on an unverifiable read; retried"
+                to_fetch.append(Planned(file, fmt, record))
             elif previous.error:  # bad content, unchanged: report it again, don't re-quarantine
                 record.status = "failed"
                 record.error = (
@@ -201,6 +204,8 @@ def _walk_forced(ctx: SyncContext) -> str | None:
         return "changes feed: a since run lists by modifiedTime; walked the folder"
     if request.listing_narrowed:
         return f"changes feed: {request.listing_narrowed}; walked the folder"
+    if any(entry.recheck for entry in ctx.state.inputs.values()):
+        return "changes feed: an export that failed is read again; walked the folder"
     return None
 
 

@@ -38,8 +38,6 @@ def scope_pipeline(pipeline: Pipeline, folder_id: str | None) -> Pipeline:
     under its own prefix of the destination. Scoping a scoped pipeline changes nothing."""
     if folder_id is None or not is_foreign(pipeline, folder_id):
         return pipeline
-    output = pipeline.output.model_copy(
-        update={"url": scoped_url(pipeline.output.url, folder_id)}
-    )
+    output = pipeline.output.model_copy(update={"url": scoped_url(pipeline.output.url, folder_id)})
     source = pipeline.source.model_copy(update={"folder_id": folder_id, "alias_folder_ids": ()})
     return pipeline.model_copy(update={"output": output, "source": source})

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from shared.storage import Storage
 
 STATE_VERSION = 1
+CRASHED = "crashed the function"  # a poison pill's error (shared.run.attempts): never rechecked
 
 
 def definition_hash(pipeline: Pipeline) -> str:
@@ -56,6 +57,9 @@ class InputState:
     error: str | None = None
     quarantine_key: str | None = None
     output_path: str | None = None  # what the outputs are named after, when not ``path``
+    # The content failed, but on bytes Drive could not vouch for (an export: no checksum), so
+    # the next run fetches it once more before reporting it "unchanged since it failed".
+    recheck: bool = False
 
 
 @dataclass
@@ -110,7 +114,18 @@ class SyncState:
         return modified_time is not None and seen.modified_time == modified_time
 
     def record(self, source_id: str, entry: InputState) -> None:
-        """Remember an outcome (call only once its outputs or quarantine copy are durable)."""
+        """Remember an outcome (call only once its outputs or quarantine copy are durable).
+
+        A content failure of an input without a Drive checksum gets ``recheck``, unless the
+        run before failed on the same version too (then the failure is the content's).
+        """
+        if entry.error and entry.md5 is None and not entry.error.startswith(CRASHED):
+            before = self.inputs.get(source_id)
+            entry.recheck = not (
+                before is not None
+                and before.error is not None
+                and before.modified_time == entry.modified_time
+            )
         if self.inputs.get(source_id) != entry:
             self.inputs[source_id] = entry
             self.dirty = True
