@@ -124,16 +124,18 @@ def audit(dest: Storage, expected: Mapping[str, Iterable[Row]], pipeline: str = 
     return result
 
 
-def tagged_rows(tag: str, count: int) -> list[Row]:
-    """The rows :func:`write_tagged_csv` writes for ``tag``: (tag, i)."""
-    return [(tag, str(i)) for i in range(count)]
+def tagged_rows(tag: str, count: int, pad: str = "") -> list[Row]:
+    """The rows :func:`write_tagged_csv` writes for ``tag``: (tag, i), or (tag, i, pad)."""
+    return [(tag, str(i), pad) if pad else (tag, str(i)) for i in range(count)]
 
 
-def write_tagged_csv(path: Path, tag: str, count: int) -> list[Row]:
-    """A CSV ``file,row`` whose rows name ``tag``; its expected rows."""
+def write_tagged_csv(path: Path, tag: str, count: int, pad: str = "") -> list[Row]:
+    """A CSV ``file,row`` (``file,row,pad`` with ``pad``) whose rows name ``tag``; its rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("file,row\n" + "".join(f"{tag},{i}\n" for i in range(count)))
-    return tagged_rows(tag, count)
+    rows = tagged_rows(tag, count, pad)
+    header = "file,row,pad" if pad else "file,row"
+    path.write_text(header + "\n" + "".join(",".join(row) + "\n" for row in rows))
+    return rows
 
 
 def leftover_temp_files(root: Path) -> list[str]:
