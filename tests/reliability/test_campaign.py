@@ -11,6 +11,8 @@ from bench.campaign import COLUMNS, KILL_SCENARIO, main, plan
 from bench.campaign_scenarios import SCENARIOS
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 2 min on an idle 2-core box, 5 min under a load of 20
 def test_short_campaign_loses_and_duplicates_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--json"])
     out = capsys.readouterr().out
