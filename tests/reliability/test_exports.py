@@ -42,7 +42,7 @@ def test_corrupted_exports_never_write_wrong_values(
     pipeline = make_pipeline(dest.base_url, emulator.root_id, concurrency=4)
     emulator.set_faults(FaultConfig(rate=0.3, kinds=("corrupt",), seed=3))
     first = run_sync(SyncRequest(pipeline=pipeline), drive=DriveClient.from_env(retry=FAST_RETRY))
-    assert emulator.stats.snapshot()["faults"].get("corrupt", 0) >= SHEETS // 4
+    assert emulator.stats.snapshot()["faults"].get("corrupt", 0) > 0
     written = {r.path for r in first.inputs if r.status == "written"}
     assert len(written) >= SHEETS - 3, first.counts()
     for record in first.inputs:  # anything not written failed its download, to be fetched again
