@@ -79,7 +79,8 @@ def run_in_child(name: str, backend: str, full: bool, timeout: float) -> dict[st
         return _crashed(name, backend, f"timed out after {timeout:.0f} s", started)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return _crashed(name, backend, (proc.stderr or proc.stdout).strip()[-600:], started)
+        said = (proc.stderr or proc.stdout).strip()[-600:]
+        return _crashed(name, backend, f"exit code {proc.returncode}: {said}", started)
     row: dict[str, Any] = json.loads(lines[-1])
     return row
 
