@@ -4,6 +4,12 @@
 Exit codes: 0 success, 1 some input failed, 2 bad usage or configuration, 3 a source or
 destination could not be reached.
 
+``drivepipe sync`` is the pipeline owner's tool: whoever runs it holds the pipelines file and
+the credentials, so it takes every override (``--since``, ``--dry-run``, ``--full-refresh``,
+``--force-removals``, ``--dest``) without ``allow_overrides``, which governs remote callers
+(``POST /sync``, request files). A ``--folder`` other than the pipeline's still never writes
+over the pipeline's outputs: it syncs into ``<destination>/_folders/<id>/`` with its own state.
+
 The local tools (``drivepipe emulator``, ``demo``, ``dev``) are not part of the core: the
 ``drivepipe`` console script is ``devstack.cli:main``, which hands them to :func:`main` as
 *delegates*, commands that parse everything after their own name.
@@ -74,7 +80,11 @@ def build_parser(delegates: Mapping[str, Delegate] | None = None) -> argparse.Ar
 
     sync = sub.add_parser("sync", help="sync a Drive folder into a destination")
     _pipeline_args(sync)
-    sync.add_argument("--folder", help="Drive folder id (overrides the pipeline's)")
+    sync.add_argument(
+        "--folder",
+        help="Drive folder id; with --config, another folder than the pipeline's syncs with "
+        "its own state and outputs under the destination (unless in source.alias_folder_ids)",
+    )
     sync.add_argument("--since", type=_timestamp, help="only files modified after this time")
     sync.add_argument("--concurrency", type=int, help="Drive requests in flight (default 16)")
     sync.add_argument("--include", action="append", default=[], help="glob on the relative path")
@@ -235,8 +245,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
             }
         )
         pipeline = pipeline.model_copy(update={"source": source})
-    if args.config:
-        _check_overrides(pipeline, args)
     request = SyncRequest(
         pipeline=pipeline,
         trigger="cli",
@@ -254,22 +262,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
         reporter.close()
     print_summary(manifest, args.json)
     return EXIT_FAILED_INPUTS if manifest.failed or manifest.catalog_failed else EXIT_OK
-
-
-def _check_overrides(pipeline: Pipeline, args: argparse.Namespace) -> None:
-    """The rule of ``POST /sync``: a configured pipeline takes only its ``allow_overrides``."""
-    given = {
-        "folder_id": ("--folder", args.folder is not None),
-        "since": ("--since", args.since is not None),
-        "full_refresh": ("--full-refresh", args.full_refresh),
-        "dry_run": ("--dry-run", args.dry_run),
-    }
-    for name, (flag, used) in given.items():
-        if used and name not in pipeline.allow_overrides:
-            raise ConfigError(
-                f"{flag}: override {name} not allowed for pipeline '{pipeline.name}' "
-                f"(add it to allow_overrides in {args.config})"
-            )
 
 
 def split_source(source: str) -> tuple[str, str]:

@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 else:  # the fields of a sync body (shared.triggers.http.SyncBody) but its pipeline name
     Override = Literal[OVERRIDE_FIELDS]
 OVERRIDABLE: tuple[Override, ...] = OVERRIDE_FIELDS
-# What a caller may change without being listed: none of these changes *what* is read or where
-# it is written. ``folder_id`` must be listed explicitly.
-DEFAULT_OVERRIDES: tuple[Override, ...] = ("since", "dry_run", "full_refresh")
+# What a remote caller (POST /sync, a request file) may change without being listed: nothing.
+# The pipeline's owner lists what callers may set; `drivepipe sync`, run by whoever holds this
+# file and the credentials, takes every override (see shared.cli). A folder_id other than the
+# pipeline's runs isolated, with its own state and outputs (shared.run.scope).
+DEFAULT_OVERRIDES: tuple[Override, ...] = ()
 SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     "csv",
     "tsv",
@@ -88,6 +90,17 @@ class Source(_Model):
     # Read the Drive changes feed first and skip the walk when nothing changed under the folder.
     changes_feed: bool = False
     reconcile_every_hours: float | None = Field(default=168.0, gt=0)  # walk at least this often
+    # Folder ids that, named by a folder_id override, sync into this pipeline's own state and
+    # outputs (a copy of the folder, one being migrated). Any other folder runs isolated.
+    alias_folder_ids: tuple[str, ...] = ()
+
+    @field_validator("alias_folder_ids")
+    @classmethod
+    def _folder_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for folder in value:
+            if not re.match(r"^[A-Za-z0-9_-]{1,256}$", folder):
+                raise ValueError(f"{folder!r} is not a Drive folder id")
+        return value
 
     @field_validator("incoming_url")
     @classmethod

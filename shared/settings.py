@@ -51,7 +51,9 @@ An empty variable means its default; any other value must be a positive number (
 integer for ``DRIVEPIPE_CHECKPOINT_EVERY`` and ``DRIVEPIPE_POISON_ATTEMPTS``; zero too for
 ``DRIVEPIPE_PREFETCH_MB``; text for the push address, secret store, queue and topic), else
 :class:`~shared.errors.ConfigError` names it.
-Drive, storage, queue and logging variables are read by their own modules.
+Drive, storage, queue and logging variables are read by their own modules, and
+``DRIVEPIPE_CRASH_AT`` (fault-injection tests only: SIGKILL at a named point) by
+:mod:`shared.crashpoints`.
 """
 
 from __future__ import annotations

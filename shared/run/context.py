@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import ConfigError, StorageError
 from shared.run.lease import Lease
 from shared.run.manifest import InputRecord, new_run_id
+from shared.run.scope import scope_pipeline
 from shared.run.state import SyncState, definition_hash
 from shared.settings import runtime_settings
 from shared.storage import layout, open_storage
@@ -29,7 +30,14 @@ Progress = Callable[[InputRecord, int, int], None]  # (record, inputs done, inpu
 
 @dataclass(frozen=True)
 class SyncRequest:
-    """A Drive folder sync, with the overrides the caller chose."""
+    """A Drive folder sync, with the overrides the caller chose.
+
+    A ``folder_id`` other than the pipeline's (and not one of its ``alias_folder_ids``)
+    scopes the request when it is made: ``pipeline`` becomes a copy that reads that folder
+    and writes under ``<destination>/_folders/<folder id>/``, with its own state
+    (:mod:`shared.run.scope`). No path through the engine can write such a run over the
+    pipeline's own outputs.
+    """
 
     pipeline: Pipeline
     trigger: str = "cli"
@@ -48,6 +56,25 @@ class SyncRequest:
     checkpoint_seconds: float | None = None
     # Wait this long for another sync of the pipeline to finish before refusing (LeaseHeld).
     lock_wait_seconds: float = 0.0
+
+    # The pipeline as configured, when this request was scoped to another folder's prefix.
+    unscoped: Pipeline | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        scoped = scope_pipeline(self.pipeline, self.folder_id)
+        if scoped is not self.pipeline:  # frozen: set once, here
+            object.__setattr__(self, "unscoped", self.unscoped or self.pipeline)
+            object.__setattr__(self, "pipeline", scoped)
+
+    @property
+    def scope_note(self) -> str | None:
+        """What the manifest says of a scoped run: whose folder, and where it went."""
+        if self.unscoped is None:
+            return None
+        return (
+            f"folder {self.folder_id} is not pipeline {self.unscoped.name}'s folder: synced "
+            f"with its own state and outputs under {self.pipeline.output.url}"
+        )
 
     @property
     def source_folder(self) -> str:

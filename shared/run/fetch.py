@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
@@ -62,7 +62,6 @@ def fetch_and_process(
     planned: Sequence[Planned],
     run_id: str,
     *,
-    previous: Mapping[str, InputState] | None = None,
     fetch: FetchMany | None = None,
     scratch: str | None = None,
 ) -> Generator[Processed, None, None]:
@@ -71,11 +70,12 @@ def fetch_and_process(
     Downloads land in a scratch directory (on Lambda, /tmp), one file per input
     (:func:`scratch_file`), each removed once processed: a per-call one, or ``scratch``
     (the caller's, left in place). ``fetch`` replaces ``drive.fetch_many`` (the engine's
-    :class:`shared.run.prefetch.Downloads`, whose files may already be in ``scratch``). With
-    ``previous`` (the state an inline sync updates as it goes), outputs a written input no
-    longer produces are deleted at once; a fanned-out run leaves that to its finalizer.
-    Storage errors propagate: the destination, not the input, failed.
-    Close the iterator (``contextlib.closing``) if you stop early.
+    :class:`shared.run.prefetch.Downloads`, whose files may already be in ``scratch``).
+    Nothing is deleted here: outputs a written input no longer produces
+    (:func:`stale_outputs`) go only after a saved state stops claiming them (the inline
+    sync's checkpoints, a fanned-out run's finalizer). Storage errors propagate: the
+    destination, not the input, failed. Close the iterator (``contextlib.closing``) if you
+    stop early.
 
     A file the plan already failed (an output key clash) is fetched only to keep a quarantine
     copy of its bytes. Within a deadline (:mod:`shared.deadline`), each input is processed
@@ -128,7 +128,6 @@ def fetch_and_process(
                 entry = None
             else:
                 key = state_key(file)
-                before = previous.get(key) if previous is not None else None
                 crashes = attempts.begin(key, file)  # a marker while it is processed
                 with open(path, "rb") as data:
                     if crashes >= attempts.limit:  # a poison pill: never processed again
@@ -142,13 +141,6 @@ def fetch_and_process(
                             raise
                 entry = None if record.status == "deferred" else _entry(file, record, run_id)
                 _report(file, record)
-                stale = (
-                    stale_outputs(before.output_keys if before else (), entry) if entry else set()
-                )
-                if stale and previous is not None:  # never one another entry still claims
-                    stale -= _claimed_by_others(previous, key)
-                for stale_key in sorted(stale):
-                    dest.delete(stale_key)
                 attempts.done(key)  # its outcome is known: no crash to count
             if os.path.exists(path):
                 os.remove(path)
@@ -165,10 +157,6 @@ def fetch_and_process(
                 else:
                     defer(record, out_of_time)
                 yield Processed(file, record, None)
-
-
-def _claimed_by_others(entries: Mapping[str, InputState], owner: str) -> set[str]:
-    return {k for key, entry in entries.items() if key != owner for k in entry.output_keys}
 
 
 def _entry(file: DriveFile, record: InputRecord, run_id: str) -> InputState:

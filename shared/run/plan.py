@@ -95,6 +95,8 @@ def plan(ctx: SyncContext) -> SyncPlan:
         destination=pipeline.output.url,
         dry_run=request.dry_run,
     )
+    if request.scope_note:
+        manifest.notes.append(request.scope_note)
     to_fetch: list[Planned] = []
     since = request.since or source.modified_since
     checked = feed.check(ctx.drive, state, ctx.folder, source, walk_forced=_walk_forced(ctx))
@@ -160,6 +162,9 @@ def plan(ctx: SyncContext) -> SyncPlan:
             elif move:  # failed before, or outputs of an unknown shape: fetch it again
                 superseded.append(move.old_key)
                 to_fetch.append(Planned(file, fmt, record))
+            elif previous.error and previous.recheck:  # an export that failed: read it again
+                record.reason = f"failed in run {previous.run_id} on an unverifiable read; retried"
+                to_fetch.append(Planned(file, fmt, record))
             elif previous.error:  # bad content, unchanged: report it again, don't re-quarantine
                 record.status = "failed"
                 record.error = (
@@ -208,6 +213,8 @@ def _walk_forced(ctx: SyncContext) -> str | None:
     pipeline = request.pipeline
     if not all(in_layout(pipeline, entry) for entry in ctx.state.inputs.values()):
         return f"changes feed: outputs to move to output.layout = {pipeline.output.layout!r}"
+    if any(entry.recheck for entry in ctx.state.inputs.values()):
+        return "changes feed: an export that failed is read again; walked the folder"
     return None
 
 
@@ -271,7 +278,7 @@ def _plan_removals(
         pipeline,
         len(matched.removals),
         len(ctx.state.inputs),
-        forced=request.full_refresh or request.force_removals,
+        forced=request.force_removals,  # full_refresh re-reads all; it removes no more
     )
     removals = matched.removals if blocked else mirror.explain(ctx.drive, matched.removals)
     planned = []

@@ -13,6 +13,7 @@ import tempfile
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from shared.crashpoints import crash_point
 from shared.errors import (
     ContractError,
     DriveError,
@@ -66,6 +67,7 @@ def process_input(
 
     relpath = record.output_path or record.path  # what its keys are named after
     tables = input_tables(pipeline, dest, record, run_id)
+    crash_point("processing")
     for _ in range(RENDER_ATTEMPTS):
         record.steps, record.output_keys, record.bytes_out = [], [], 0
         with ExitStack() as stack:
@@ -102,6 +104,7 @@ def process_input(
             if tables is not None and tables.settle():
                 continue
             record.status = "written"
+            crash_point("outputs_written")
             return
     raise RetryableError(
         f"{record.path}: its tables' schema kept changing while it was written "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from shared.storage import Storage
 
 STATE_VERSION = 1
+CRASHED = "crashed the function"  # a poison pill's error (shared.run.attempts): never rechecked
 
 
 def definition_hash(pipeline: Pipeline) -> str:
@@ -57,6 +59,9 @@ class InputState:
     error: str | None = None
     quarantine_key: str | None = None
     output_path: str | None = None  # what the outputs are named after, when not ``path``
+    # The content failed, but on bytes Drive could not vouch for (an export: no checksum), so
+    # the next run fetches it once more before reporting it "unchanged since it failed".
+    recheck: bool = False
 
 
 @dataclass
@@ -69,6 +74,9 @@ class SyncState:
     # The changes feed (shared.run.feed): {"token", "folder", "drive_id", "folders"}, or None.
     feed: dict[str, Any] | None = None
     dirty: bool = field(default=True, compare=False)  # a fresh state has never been saved
+    # Keys no entry claims any more, to delete once this state is saved (shared.run.sync):
+    # saved with it, so a crash between the save and the deletions leaves them to the next run.
+    pending_deletes: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, storage: Storage, pipeline: str, definition: str) -> SyncState:
@@ -77,10 +85,15 @@ class SyncState:
             raw = json.loads(storage.read(layout.sync_state_key(pipeline)))
         except StorageNotFound:
             return cls(pipeline, definition)
-        if raw.get("version") != STATE_VERSION or raw.get("definition") != definition:
+        if raw.get("version") != STATE_VERSION:
             return cls(pipeline, definition)
+        pending = [str(k) for k in raw.get("pending_deletes", ())]
+        if raw.get("definition") != definition:  # start over, but still delete what was doomed
+            return cls(pipeline, definition, pending_deletes=pending)
         inputs = {k: InputState(**v) for k, v in raw.get("inputs", {}).items()}
-        return cls(pipeline, definition, inputs, raw.get("feed"), dirty=False)
+        return cls(
+            pipeline, definition, inputs, raw.get("feed"), dirty=False, pending_deletes=pending
+        )
 
     def set_feed(self, feed: dict[str, Any] | None) -> None:
         """Remember (or, with ``None``, drop) the changes-feed position."""
@@ -103,7 +116,18 @@ class SyncState:
         return modified_time is not None and seen.modified_time == modified_time
 
     def record(self, source_id: str, entry: InputState) -> None:
-        """Remember an outcome (call only once its outputs or quarantine copy are durable)."""
+        """Remember an outcome (call only once its outputs or quarantine copy are durable).
+
+        A content failure of an input without a Drive checksum gets ``recheck``, unless the
+        run before failed on the same version too (then the failure is the content's).
+        """
+        if entry.error and entry.md5 is None and not entry.error.startswith(CRASHED):
+            before = self.inputs.get(source_id)
+            entry.recheck = not (
+                before is not None
+                and before.error is not None
+                and before.modified_time == entry.modified_time
+            )
         if self.inputs.get(source_id) != entry:
             self.inputs[source_id] = entry
             self.dirty = True
@@ -111,6 +135,20 @@ class SyncState:
     def forget(self, source_id: str) -> None:
         """Drop an input, so the next run tries it again."""
         if self.inputs.pop(source_id, None) is not None:
+            self.dirty = True
+
+    def schedule_deletes(self, keys: Iterable[str]) -> None:
+        """Keys to delete once this state is saved (none is deleted before it is)."""
+        new = set(keys) - set(self.pending_deletes)
+        if new:
+            self.pending_deletes = sorted({*self.pending_deletes, *new})
+            self.dirty = True
+
+    def deletes_done(self, keys: Iterable[str]) -> None:
+        """Forget pending deletions that were carried out (or found claimed again)."""
+        done = set(keys)
+        if done & set(self.pending_deletes):
+            self.pending_deletes = [k for k in self.pending_deletes if k not in done]
             self.dirty = True
 
     def to_json(self) -> bytes:
@@ -123,6 +161,8 @@ class SyncState:
         }
         if self.feed is not None:
             data["feed"] = self.feed
+        if self.pending_deletes:
+            data["pending_deletes"] = self.pending_deletes
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def save(self, storage: Storage) -> None:

@@ -16,6 +16,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared.crashpoints import crash_point
 from shared.log import get_logger
 from shared.run.engine import (
     Progress,
@@ -27,6 +28,7 @@ from shared.run.engine import (
     open_sync,
     plan,
     save_manifest,
+    stale_outputs,
 )
 from shared.run.finish import finish_run
 from shared.run.mirror import delete_unclaimed
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from shared.drive import DriveClient
     from shared.run.engine import Planned
     from shared.run.manifest import RunManifest
-    from shared.run.state import SyncState
+    from shared.run.state import InputState, SyncState
 
 __all__ = ["Checkpoints", "Progress", "SyncRequest", "run_planned", "run_sync"]
 log = get_logger("pipeline")
@@ -118,6 +120,7 @@ def run_planned(
             return run_planned(ctx, planned, progress=progress, downloads=own)
     state, pipeline = ctx.state, request.pipeline
     try:
+        _finish_deletes(ctx, state)  # what a run that died after its last save left to delete
         to_fetch = _mirror(ctx, planned) + planned.to_fetch
     except BaseException:
         _finish(ctx, manifest)
@@ -133,7 +136,6 @@ def run_planned(
         downloads.drive,
         to_fetch,
         ctx.run_id,
-        previous=state.inputs,
         fetch=downloads.fetch_many,
         scratch=downloads.scratch,
     )
@@ -144,21 +146,27 @@ def run_planned(
                     state.forget(outcome.key)
                     clean = False
                 else:
-                    state.record(outcome.key, outcome.state)
+                    _record(state, outcome.key, outcome.state)
                 done += 1
                 since_checkpoint += 1
                 if progress:
                     progress(outcome.record, done, total)
                 if checkpoints.due(since_checkpoint, last_checkpoint):
                     _save_state(ctx, state)  # only inputs whose outputs are durable
+                    crash_point("state_saved")
+                    _finish_deletes(ctx, state)
                     last_checkpoint, since_checkpoint = time.monotonic(), 0
         state.set_feed(planned.feed if clean else None)  # only after every input is recorded
         register_pipeline(pipeline, ctx.dest, manifest.catalog)  # Glue / BigQuery, if set
     finally:
         try:
             _save_state(ctx, state)
+            crash_point("state_saved")
+            _finish_deletes(ctx, state)
+            _save_state(ctx, state)  # without the deletions just carried out (if any)
         finally:
             manifest.note_deferred()  # inputs the function's time ran out before
+            crash_point("before_manifest")
             _finish(ctx, manifest)
     counts = manifest.counts()
     log.log(  # WARNING when inputs failed (quarantined, listed in the manifest): alertable
@@ -186,15 +194,44 @@ def _mirror(ctx: SyncContext, planned: SyncPlan) -> list[Planned]:
         state.forget(key)
     for key, entry in changes.record.items():
         state.record(key, entry)
+    state.schedule_deletes(changes.delete)
     _save_state(ctx, state)  # durable before any output is deleted
-    deleted = set(delete_unclaimed(ctx.dest, changes.delete, state.inputs))
+    crash_point("mirror_saved")
+    deleted = set(_finish_deletes(ctx, state))
     for record in planned.manifest.inputs:
         if record.deleted_keys:
             record.deleted_keys = [k for k in record.deleted_keys if k in deleted]
     return changes.fetch
 
 
+def _record(state: SyncState, key: str, entry: InputState) -> None:
+    """Record an input's outcome; what it no longer produces is deleted after the next save.
+
+    A new version that failed keeps claiming the outputs of the last good one: they stay in
+    the destination (the last good table), so the state must name them, or a later removal
+    of the input would leave them behind unclaimed.
+    """
+    before = state.inputs.get(key)
+    if before is not None and entry.error and not entry.output_keys:
+        entry.output_keys = list(before.output_keys)
+    state.record(key, entry)
+    if before is not None:
+        state.schedule_deletes(stale_outputs(before.output_keys, entry))
+
+
 def _save_state(ctx: SyncContext, state: SyncState) -> None:
     if ctx.lease is not None and state.dirty:
         ctx.lease.check()  # LeaseLost: another sync took over, its state wins
     state.save(ctx.dest)
+
+
+def _finish_deletes(ctx: SyncContext, state: SyncState) -> list[str]:
+    """Delete the keys the *saved* state schedules for deletion and no entry claims; the keys
+    deleted. The stored state keeps them until its next save, so a crash in between means
+    the next run deletes them (they are never left unclaimed and undeleted)."""
+    pending = list(state.pending_deletes)
+    if not pending or state.dirty:  # never ahead of a save: the stored state must agree
+        return []
+    deleted = delete_unclaimed(ctx.dest, pending, state.inputs)
+    state.deletes_done(pending)
+    return deleted

@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from shared import crashpoints
 from shared.errors import ConfigError, StorageError, StorageNotFound, StorageUnavailable
 from shared.storage._bucket import BucketLayout, as_stream
 from shared.storage.base import LIST_PAGE_MAX, ObjectInfo, check_list_args, guess_content_type
@@ -215,6 +216,8 @@ class GcsStorage:
         name = self._layout.name(key)
         stream, size = as_stream(data)
         chunk = self.chunk_size if size > self.resumable_threshold else None
+        if chunk and crashpoints.armed("mid_write"):
+            stream = cast(BinaryIO, _CrashAfter(stream, chunk))
         blob = self._bucket.blob(name, chunk_size=chunk)
         try:
             blob.upload_from_file(
@@ -308,3 +311,19 @@ class GcsStorage:
         """``gs://bucket/prefix/key``."""
         self._layout.name(key)
         return self._layout.url(key)
+
+
+class _CrashAfter:
+    """Fault-injection tests: a stream that SIGKILLs the process (``mid_write``) when read past
+    its first ``limit`` bytes, i.e. with a resumable session open and its first chunk sent."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self._stream, self._limit = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stream.tell() >= self._limit:
+            crashpoints.crash_point("mid_write")
+        return self._stream.read(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -31,6 +31,11 @@ reserved prefixes, which no output uses::
                                              schema/)
     _quarantine/<run_id>/<path>              a failed input's original bytes
     _raw/<path>                              ``keep_raw`` copies
+    _folders/<folder id>/...                 a sync of another folder than the pipeline's: its
+                                             outputs and bookkeeping, laid out as above
+
+An isolated run's rows sit under a ``_``-prefixed folder like the bookkeeping: reserved, so
+no output key of the pipeline can reach them and no storage event they cause triggers work.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ LOCKS_PREFIX = "_locks/"
 QUARANTINE_PREFIX = "_quarantine/"
 RAW_PREFIX = "_raw/"
 SCHEMA_PREFIX = "_schema/"
+FOLDERS_PREFIX = "_folders/"
 RESERVED_PREFIXES = (
     RUNS_PREFIX,
     STATE_PREFIX,
@@ -54,6 +60,7 @@ RESERVED_PREFIXES = (
     RAW_PREFIX,
     LOCKS_PREFIX,
     SCHEMA_PREFIX,
+    FOLDERS_PREFIX,
 )
 EPOCH_DIGITS = 12
 _INPUT_EXTENSIONS = (".csv", ".tsv", ".xlsx", ".json", ".jsonl", ".ndjson", ".parquet", ".txt")
@@ -80,8 +87,10 @@ def output_key(
     if sheet is not None:
         stem = f"{stem}/{safe_key(sheet)}"
     prefix = "/".join(f"{name}={value}" for name, value in partition)
-    key = f"{prefix}/{stem}{extension}" if prefix else f"{stem}{extension}"
-    return safe_key(key)
+    key = safe_key(f"{prefix}/{stem}{extension}" if prefix else f"{stem}{extension}")
+    if f"{key.split('/', 1)[0]}/" in RESERVED_PREFIXES:  # a Drive folder named `_state`...
+        key = f"~{key}"  # ...never writes into the bookkeeping
+    return key
 
 
 # ---- tables: ``<table>/[<key>=<value>/...]<flat name><ext>`` ----------------------------------
@@ -169,6 +178,12 @@ def is_reserved(key: str) -> bool:
     """True for bookkeeping keys (``_runs/``, ``_state/``, ...) at any depth."""
     parts = key.split("/")
     return any(f"{part}/" in RESERVED_PREFIXES for part in parts[:-1])
+
+
+def folder_scope(folder_id: str) -> str:
+    """The prefix a sync of ``folder_id`` (not the pipeline's folder) writes everything under:
+    its outputs, state, manifests and locks, apart from the pipeline's own."""
+    return f"{FOLDERS_PREFIX}{safe_key(folder_id)}/"
 
 
 # ---- runs: the manifest, and a fanned-out run's bookkeeping beside it ----------------------

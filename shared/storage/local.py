@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from shared.crashpoints import crash_point
 from shared.errors import StorageError, StorageNotFound
 from shared.storage.base import ObjectInfo, check_key, check_list_args, check_prefix
 
@@ -168,6 +169,8 @@ class LocalStorage:
         """
         path = self._path(key)
         tmp = self._write_temp(key, path, data)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            crash_point("mid_write")  # fault-injection tests: a streamed write's temp file
         try:
             os.replace(tmp, path)
             st = path.stat()

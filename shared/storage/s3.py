@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from shared import crashpoints
 from shared.errors import StorageError, StorageNotFound
 from shared.storage._bucket import BucketLayout, as_stream
 from shared.storage.base import LIST_PAGE_MAX, ObjectInfo, check_list_args, guess_content_type
@@ -209,6 +210,7 @@ class S3Storage:
                     name,
                     ExtraArgs={"ContentType": content_type},
                     Config=transfer,
+                    Callback=_crash_mid_upload if crashpoints.armed("mid_write") else None,
                 )
         except self._errors() as exc:
             raise self._wrap(exc, "write", key) from exc
@@ -309,3 +311,8 @@ class S3Storage:
         """``s3://bucket/prefix/key``."""
         self._layout.name(key)
         return self._layout.url(key)
+
+
+def _crash_mid_upload(_sent: int) -> None:
+    """Fault-injection tests: SIGKILL with a multipart upload open (parts sent, none completed)."""
+    crashpoints.crash_point("mid_write")

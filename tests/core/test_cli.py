@@ -181,33 +181,47 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
     }
 
 
-def test_folder_override_is_refused_unless_the_pipeline_allows_it(
+def test_another_folder_syncs_into_its_own_prefix_and_leaves_the_pipeline_alone(
     drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "p.toml"
-    config.write_text(CONFIG.format(folder=drive_tree.folder_id, dest=tmp_path / "out"))
-    assert main(["sync", "--config", str(config)]) == EXIT_OK
+    config.write_text(CONFIG.format(folder="1Unused", dest=tmp_path / "out"))
+    # The pipeline's own folder (1Unused) does not exist; its outputs are whatever they are.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.csv").write_text("id\n1\n")
     before = _tree_bytes(tmp_path / "out")
     capsys.readouterr()
-    code = main(["sync", "--config", str(config), "--folder", "1OtherFolder", "--full-refresh"])
-    assert code == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert "--folder: override folder_id not allowed for pipeline 'sales'" in err
-    assert "allow_overrides" in err
-    assert _tree_bytes(tmp_path / "out") == before  # the pipeline's outputs are untouched
-    # the harmless overrides stay allowed by default
-    assert main(["sync", "--config", str(config), "--full-refresh", "--dry-run"]) == EXIT_OK
+    code = main(["sync", "--config", str(config), "--folder", drive_tree.folder_id, "--json"])
+    assert code == EXIT_OK
+    summary = json.loads(capsys.readouterr().out)
+    scope = tmp_path / "out" / "_folders" / drive_tree.folder_id
+    assert summary["destination"] == str(scope)
+    assert any("its own state and outputs" in note for note in summary["notes"])
+    assert (scope / "sales/sales__2024__q1.csv").exists() and (scope / "_state/sales.json").exists()
+    after = _tree_bytes(tmp_path / "out")
+    assert {k: v for k, v in after.items() if not k.startswith("_folders/")} == before
 
 
-def test_folder_override_works_when_listed(
+def test_the_cli_takes_every_override_without_allow_overrides(
     drive_tree: DriveTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The owner's tool: allow_overrides (empty by default) governs remote callers only."""
+    config = tmp_path / "p.toml"
+    config.write_text(CONFIG.format(folder=drive_tree.folder_id, dest=tmp_path / "out"))
+    assert main(["sync", "--config", str(config), "--dry-run"]) == EXIT_OK
+    assert not (tmp_path / "out" / "sales").exists()
+    since = ["--since", "2000-01-01T00:00:00Z", "--full-refresh", "--force-removals"]
+    assert main(["sync", "--config", str(config), *since]) == EXIT_OK
+    assert (tmp_path / "out" / "sales/2024/q1.csv").exists()
+
+
+def test_a_listed_alias_folder_syncs_into_the_pipeline(
+    drive_tree: DriveTree, tmp_path: Path
 ) -> None:
     config = tmp_path / "p.toml"
     body = CONFIG.format(folder="1Unused", dest=tmp_path / "out")
     config.write_text(
-        body.replace("[pipelines.sales]\n", '[pipelines.sales]\nallow_overrides = ["folder_id"]\n')
+        body.replace("include = [", f'alias_folder_ids = ["{drive_tree.folder_id}"], include = [')
     )
     assert main(["sync", "--config", str(config), "--folder", drive_tree.folder_id]) == EXIT_OK
     assert (tmp_path / "out" / "sales/sales__2024__q1.csv").exists()
-    assert main(["sync", "--config", str(config), "--dry-run"]) == EXIT_USAGE
-    assert "--dry-run: override dry_run not allowed" in capsys.readouterr().err

@@ -189,10 +189,18 @@ def test_schedule_expressions_eventbridge_accepts_load(tmp_path: Path, expressio
     assert load_config(path).settings.schedule == expression
 
 
-def test_allow_overrides_defaults_to_the_harmless_ones() -> None:
+def test_allow_overrides_is_empty_by_default() -> None:
     pipeline = adhoc_pipeline(output_url="/tmp/x")
-    assert pipeline.allow_overrides == ("since", "dry_run", "full_refresh")
-    assert "folder_id" not in pipeline.allow_overrides
+    assert pipeline.allow_overrides == ()
+
+
+def test_alias_folder_ids_must_be_folder_ids(tmp_path: Path) -> None:
+    body = {"pipelines": {"p": {"output": {"url": "/x"}, "source": {"folder_id": "A"}}}}
+    body["pipelines"]["p"]["source"]["alias_folder_ids"] = ["B_2-c"]
+    assert parse_config(body).pipelines["p"].source.alias_folder_ids == ("B_2-c",)
+    body["pipelines"]["p"]["source"]["alias_folder_ids"] = ["../x"]
+    with pytest.raises(ConfigError, match=r"source.alias_folder_ids.*'../x' is not a Drive"):
+        parse_config(body)
 
 
 def _custom(function: str, modules: list[str] | None = None) -> dict[str, object]:

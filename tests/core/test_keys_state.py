@@ -46,6 +46,17 @@ def test_reserved_prefixes() -> None:
     assert layout.quarantine_key("r1", "bad/../x.csv").startswith("_quarantine/r1/")
 
 
+def test_an_output_never_lands_in_the_bookkeeping() -> None:
+    """A Drive folder named ``_state`` (or ``_folders``...) gets a key outside the prefixes."""
+    for prefix in layout.RESERVED_PREFIXES:
+        key = layout.output_key(f"{prefix}rel.csv", ".json")
+        assert key == f"~{prefix}rel.json" and not key.startswith(layout.RESERVED_PREFIXES)
+    assert layout.output_key("_statex/a.csv", ".csv") == "_statex/a.csv"
+    assert layout.output_key("a/_state/b.csv", ".csv") == "a/_state/b.csv"
+    assert layout.folder_scope("1AbC") == "_folders/1AbC/"
+    assert layout.is_reserved(layout.folder_scope("1AbC") + "x.csv")
+
+
 def test_every_bookkeeping_key_is_reserved() -> None:
     run, item = "20260101T000000Z-0123abcd", "i00001"
     keys = {

@@ -135,8 +135,11 @@ def test_the_fraction_guard(tmp_path: Path, drive: DriveEmulator) -> None:
         (lake / relpath).unlink()
     blocked = run_sync(SyncRequest(pipeline=pipeline))
     assert blocked.removals_blocked and "3 of 10" in blocked.removals_blocked
+    # A full refresh re-reads everything but is no licence to delete past the guard...
     refreshed = run_sync(SyncRequest(pipeline=pipeline, full_refresh=True))
-    assert refreshed.counts()["removed"] == 3
+    assert refreshed.counts()["removal_blocked"] == 3 and refreshed.counts()["removed"] == 0
+    forced = run_sync(SyncRequest(pipeline=pipeline, force_removals=True))  # ...this is
+    assert forced.counts()["removed"] == 3
 
 
 def test_on_removed_keep_keeps_the_outputs(tmp_path: Path, drive: DriveEmulator) -> None:
@@ -166,16 +169,37 @@ def test_relocated_keys() -> None:
     assert relocated_key("elsewhere/b.parquet", "a/b.csv", "c.csv") is None
 
 
-def test_a_sync_of_another_folder_mirrors_nothing(tmp_path: Path, drive: DriveEmulator) -> None:
+def test_a_sync_of_an_alias_folder_mirrors_nothing(tmp_path: Path, drive: DriveEmulator) -> None:
     url = str(tmp_path / "out")
+    sub_folder = drive.id_for("lake/keep")
     pipeline = lake_pipeline(url, drive)
+    source = pipeline.source.model_copy(update={"alias_folder_ids": (sub_folder,)})
+    pipeline = pipeline.model_copy(update={"source": source})
     run_sync(SyncRequest(pipeline=pipeline))
     kept = scenario.data_keys(url)
-    sub = run_sync(SyncRequest(pipeline=pipeline, folder_id=drive.id_for("lake/keep")))
+    sub = run_sync(SyncRequest(pipeline=pipeline, folder_id=sub_folder))
     counts = sub.counts()
     assert counts["moved"] == counts["removed"] == counts["removal_blocked"] == 0, counts
     assert any("nothing mirrored" in note for note in sub.notes)
     assert kept <= scenario.data_keys(url)
+
+
+def test_a_sync_of_another_folder_has_its_own_state_and_outputs(
+    tmp_path: Path, drive: DriveEmulator
+) -> None:
+    url = str(tmp_path / "out")
+    pipeline = lake_pipeline(url, drive)
+    run_sync(SyncRequest(pipeline=pipeline))
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "out").rglob("*")) if p.is_file()}
+    sub_folder = drive.id_for("lake/keep")
+    sub = run_sync(SyncRequest(pipeline=pipeline, folder_id=sub_folder))
+    assert sub.counts()["written"] > 0 and sub.counts()["removed"] == 0
+    assert sub.destination == f"{url}/_folders/{sub_folder}"
+    assert any("its own state and outputs" in note for note in sub.notes), sub.notes
+    after = {p: p.read_bytes() for p in sorted((tmp_path / "out").rglob("*")) if p.is_file()}
+    mine = {p: b for p, b in after.items() if "_folders" not in p.parts}
+    assert mine == before  # the pipeline's outputs and state: byte-identical
+    assert (tmp_path / "out" / "_folders" / sub_folder / "_state" / "lake.json").exists()
 
 
 def test_a_narrowed_listing_removes_nothing(tmp_path: Path, drive: DriveEmulator) -> None:

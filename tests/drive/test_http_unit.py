@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 
 import pytest
 import requests
@@ -141,7 +142,10 @@ def test_connection_errors_are_retried_and_never_leak_the_api_key() -> None:
 
 @responses.activate
 def test_sheet_export_asks_for_the_chosen_format() -> None:
-    responses.get(f"{BASE}/files/s1/export", body=b"a,b\n1,2\n")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as book:  # an intact zip passes the xlsx CRC check
+        book.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+    responses.get(f"{BASE}/files/s1/export", body=archive.getvalue())
     sheet = DriveFile(
         "s1",
         "Budget",
@@ -157,7 +161,9 @@ def test_sheet_export_asks_for_the_chosen_format() -> None:
     assert csv_result.exported and csv_result.mime_type == "text/csv"
     client.fetch(sheet, io.BytesIO(), sheet_format="xlsx")
     assert responses.calls[0].request.params == {"mimeType": "text/csv"}
-    assert "spreadsheetml" in responses.calls[1].request.params["mimeType"]
+    assert responses.calls[1].request.params == {"mimeType": "text/csv"}  # the second read
+    assert "spreadsheetml" in responses.calls[2].request.params["mimeType"]
+    assert len(responses.calls) == 3  # the xlsx is verified by its CRCs, read once
     with pytest.raises(ValueError, match="sheet_format"):
         client.fetch(sheet, io.BytesIO(), sheet_format="ods")
 

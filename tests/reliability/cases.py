@@ -119,7 +119,12 @@ GOOD: list[Case] = [
 BAD: list[Case] = [
     Case("bad/empty.csv", lambda: b"", "failed", "empty"),
     Case("bad/header_only.csv", lambda: b"id,amount\n", "written", rows=0),
-    Case("bad/binary.csv", lambda: bytes(range(256)) * 64, "failed", "Error"),
+    Case(
+        "bad/binary.csv",
+        lambda: bytes(range(256)) * 64,
+        "failed",
+        "ReadError: not a CSV: binary content",
+    ),
     Case(
         "bad/latin1.csv",
         lambda: "id,amount,city\n1,2,Zürich\n2,3,Besançon\n".encode("latin-1"),
@@ -132,7 +137,12 @@ BAD: list[Case] = [
         "written",
         rows=1,
     ),
-    Case("bad/ragged.csv", lambda: b"id,amount\n1,2\n3,4,5,6\n", "failed", "Error"),
+    Case(
+        "bad/ragged.csv",
+        lambda: b"id,amount\n1,2\n3,4,5,6\n",
+        "failed",
+        "ReadError: row 3 has 4 fields, expected 2",
+    ),
     Case(
         "bad/quoted_newlines.csv",
         lambda: b'id,amount,note\n1,2,"first line\nsecond line"\n2,3,"a ""quoted"" word"\n',
@@ -156,7 +166,12 @@ BAD: list[Case] = [
         "failed",
         "amount",
     ),
-    Case("bad/not_json.jsonl", lambda: b'{"id":1,"amount":2}\n{oops\n', "failed", "Error"),
+    Case(
+        "bad/not_json.jsonl",
+        lambda: b'{"id":1,"amount":2}\n{oops\n',
+        "failed",
+        "ReadError: JSON Lines: line 2 is not valid JSON",
+    ),
     # Bounded parsing: each of these crashed or blew up the run before (issue 19).
     Case("bad/deep_array.json", lambda: b"[" * 400_000, "failed", "nested deeper than 64 levels"),
     Case(

@@ -112,6 +112,19 @@ def test_a_reference_split_between_scan_pieces_still_counts(
         check_sheet_extents(with_sheet_xml(body), max_columns=27, max_cells=1000)
 
 
+@pytest.mark.parametrize("scan_bytes", [7, 16 * 1024 * 1024])
+def test_cells_without_references_are_counted(
+    monkeypatch: pytest.MonkeyPatch, scan_bytes: int
+) -> None:
+    """``r`` is optional: rows and cells without it name no extent, but they still count
+    (the 0.9 MB workbook of 180 MB sheet XML of issue 19 had none)."""
+    monkeypatch.setattr(excel_module, "SCAN_BYTES", scan_bytes)
+    body = HEADER_ROW + "<row><c><v>1</v></c><c><v>2</v></c></row>" * 50
+    check_sheet_extents(with_sheet_xml(body), max_columns=10, max_cells=101)
+    with pytest.raises(ReadError, match="has 101 cells, over the limit of 100"):
+        check_sheet_extents(with_sheet_xml(body), max_columns=10, max_cells=100)
+
+
 XXE = '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
 LAUGHS = (
     '<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'

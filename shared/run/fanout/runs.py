@@ -245,6 +245,7 @@ def _merge_state(
     for key, entry in mirrored.get("record", {}).items():
         state.record(key, InputState(**entry))
     stale: set[str] = set(mirrored.get("delete", ()))
+    stale |= set(state.pending_deletes)  # an inline run's, left by a crash (cleared by the next)
     kept: set[str] = set()
     for result in results:
         for key, entry in result.states.items():

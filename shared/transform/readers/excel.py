@@ -69,16 +69,48 @@ def check_sheet_extents(data: bytes, max_columns: int, max_cells: int) -> None:
             if info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")
         ]
         for info in sheets:
+            tags = _TagCount()
             with archive.open(info) as member:
-                rows, columns = _extent(_pieces(member))
+                rows, columns = _extent(tags.pieces(member))
             name = info.filename.rsplit("/", 1)[-1]
             check_columns(columns, max_columns, f"xlsx {name}")
+            rows = max(rows, tags.rows)
+            if rows * columns <= max_cells < tags.cells:  # cells without r="", one after another
+                raise ReadError(
+                    f"xlsx {name} has {tags.cells:,} cells, over the limit of {max_cells:,} "
+                    "(raise read.excel.max_cells to allow more)"
+                )
             if rows * columns > max_cells:
                 raise ReadError(
                     f"xlsx {name} spans {rows:,} rows x {columns:,} columns = "
                     f"{rows * columns:,} cells, over the limit of {max_cells:,} "
                     "(raise read.excel.max_cells to allow more)"
                 )
+
+
+class _TagCount:
+    """Counts ``<row>`` and ``<c>`` elements while the extent scan reads the pieces: ``r``
+    attributes are optional, and a sheet without them names no extent at all."""
+
+    _CELLS = (b"<c>", b"<c ", b"<c/")
+    _ROWS = (b"<row>", b"<row ", b"<row/")
+
+    def __init__(self) -> None:
+        self.rows = self.cells = 0
+
+    def pieces(self, member: IO[bytes]) -> Iterator[bytes]:
+        """:func:`_pieces`, counting each element once (not again in the overlap)."""
+        carried = 0  # the piece's first bytes: the end of the block before, counted already
+        for piece in _pieces(member):
+            overlap = piece[:carried]
+            self.cells += _count(piece, self._CELLS) - _count(overlap, self._CELLS)
+            self.rows += _count(piece, self._ROWS) - _count(overlap, self._ROWS)
+            carried = min(_REF_BYTES + 4, len(piece) - carried)  # what _pieces carries over
+            yield piece
+
+
+def _count(data: bytes, patterns: tuple[bytes, ...]) -> int:
+    return sum(data.count(pattern) for pattern in patterns)
 
 
 def _pieces(member: IO[bytes]) -> Iterator[bytes]:
