@@ -5,7 +5,8 @@ IAM statements on the stage's own resources (:class:`deploy.aws_stage.AwsStage`)
 function a new permission (say Glue for tables), add a grant to :data:`GRANT_ACTIONS` with the
 resources it applies to, and name it in the function's row of :data:`GRANTS`. A grant applies
 only where the stage uses what it is for (:func:`grants`): ``work:`` with fan-out, ``push:`` and
-``channels:`` with push, ``notify:sns`` / ``notify:webhook`` with those notification targets.
+``channels:`` with push, ``notify:sns`` / ``notify:webhook`` with those notification targets,
+``glue:tables`` with ``glue`` (on by default).
 
 Who needs what, from the code paths:
 
@@ -18,6 +19,10 @@ Who needs what, from the code paths:
   the push queue; ``failed_events`` runs no sync;
 - the webhook (``api_handler``) reads channel records (the output bucket) and the channel's
   token (``shared.run.channel_secrets.read_token``), and hands off to the push queue;
+- every function that ends a sync or a fanned-out run registers the pipeline's tables when
+  its ``catalog.glue`` is set (``shared.run.tables.register``): the seven Glue actions of
+  ``glue:tables`` on the stage's database (``drivepipe_<stage>`` unless ``glue_database``
+  says otherwise) and its tables; ``failed_events`` registers nothing;
 - channel upkeep (``on_schedule``) creates a token secret per new channel and deletes a stopped
   channel's (``create_secret`` / ``delete_secret``: no ``PutSecretValue``, no reads).
 
@@ -39,22 +44,25 @@ FANOUT_FUNCTIONS = ("fanout_worker", "fanout_dead_letter")
 PUSH_FUNCTIONS = ("push_worker",)
 FAILURE_FUNCTION = "failed_events"
 NOTIFY = ("notify:sns", "notify:webhook")  # a run's notification (see the module docstring)
+GLUE = "glue:tables"  # registering a pipeline's tables (see the module docstring)
 
 # What each function's code calls. "failed:send" is not the code's: Lambda sends a failed
 # asynchronous invocation to the on-failure destination with the function's own role.
 GRANTS: dict[str, tuple[str, ...]] = {
     "api_handler": (
-        "output:rw", "drive:secret", "work:send", *NOTIFY, "push:send", "channels:read",
+        "output:rw", "drive:secret", "work:send", *NOTIFY, "push:send", "channels:read", GLUE,
     ),
-    "on_upload": ("input:read", "output:rw", "drive:secret", "failed:send", *NOTIFY, "push:send"),
+    "on_upload": (
+        "input:read", "output:rw", "drive:secret", "failed:send", *NOTIFY, "push:send", GLUE,
+    ),
     "on_schedule": (
         "output:rw", "drive:secret", "work:send", "failed:send", *NOTIFY, "push:send",
-        "channels:manage",
+        "channels:manage", GLUE,
     ),
-    "fanout_worker": ("output:rw", "drive:secret", "work:consume", *NOTIFY, "push:send"),
-    "fanout_dead_letter": ("output:rw", "dlq:consume", *NOTIFY, "push:send"),  # can finalize
+    "fanout_worker": ("output:rw", "drive:secret", "work:consume", *NOTIFY, "push:send", GLUE),
+    "fanout_dead_letter": ("output:rw", "dlq:consume", *NOTIFY, "push:send", GLUE),  # finalizes
     FAILURE_FUNCTION: ("input:read", "output:rw", "failed:consume", *NOTIFY),  # request files
-    "push_worker": ("output:rw", "drive:secret", "push:consume", *NOTIFY, "push:send"),
+    "push_worker": ("output:rw", "drive:secret", "push:consume", *NOTIFY, "push:send", GLUE),
 }  # fmt: skip
 
 OBJECT_RW = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
@@ -91,6 +99,21 @@ GRANT_ACTIONS: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...]]]] = {
     "channels:read": [
         ("ReadChannelTokens", ("secretsmanager:GetSecretValue",), ("channel_secrets",))
     ],
+    GLUE: [
+        (
+            "RegisterTablesInGlue",
+            (
+                "glue:GetTable",
+                "glue:CreateTable",
+                "glue:UpdateTable",
+                "glue:GetPartitions",
+                "glue:BatchCreatePartition",
+                "glue:BatchUpdatePartition",
+                "glue:BatchDeletePartition",
+            ),
+            ("glue_catalog", "glue_database", "glue_tables"),
+        )
+    ],
     "channels:manage": [
         (
             "ManageChannelTokens",
@@ -121,6 +144,8 @@ def applies(grant: str, stage: AwsStage) -> bool:
         return stage.notify_sns
     if grant == "notify:webhook":
         return stage.notify_webhook
+    if grant == GLUE:
+        return stage.glue
     return True
 
 

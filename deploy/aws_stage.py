@@ -22,7 +22,8 @@ S3 and EventBridge invocations), functions ``drivepipe-<stage>[-<handler>]``, la
 (``notify_webhook``, off by default); Drive push notifications (``push``, off by default): queue
 ``drivepipe-push-<stage>`` (+ ``-dlq``), consumed by ``push_worker``, channel tokens under
 ``drivepipe/<stage>/channels/``, and ``push_address``, the public URL of
-``POST /drive/notifications`` (known after the first deploy).
+``POST /drive/notifications`` (known after the first deploy); tables registered in Glue
+(``glue``, on by default): database ``drivepipe_<stage>`` (``glue_database`` to name another).
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class AwsStage:
     notify_webhook: bool = False  # ...and to a webhook whose URL is in a secret
     push: bool = False  # Drive push notifications: the public route, push_worker, its queue
     push_address: str = ""  # https://.../api/drive/notifications, once the API exists
+    glue: bool = True  # the functions may register tables in the stage's Glue database
+    glue_database: str = ""  # that database; empty: drivepipe_<stage>
 
     def __post_init__(self) -> None:
         if not (self.account.isdigit() and len(self.account) == 12):
@@ -161,6 +164,11 @@ class AwsStage:
         return f"{APP_NAME}/{self.name}/channels"
 
     @property
+    def glue_database_name(self) -> str:
+        """The Glue database the functions may register tables in (``catalog.glue.database``)."""
+        return self.glue_database or f"{APP_NAME}_{self.name}"
+
+    @property
     def layer_arn(self) -> str:
         """Our layer's version ARN in this stage's region and account."""
         return (
@@ -188,6 +196,7 @@ class AwsStage:
     def arns(self) -> dict[str, str]:
         """Resource kinds (as :data:`deploy.aws_policy.GRANT_ACTIONS` names them) to ARNs."""
         secret = self.secret_arn(self.secret_name)
+        glue = f"arn:aws:glue:{self.region}:{self.account}"
         return {
             "input_bucket": f"arn:aws:s3:::{self.input_bucket}",
             "input_objects": f"arn:aws:s3:::{self.input_bucket}/*",
@@ -202,6 +211,9 @@ class AwsStage:
             "push_queue": self.queue_arn(self.push_queue),
             # one secret per channel, created at renewal: the stage's prefix, any name below it
             "channel_secrets": self.secret_arn(self.channel_secrets_prefix) + "/*",
+            "glue_catalog": f"{glue}:catalog",
+            "glue_database": f"{glue}:database/{self.glue_database_name}",
+            "glue_tables": f"{glue}:table/{self.glue_database_name}/*",
         }
 
     def timeout(self, function: str) -> int:

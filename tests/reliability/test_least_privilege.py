@@ -94,6 +94,13 @@ def test_aws_policy_grants_named_actions_on_named_resources(policy: Path) -> Non
             if ":sqs:" in resource:
                 assert resource.rsplit(":", 1)[1].startswith("drivepipe-"), (policy.name, resource)
                 assert f"-{stage}" in resource.rsplit(":", 1)[1], (policy.name, resource)
+            if ":glue:" in resource:  # the catalog, the stage's database and its tables only
+                glue = resource.split(":", 5)[5]
+                assert glue in (
+                    "catalog",
+                    f"database/drivepipe_{stage}",
+                    f"table/drivepipe_{stage}/*",
+                ), (policy.name, resource)
             if resource.startswith("arn:aws:s3:::"):
                 bucket = resource.removeprefix("arn:aws:s3:::").split("/")[0]
                 assert bucket and "*" not in bucket, (policy.name, resource)
@@ -105,6 +112,25 @@ def test_aws_policy_grants_named_actions_on_named_resources(policy: Path) -> Non
                 assert resource.endswith(
                     f":log-group:/aws/lambda/drivepipe-{policy.stem.split('-')[1]}{suffix}:*"
                 )
+
+
+def test_glue_goes_to_the_functions_that_end_runs_and_only_there() -> None:
+    """Registering tables (``shared.run.tables.register``) happens where a sync or a fanned-out
+    run ends; ``failed_events`` writes manifests of failed invocations and registers nothing."""
+    with_glue = {
+        p.stem.split("-", 2)[2]
+        for p in POLICIES
+        if p.stem.startswith("policy-dev-")
+        and any(s["Sid"] == "RegisterTablesInGlue" for s in json.loads(p.read_text())["Statement"])
+    }
+    assert with_glue == {
+        "api_handler",
+        "on_upload",
+        "on_schedule",
+        "fanout_worker",
+        "fanout_dead_letter",
+        "push_worker",
+    }
 
 
 def _gcp() -> DeployConfig:

@@ -1,4 +1,5 @@
-"""The stage policy's Glue actions allow what catalog registration calls, and none is spare:
+"""The generated stage policy's Glue actions (the ``glue:tables`` grant of
+:mod:`deploy.aws_policy`) allow what catalog registration calls, and none is spare:
 proved by enforcement on a moto server that authorizes every request against IAM
 (``INITIAL_NO_AUTH_ACTION_COUNT``: only the setup requests go unchecked)."""
 
@@ -19,7 +20,10 @@ from shared.errors import CatalogError
 from shared.storage.catalog import CatalogTable
 from shared.storage.catalog.glue import GlueCatalog
 
-POLICY = Path(__file__).resolve().parents[2] / "chalice_app" / ".chalice" / "policy-dev.json"
+CHALICE_DIR = Path(__file__).resolve().parents[2] / "chalice_app" / ".chalice"
+# Every function that ends a run registers tables; the API handler's policy stands for them
+# (tests/reliability/test_least_privilege.py checks each function's grants).
+POLICY = CHALICE_DIR / "policy-dev-api_handler.json"
 # Enough unchecked requests for the readiness probe and the setup; the rest are spent before
 # the test starts, so every request it makes is authenticated and authorized.
 SETUP_REQUESTS = 12
@@ -51,7 +55,7 @@ def enforcing_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
 
 
 def glue_statement(drop: str | None = None) -> dict[str, Any]:
-    """RegisterTablesInGlue's actions from the dev stage policy, optionally without one.
+    """RegisterTablesInGlue's actions from the generated dev policy, optionally without one.
 
     moto authorizes Glue requests by action against the resource ``*`` (its Glue responses
     name no resource; only S3's do), so a statement scoped to ARNs never matches there: the
