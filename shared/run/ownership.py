@@ -15,8 +15,9 @@ The rule, deterministic and order-independent (the same on every run):
   or the workbook whose sheets would go in a folder other inputs write in (its sheet names
   are not known before it is read). Below a key the state still gives another input, an input
   fails clearly and is tried again: next run, once that input has been renamed;
-* among inputs new to a key, the one whose name needed no sanitising keeps it when it is the
-  only one (a real ``a_b.csv`` beside ``a\nb.csv``; ``sub/b.csv`` beside ``sub\\b.csv``);
+* among inputs new to a key, the one whose name changed least keeps it when no other changed
+  as little (a real ``a_b.csv`` beside ``a\nb.csv``; ``sub/b.csv`` beside ``sub\\b.csv``; in
+  the table layout, ``a__b.csv`` beside ``a/b.csv``, whose folder alone was joined by ``__``);
   otherwise all of them yield (``a.csv`` and ``a.xlsx``), so none is silently "the real one";
 * an input that yields gets ``~<8 hex of sha1(Drive id)>`` before its input extension, like
   the listing's ``dup~`` tags (a longer tag from id and path if that clashes too); one that
@@ -114,13 +115,17 @@ def _stem(path: str, flat: bool = False) -> str:
     return safe_key(layout.strip_input_extension(path))
 
 
-def _is_clean(path: str, flat: bool = False) -> bool:
-    """True when the name needed no sanitising to become a key."""
-    stem = layout.strip_input_extension(path)
+def _cleanness(path: str, flat: bool = False) -> int:
+    """How little the name changed to become a key: 2 not at all, 1 (flat) only its folders
+    joined by ``__``, 0 sanitised. Of clashing names, the one cleaner than all others keeps."""
+    raw = layout.strip_input_extension(path)
     try:
-        return _stem(path, flat) == stem
+        stem = _stem(path, flat)
     except StorageError:
-        return False
+        return 0
+    if stem == raw:
+        return 2
+    return 1 if flat and stem == raw.replace("/", layout.TABLE_SEPARATOR) else 0
 
 
 def _ancestors(key: str) -> list[str]:
@@ -233,9 +238,8 @@ def assign_output_paths(
             elif owns(owner):
                 keeps = True
             else:
-                keeps = _is_clean(path, flat) and not any(
-                    _is_clean(current[r][1], flat) for r in rivals
-                )
+                mine = _cleanness(path, flat)
+                keeps = mine > 0 and all(_cleanness(current[r][1], flat) < mine for r in rivals)
             if not keeps:
                 yielders[owner] = f"{claim.shown} is also {_describe(same)}'s"
         elif path != cand.path:

@@ -212,7 +212,7 @@ def test_the_cli_takes_every_override_without_allow_overrides(
     assert not (tmp_path / "out" / "sales").exists()
     since = ["--since", "2000-01-01T00:00:00Z", "--full-refresh", "--force-removals"]
     assert main(["sync", "--config", str(config), *since]) == EXIT_OK
-    assert (tmp_path / "out" / "sales/2024/q1.csv").exists()
+    assert (tmp_path / "out" / "sales/sales__2024__q1.csv").exists()
 
 
 def test_a_listed_alias_folder_syncs_into_the_pipeline(

@@ -20,6 +20,7 @@ from shared.run import process
 from shared.run.fanout.planner import FanoutStarted, start_fanout
 from shared.run.fanout.worker import handle_item
 from shared.run.sync import SyncRequest
+from shared.storage import layout
 from tests.fanout.conftest import ListQueue
 
 FILES = {f"d{n % 3}/f{n}.csv": f"units\n{n}\n" for n in range(8)}
@@ -88,4 +89,4 @@ def test_a_work_item_downloads_while_it_processes_under_the_bound(
     assert sum(e.phase == "start" and e.endpoint == "media" for e in log) == len(FILES)
     assert {e.endpoint for e in log} == {"media"}  # no listing: the item says what to fetch
     written = sorted(p.name for p in (tmp_path / "out").rglob("*.csv"))
-    assert written == sorted(Path(p).name for p in FILES)
+    assert written == sorted(f"{layout.flat_name(p)}.csv" for p in FILES)  # d0/f0 → d0__f0

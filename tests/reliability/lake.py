@@ -24,6 +24,7 @@ import pandas as pd
 
 from shared.storage import Storage, layout
 from shared.storage.local import TEMP_PREFIX
+from shared.transform.tables.options import LINEAGE_COLUMNS
 from tests.reliability.helpers import missing_outputs
 
 Row = tuple[str, ...]
@@ -66,7 +67,9 @@ class Audit:
 
 
 def frame_rows(frame: pd.DataFrame) -> list[Row]:
-    """The rows of ``frame`` as tuples of strings (column order as written)."""
+    """The rows of ``frame`` as tuples of strings (column order as written), without the
+    table layout's lineage columns (``_drive_id``...: the output's, not the source row's)."""
+    frame = frame.drop(columns=[c for c in LINEAGE_COLUMNS if c in frame.columns])
     return [tuple(str(v) for v in row) for row in frame.itertuples(index=False, name=None)]
 
 

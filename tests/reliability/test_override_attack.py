@@ -53,7 +53,7 @@ def test_a_folder_override_cannot_replace_the_outputs(
     config = deploy({"settings": settings, "pipelines": {"sales": body}})
     assert cli_main(["sync", "--config", str(config)]) == EXIT_OK
     before = pipeline_bytes(out)
-    assert "report.csv" in before and "_state/sales.json" in before
+    assert "sales/report.csv" in before and "_state/sales.json" in before
     attack = json.dumps({"pipeline": "sales", "folder_id": other, "full_refresh": True})
     s3 = moto_server.client()
 

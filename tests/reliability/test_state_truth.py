@@ -26,6 +26,10 @@ from tests.reliability.lake import Row, audit, leftover_temp_files, tagged_rows,
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 120  # a cap for a hung child, not a margin
+# Where the table layout (the default) puts the workbook's sheets and b.csv's rows.
+S1_KEY = layout.table_output_key(layout.table_name("rel", "S1"), "book.xlsx", ".parquet")
+S2_KEY = layout.table_output_key(layout.table_name("rel", "S2"), "book.xlsx", ".parquet")
+B_KEY = layout.table_output_key("rel", "b.csv", ".parquet")
 
 
 def workbook(path: Path, sheets: dict[str, str]) -> dict[str, list[Row]]:
@@ -81,7 +85,7 @@ def test_a_workbook_losing_a_sheet_then_a_kill_leaves_no_claim_on_a_deleted_outp
     write_tagged_csv(drive_root / "zz.csv", "zz", 3)
     assert cli_main(["sync", "--config", str(config), "--json"]) == 0
     dest = open_storage(dest_url)
-    assert dest.exists("book/S2.parquet")
+    assert dest.exists(S2_KEY)
 
     # The workbook shrinks to one sheet; the input after it kills the process (exit 137)
     # once the workbook is processed and before any state save.
@@ -89,17 +93,17 @@ def test_a_workbook_losing_a_sheet_then_a_kill_leaves_no_claim_on_a_deleted_outp
     (drive_root / "zz.csv").write_text("poison,row\n1,1\n")
     died = run_cli(config)
     assert died.returncode == 137, died.stderr[-2000:]
-    s1 = pd.read_parquet(io.BytesIO(dest.read("book/S1.parquet")))
+    s1 = pd.read_parquet(io.BytesIO(dest.read(S1_KEY)))
     assert s1["file"].tolist() == ["s1-v2"] * 5  # the workbook was processed before the kill
 
-    assert missing_outputs(dest, "rel") == []  # the state names book/S2, so it must be there
+    assert missing_outputs(dest, "rel") == []  # the state names S2's output, so it is there
     (book,) = (e for e in state_entries(dest, "rel").values() if e["path"] == "book.xlsx")
-    assert "book/S2.parquet" in book["output_keys"]
+    assert S2_KEY in book["output_keys"]
 
     expected["zz"] = write_tagged_csv(drive_root / "zz.csv", "zz", 4)
     expire_sync_lease(dest)
     assert cli_main(["sync", "--config", str(config), "--json"]) == 0
-    assert not dest.exists("book/S2.parquet")
+    assert not dest.exists(S2_KEY)
     lake = audit(dest, expected)
     assert lake.ok and lake.correct == 2, lake.summary()
 
@@ -152,7 +156,7 @@ def test_a_kill_at_any_crash_point_leaves_the_state_truthful(
     assert cli_main(["sync", "--config", str(config), "--json"]) == 0
     lake = audit(dest, expected)
     assert lake.ok and lake.correct == len(expected), lake.summary()
-    assert not dest.exists("b.parquet") and not dest.exists("book/S2.parquet")
+    assert not dest.exists(B_KEY) and not dest.exists(S2_KEY)
     assert state_entries(dest, "rel") and not _pending(dest)
 
 
