@@ -10,7 +10,15 @@ import pytest
 import requests
 
 from devstack.servers import MotoServer
+from shared.storage import layout
 from tests.push.aws_stack import AwsPush, aws_push_stack, wait_for
+
+
+def key(path: str) -> str:
+    """Where the table layout puts the output of Drive file ``path`` (no extension) under the
+    destination prefix ``sales/``: the pipeline's table ``sales``, folders joined by ``__``."""
+    return f"sales/{layout.table_output_key('sales', path, '.parquet')}"
+
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +45,14 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 def test_an_edit_a_move_and_a_delete_reach_the_lake(aws: AwsPush) -> None:
     schedules = len(aws.runs("schedule"))
     aws.write("push/a.csv", "Region,Units\nnorth,1\n")
-    wait_for(lambda: "sales/push/a.parquet" in aws.data_keys(), "the new file's output")
+    wait_for(lambda: key("push/a") in aws.data_keys(), "the new file's output")
     aws.write("push/a.csv", "Region,Units\nnorth,1\nsouth,2\n")
-    wait_for(lambda: len(aws.frame("sales/push/a.parquet")) == 2, "the edit")
+    wait_for(lambda: len(aws.frame(key("push/a"))) == 2, "the edit")
     (aws.root / "push" / "moved").mkdir()
     os.rename(aws.root / "push" / "a.csv", aws.root / "push" / "moved" / "a.csv")
-    moved = "sales/push/moved/a.parquet"
+    moved = key("push/moved/a")
     wait_for(
-        lambda: moved in (keys := aws.data_keys()) and "sales/push/a.parquet" not in keys,
+        lambda: moved in (keys := aws.data_keys()) and key("push/a") not in keys,
         "the move (new key written, old one gone)",
     )
     assert len(aws.frame(moved)) == 2
@@ -63,7 +71,7 @@ def test_a_burst_of_50_notifications_makes_at_most_two_syncs(aws: AwsPush) -> No
     for n in range(50):
         aws.write(f"burst/f{n:02d}.csv", f"Region,Units\nnorth,{n}\n")
     aws.drive.poll_changes()
-    wanted = {f"sales/burst/f{n:02d}.parquet" for n in range(50)}
+    wanted = {key(f"burst/f{n:02d}") for n in range(50)}
     wait_for(lambda: wanted <= aws.data_keys(), "all 50 outputs")
     aws.settle()
     delivered = aws.drive.watch.sent("change")[sent_before:]
@@ -74,7 +82,7 @@ def test_a_burst_of_50_notifications_makes_at_most_two_syncs(aws: AwsPush) -> No
 
 def test_forged_unknown_and_replayed_notifications_change_nothing(aws: AwsPush) -> None:
     aws.write("forged/genuine.csv", "Region,Units\nnorth,1\n")  # one real notification
-    wait_for(lambda: "sales/forged/genuine.parquet" in aws.data_keys(), "a real change")
+    wait_for(lambda: key("forged/genuine") in aws.data_keys(), "a real change")
     aws.settle()
     record = aws.record()
     assert record.current is not None
@@ -105,9 +113,9 @@ def test_forged_unknown_and_replayed_notifications_change_nothing(aws: AwsPush) 
     assert aws.queued() == 0 and aws.requested() == seen
     assert aws.data_keys() == lake and len(aws.runs()) == runs
     s3 = aws.moto.client("s3")
-    for key in aws.keys(""):  # manifests, state, the channel record, outputs: no token
-        body = s3.get_object(Bucket=aws.output_bucket, Key=key)["Body"].read()
-        assert genuine["X-Goog-Channel-Token"].encode() not in body, key
+    for name in aws.keys(""):  # manifests, state, the channel record, outputs: no token
+        body = s3.get_object(Bucket=aws.output_bucket, Key=name)["Body"].read()
+        assert genuine["X-Goog-Channel-Token"].encode() not in body, name
 
 
 def test_the_schedule_renews_an_expiring_channel_with_no_gap(
@@ -125,7 +133,7 @@ def test_the_schedule_renews_an_expiring_channel_with_no_gap(
     history = aws.drive.watch.history
     assert history.index(("opened", new.id)) < history.index(("stopped", old.id))
     aws.write("renew/after.csv", "Region,Units\nnorth,2\n")
-    wanted = {"sales/renew/before.parquet", "sales/renew/after.parquet"}
+    wanted = {key("renew/before"), key("renew/after")}
     wait_for(lambda: wanted <= aws.data_keys(), "both changes, across the renewal")
     aws.settle()
     channels = {d.channel_id for d in aws.drive.watch.sent("change")}
@@ -142,11 +150,13 @@ def test_a_dropped_notification_is_healed_by_the_next_reconcile(aws: AwsPush) ->
     aws.drive.poll_changes()
     aws.settle()
     assert [d.status for d in aws.drive.watch.sent("change")][-1] is None  # never sent
-    assert "sales/dropped/x.parquet" not in aws.data_keys()
+    assert key("dropped/x") not in aws.data_keys()
     assert len(aws.runs("push")) == pushes
+    scheduled = len(aws.runs("schedule"))
     aws.fire_schedule()
-    assert "sales/dropped/x.parquet" in aws.data_keys()
-    assert aws.runs()[-1]["trigger"] == "schedule"
+    assert key("dropped/x") in aws.data_keys()
+    # The schedule's run wrote it (run ids sort by second, then at random: count, not order).
+    assert len(aws.runs("schedule")) == scheduled + 1
 
 
 def test_a_channel_drive_stopped_is_reopened_by_the_schedule(
@@ -159,15 +169,15 @@ def test_a_channel_drive_stopped_is_reopened_by_the_schedule(
     aws.write("silent/y.csv", "Region,Units\nnorth,8\n")
     aws.drive.poll_changes()
     aws.settle()
-    assert "sales/silent/y.parquet" not in aws.data_keys()
+    assert key("silent/y") not in aws.data_keys()
     env.setenv("DRIVEPIPE_PUSH_SILENT_MINUTES", "0.0001")  # the last notification is "old"
     results = aws.fire_schedule()
-    assert "sales/silent/y.parquet" in aws.data_keys()  # the reconcile healed it
+    assert key("silent/y") in aws.data_keys()  # the reconcile healed it
     assert results[0]["channel"]["action"] == "reopened", results
     fresh = aws.record().current
     assert fresh is not None and fresh.id != dead.id
     aws.write("silent/z.csv", "Region,Units\nnorth,9\n")
-    wait_for(lambda: "sales/silent/z.parquet" in aws.data_keys(), "a change on the new channel")
+    wait_for(lambda: key("silent/z") in aws.data_keys(), "a change on the new channel")
 
 
 def test_the_webhook_refuses_bad_requests_over_http(aws: AwsPush) -> None:

@@ -26,8 +26,15 @@ from devstack.servers import GcsEmulator
 from shared.run import channel_secrets, pending
 from shared.run.channels import ChannelRecord
 from shared.settings import _load
-from shared.storage import open_storage
+from shared.storage import layout, open_storage
 from tests.push.aws_stack import wait_for
+
+
+def key(path: str) -> str:
+    """Where the table layout puts the output of Drive file ``path`` (no extension) under the
+    destination prefix ``sales/``: the pipeline's table ``sales``, folders joined by ``__``."""
+    return f"sales/{layout.table_output_key('sales', path, '.parquet')}"
+
 
 pytestmark = pytest.mark.slow
 CONFIG = Path(__file__).resolve().parents[2] / "gcp_functions" / "drivepipe.toml"
@@ -123,21 +130,21 @@ def test_the_first_tick_opened_a_channel_to_the_function(gcp: GcpPush) -> None:
     assert current is not None and current.address == gcp.stack.url("drive_notifications") + "/"
     assert {c.id for c in gcp.drive.watch.open_channels()} == {current.id}
     assert current.token_ref.startswith("gcp-sm:projects/local/secrets/")
-    assert "sales/sales/q1.parquet" in gcp.data_keys()  # ...and reconciled the lake
+    assert key("sales/q1") in gcp.data_keys()  # ...and reconciled the lake
 
 
 def test_an_edit_a_move_and_a_delete_reach_the_lake(gcp: GcpPush) -> None:
     gcp.settle()
     schedules = len(gcp.runs("scheduler"))
     gcp.write("sales/push/a.csv", "region,units\nnorth,1\n")
-    wait_for(lambda: "sales/sales/push/a.parquet" in gcp.data_keys(), "the new file's output")
+    wait_for(lambda: key("sales/push/a") in gcp.data_keys(), "the new file's output")
     gcp.write("sales/push/a.csv", "region,units\nnorth,1\nsouth,2\n")
-    wait_for(lambda: len(gcp.frame("sales/sales/push/a.parquet")) == 2, "the edit")
+    wait_for(lambda: len(gcp.frame(key("sales/push/a"))) == 2, "the edit")
     (gcp.root / "sales" / "moved").mkdir()
     os.rename(gcp.root / "sales/push/a.csv", gcp.root / "sales/moved/a.csv")
-    moved = "sales/sales/moved/a.parquet"
+    moved = key("sales/moved/a")
     wait_for(
-        lambda: moved in (keys := gcp.data_keys()) and "sales/sales/push/a.parquet" not in keys,
+        lambda: moved in (keys := gcp.data_keys()) and key("sales/push/a") not in keys,
         "the move",
     )
     (gcp.root / "sales/moved/a.csv").unlink()
@@ -154,7 +161,7 @@ def test_a_burst_of_50_notifications_makes_at_most_two_syncs(gcp: GcpPush) -> No
     for n in range(50):
         gcp.write(f"sales/burst/f{n:02d}.csv", f"region,units\nnorth,{n + 1}\n")
     gcp.drive.poll_changes()
-    wanted = {f"sales/sales/burst/f{n:02d}.parquet" for n in range(50)}
+    wanted = {key(f"sales/burst/f{n:02d}") for n in range(50)}
     wait_for(lambda: wanted <= gcp.data_keys(), "all 50 outputs")
     gcp.settle()
     delivered = gcp.drive.watch.sent("change")[sent_before:]
@@ -164,7 +171,7 @@ def test_a_burst_of_50_notifications_makes_at_most_two_syncs(gcp: GcpPush) -> No
 
 def test_forged_unknown_and_replayed_notifications_change_nothing(gcp: GcpPush) -> None:
     gcp.write("sales/forged/genuine.csv", "region,units\nnorth,1\n")  # one real notification
-    wait_for(lambda: "sales/sales/forged/genuine.parquet" in gcp.data_keys(), "a real change")
+    wait_for(lambda: key("sales/forged/genuine") in gcp.data_keys(), "a real change")
     gcp.settle()
     current = gcp.record().current
     seen = pending.requested(gcp.dest(), "sales")
@@ -193,9 +200,9 @@ def test_forged_unknown_and_replayed_notifications_change_nothing(gcp: GcpPush) 
     assert pending.requested(gcp.dest(), "sales") == seen
     assert gcp.data_keys() == lake and len(gcp.runs()) == runs
     bucket = gcp.stack.client.bucket("out-push")
-    for key in gcp.keys(""):  # manifests, state, the channel record, outputs: no token
-        data = bucket.blob(key).download_as_bytes()
-        assert genuine["X-Goog-Channel-Token"].encode() not in data, key
+    for name in gcp.keys(""):  # manifests, state, the channel record, outputs: no token
+        data = bucket.blob(name).download_as_bytes()
+        assert genuine["X-Goog-Channel-Token"].encode() not in data, name
 
 
 def test_the_schedule_renews_the_channel_with_no_gap(gcp: GcpPush) -> None:
@@ -209,7 +216,7 @@ def test_the_schedule_renews_the_channel_with_no_gap(gcp: GcpPush) -> None:
     history = gcp.drive.watch.history
     assert history.index(("opened", new.id)) < history.index(("stopped", old.id))
     gcp.write("sales/renew/after.csv", "region,units\nnorth,2\n")
-    wanted = {"sales/sales/renew/before.parquet", "sales/sales/renew/after.parquet"}
+    wanted = {key("sales/renew/before"), key("sales/renew/after")}
     wait_for(lambda: wanted <= gcp.data_keys(), "both changes, across the renewal")
     gcp.settle()
     assert new.id in {d.channel_id for d in gcp.drive.watch.sent("change")}
@@ -225,8 +232,10 @@ def test_a_dropped_notification_is_healed_by_the_next_reconcile(gcp: GcpPush) ->
     gcp.drive.poll_changes()
     gcp.settle()
     assert gcp.drive.watch.sent("change")[-1].status is None
-    assert "sales/sales/dropped/x.parquet" not in gcp.data_keys()
+    assert key("sales/dropped/x") not in gcp.data_keys()
     assert len(gcp.runs("push")) == pushes
+    scheduled = len(gcp.runs("scheduler"))
     gcp.schedule()
-    assert "sales/sales/dropped/x.parquet" in gcp.data_keys()
-    assert gcp.runs()[-1]["trigger"] == "scheduler"
+    assert key("sales/dropped/x") in gcp.data_keys()
+    # The schedule's run wrote it (run ids sort by second, then at random: count, not order).
+    assert len(gcp.runs("scheduler")) == scheduled + 1
