@@ -8,6 +8,9 @@ sync would keep them as unchanged. So a request naming a folder other than the p
 its outputs, state, manifests, quarantine and locks are all its own. Folders the pipeline's
 owner lists in ``source.alias_folder_ids`` sync into the pipeline's own state and outputs, as
 does any folder for a pipeline that has no ``folder_id`` (nothing to protect there).
+
+A scoped run registers no tables: its rows are not the pipeline's table, and telling Glue or
+BigQuery about them would point the table's location at the isolated prefix.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.storage import layout
+from shared.storage.catalog.options import CatalogOptions
 
 if TYPE_CHECKING:
     from shared.config import Pipeline
@@ -40,4 +44,6 @@ def scope_pipeline(pipeline: Pipeline, folder_id: str | None) -> Pipeline:
         return pipeline
     output = pipeline.output.model_copy(update={"url": scoped_url(pipeline.output.url, folder_id)})
     source = pipeline.source.model_copy(update={"folder_id": folder_id, "alias_folder_ids": ()})
-    return pipeline.model_copy(update={"output": output, "source": source})
+    return pipeline.model_copy(
+        update={"output": output, "source": source, "catalog": CatalogOptions()}
+    )
