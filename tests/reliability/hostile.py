@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from shared.transform.readers.options import DEFAULT_MAX_XLSX_UNCOMPRESSED_BYTES
-from tests.reliability.cases import _deep_line, _far_corner_xlsx, _wide_csv
+from tests.reliability.cases import _deep_line, _far_corner_xlsx, _parquet, _wide_csv, _xlsx
 from tests.reliability.lake import Row, tagged_rows
 
 PARQUET = re.escape("ReadError: not a readable Parquet file: ")
@@ -40,18 +40,6 @@ class Hostile:
 
 def _tagged_csv(tag: str, count: int) -> Callable[[], bytes]:
     return lambda: ("file,row\n" + "".join(f"{tag},{i}\n" for i in range(count))).encode()
-
-
-def _parquet(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
-def _xlsx(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_excel(buffer, index=False)
-    return buffer.getvalue()
 
 
 def _corrupt_parquet() -> bytes:
