@@ -101,6 +101,9 @@ def lake_rows(dest: Storage) -> tuple[Counter[Row], list[str]]:
         except Exception:  # a partial or foreign object at a final key: say which
             unreadable.append(key)
             continue
+        # A column the table gained after this file's input was read (another input added
+        # it: schema evolution) holds nothing here; it is not part of this input's rows.
+        frame = frame.loc[:, frame.notna().any(axis=0) | (len(frame) == 0)]
         rows.update(frame_rows(frame.astype(str)))
     return rows, unreadable
 
