@@ -57,8 +57,10 @@ def test_adaptive_backoff_keeps_rate_limit_answers_few(
     # Each 403 the emulator sent cost the client exactly one retry.
     assert adaptive["retries"].get("rate_limit_403", 0) == adaptive["limited"]
     assert fixed["retries"].get("rate_limit_403", 0) == fixed["limited"]
-    # Without the shared limiter the threads keep running into the quota...
-    assert fixed["limited"] > FILES // 2, fixed
+    # Without the shared limiter the threads keep running into the quota (hundreds of 403s
+    # on an idle machine; 52 seen once on a loaded one, whose stalled threads refill the
+    # bucket: the baseline only has to show the quota biting)...
+    assert fixed["limited"] > FILES // 4, fixed
     # ...with it, the first 403s slow every thread down and few more follow.
     assert adaptive["decreases"] >= 1
     assert adaptive["limited"] <= FILES // 6, adaptive
