@@ -162,6 +162,7 @@ class FaultInjector:
         with self._lock:
             self.config = config
             self._rng = random.Random(config.seed)
+            self._seen: Counter[str] = Counter()
             self._tokens = float(max(1.0, config.rate_limit_qps or 1.0))
             self._refilled_at = time.monotonic()
 
@@ -187,14 +188,24 @@ class FaultInjector:
                 return None
             return rate_limited("userRateLimitExceeded")
 
-    def pick(self, media: bool) -> str | None:
-        """The fault kind for this request, or None. Media-only kinds only for media bodies."""
+    def pick(self, media: bool = False, request: str | None = None) -> str | None:
+        """The fault kind for this request, or None. Media-only kinds only for media bodies.
+
+        With a seed and the ``request`` (method and URL), the choice depends only on the seed,
+        the request and how many times it was made before: the same requests get the same
+        faults whatever order a client's threads send them in.
+        """
         with self._lock:
             cfg = self.config
-            if cfg.rate <= 0 or self._rng.random() >= cfg.rate:
+            rng = self._rng
+            if cfg.seed is not None and request is not None:
+                nth = self._seen[request]
+                self._seen[request] += 1
+                rng = random.Random(f"{cfg.seed}\x00{request}\x00{nth}")
+            if cfg.rate <= 0 or rng.random() >= cfg.rate:
                 return None
             kinds = [k for k in cfg.kinds if media or k not in MEDIA_ONLY_KINDS]
-            return self._rng.choice(kinds) if kinds else None
+            return rng.choice(kinds) if kinds else None
 
     def error_for(self, kind: str) -> ApiError:
         """The HTTP error an error-type fault answers with."""

@@ -135,7 +135,9 @@ class DriveRequestHandler(BaseHTTPRequestHandler):
             if limited is not None:
                 emu.stats.count_fault("qps_limit")
                 raise limited
-            fault = emu.faults.pick(media=endpoint in ("media", "export"))
+            fault = emu.faults.pick(
+                media=endpoint in ("media", "export"), request=f"{self.command} {self.path}"
+            )
             if fault is not None:
                 emu.stats.count_fault(fault)
                 if fault == "reset":

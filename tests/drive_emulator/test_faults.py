@@ -104,6 +104,30 @@ def test_fault_rate_hits_a_share_of_requests(
     assert fresh_emu.stats.snapshot()["requests"] == {"list": 60}
 
 
+def test_a_seed_gives_each_request_the_same_faults_in_any_order(
+    fresh_emu: DriveEmulator, http: requests.Session
+) -> None:
+    """Threads send requests in a different order every run; a seed must still reproduce."""
+    sizes = list(range(1, 31))
+
+    def statuses(order: list[int]) -> dict[int, list[int]]:
+        fresh_emu.set_faults(FaultConfig(rate=0.4, kinds=("503",), seed=7))
+        seen: dict[int, list[int]] = {n: [] for n in order}
+        for n in order + order:  # each request twice: its first and second sending differ
+            seen[n].append(call(http, fresh_emu, "files", pageSize=n).status_code)
+        return seen
+
+    forward = statuses(sizes)
+    backward = statuses(sizes[::-1])
+    assert forward == backward
+    first_sendings = [codes[0] for codes in forward.values()]
+    assert 503 in first_sendings and 200 in first_sendings  # the rate still applies
+    # Another seed is another draw.
+    fresh_emu.set_faults(FaultConfig(rate=0.4, kinds=("503",), seed=8))
+    other = {n: call(http, fresh_emu, "files", pageSize=n).status_code for n in sizes}
+    assert other != {n: codes[0] for n, codes in forward.items()}
+
+
 def test_qps_limit_answers_user_rate_limit(
     fresh_emu: DriveEmulator, http: requests.Session
 ) -> None:
