@@ -113,7 +113,7 @@ def test_a_seed_gives_each_request_the_same_faults_in_any_order(
     def statuses(order: list[int]) -> dict[int, list[int]]:
         fresh_emu.set_faults(FaultConfig(rate=0.4, kinds=("503",), seed=7))
         seen: dict[int, list[int]] = {n: [] for n in order}
-        for n in order + order:  # each request twice: its first and second sending differ
+        for n in order + order:  # each twice: the second sending is a draw of its own
             seen[n].append(call(http, fresh_emu, "files", pageSize=n).status_code)
         return seen
 
