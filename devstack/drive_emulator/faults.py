@@ -197,12 +197,14 @@ class FaultInjector:
         """
         with self._lock:
             cfg = self.config
+            if cfg.rate <= 0:
+                return None
             rng = self._rng
             if cfg.seed is not None and request is not None:
                 nth = self._seen[request]
                 self._seen[request] += 1
                 rng = random.Random(f"{cfg.seed}\x00{request}\x00{nth}")
-            if cfg.rate <= 0 or rng.random() >= cfg.rate:
+            if rng.random() >= cfg.rate:
                 return None
             kinds = [k for k in cfg.kinds if media or k not in MEDIA_ONLY_KINDS]
             return rng.choice(kinds) if kinds else None
